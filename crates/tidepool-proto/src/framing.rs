@@ -1,0 +1,174 @@
+//! Framing: split complete messages off a receive buffer, checking every declared length against a
+//! limit *before* reserving memory for the body.
+//!
+//! Regular messages are `tag:u8 len:i32 body` (len counts itself); startup-phase packets have no tag.
+//! A frame keeps its raw bytes so a proxy can forward it untouched.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::ProtoError;
+
+/// PostgreSQL's own limit for the startup packet (`MAX_STARTUP_PACKET_LENGTH`).
+pub const MAX_STARTUP_PACKET: usize = 10_000;
+/// PostgreSQL's limit for messages before authentication completes (`PQ_SMALL_MESSAGE_LIMIT`).
+pub const MAX_PRE_AUTH_MESSAGE: usize = 10_000;
+/// Absolute ceiling for any message (`PQ_LARGE_MESSAGE_LIMIT`, 1 GiB − 1).
+pub const MAX_MESSAGE_CEILING: usize = (1 << 30) - 1;
+
+/// Length limits for one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest accepted message after authentication (whole frame, header included).
+    pub max_message_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_message_size: 64 << 20 }
+    }
+}
+
+/// One complete tagged message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub tag: u8,
+    /// The whole message: tag, length and body.
+    pub raw: Bytes,
+}
+
+impl Frame {
+    /// The body after the 5-byte header.
+    pub fn body(&self) -> &[u8] {
+        self.raw.get(5..).unwrap_or_default()
+    }
+}
+
+/// Splits one tagged message off `buf`. `Ok(None)` means "need more bytes" (capacity for the
+/// rest of the frame has been reserved, bounded by `max`).
+pub fn try_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, ProtoError> {
+    if buf.len() < 5 {
+        return Ok(None);
+    }
+    let declared = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
+    if declared < 4 {
+        return Err(ProtoError::BadLength(declared.into()));
+    }
+    let total = declared as usize + 1;
+    if total > max.min(MAX_MESSAGE_CEILING) {
+        return Err(ProtoError::TooLarge { len: total, max });
+    }
+    if buf.len() < total {
+        buf.reserve(total - buf.len());
+        return Ok(None);
+    }
+    let tag = buf[0];
+    Ok(Some(Frame { tag, raw: buf.split_to(total).freeze() }))
+}
+
+/// Splits one untagged startup-phase packet off `buf`, returning its body (after the length).
+pub fn try_startup(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, ProtoError> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let declared = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    if declared < 8 {
+        return Err(ProtoError::BadLength(declared.into()));
+    }
+    let total = declared as usize;
+    if total > max {
+        return Err(ProtoError::TooLarge { len: total, max });
+    }
+    if buf.len() < total {
+        buf.reserve(total - buf.len());
+        return Ok(None);
+    }
+    let mut packet = buf.split_to(total);
+    packet.advance(4);
+    Ok(Some(packet.freeze()))
+}
+
+/// Writes a tagged message: `tag`, the length placeholder, `body` from the closure, then patches the length.
+pub fn write_msg(out: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
+    out.extend_from_slice(&[tag, 0, 0, 0, 0]);
+    let start = out.len() - 4;
+    body(out);
+    let len = (out.len() - start) as i32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Appends a NUL-terminated string.
+pub fn put_cstr(out: &mut BytesMut, s: &[u8]) {
+    out.extend_from_slice(s);
+    out.extend_from_slice(&[0]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn rejects_oversized_before_allocating() {
+        let mut buf = BytesMut::from(&[b'Q', 0x7f, 0xff, 0xff, 0xff][..]);
+        let cap = buf.capacity();
+        assert!(matches!(try_frame(&mut buf, 1024), Err(ProtoError::TooLarge { .. })));
+        assert_eq!(buf.capacity(), cap);
+    }
+
+    #[test]
+    fn rejects_short_length() {
+        let mut buf = BytesMut::from(&[b'Q', 0, 0, 0, 3][..]);
+        assert_eq!(try_frame(&mut buf, 1024), Err(ProtoError::BadLength(3)));
+        let mut buf = BytesMut::from(&[0, 0, 0, 2][..]);
+        assert_eq!(try_startup(&mut buf, 1024), Err(ProtoError::BadLength(2)));
+    }
+
+    #[test]
+    fn splits_whole_frames() {
+        let mut buf = BytesMut::new();
+        write_msg(&mut buf, b'Q', |b| put_cstr(b, b"select 1"));
+        write_msg(&mut buf, b'S', |_| {});
+        let f = try_frame(&mut buf, 1024).unwrap().unwrap();
+        assert_eq!(f.tag, b'Q');
+        assert_eq!(f.body(), b"select 1\0");
+        let f = try_frame(&mut buf, 1024).unwrap().unwrap();
+        assert_eq!(f.tag, b'S');
+        assert!(buf.is_empty());
+        assert_eq!(try_frame(&mut buf, 1024).unwrap(), None);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_or_overallocate(data in proptest::collection::vec(any::<u8>(), 0..4096), max in 5usize..2048) {
+            let mut buf = BytesMut::from(&data[..]);
+            loop {
+                match try_frame(&mut buf, max) {
+                    Ok(Some(f)) => prop_assert!(f.raw.len() <= max),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            prop_assert!(buf.capacity() <= data.len().max(max) + 64);
+            let mut buf = BytesMut::from(&data[..]);
+            let _ = try_startup(&mut buf, max);
+        }
+
+        #[test]
+        fn any_chunking_yields_same_frames(msgs in proptest::collection::vec((any::<u8>(), proptest::collection::vec(any::<u8>(), 0..64)), 1..20), cuts in proptest::collection::vec(1usize..32, 1..50)) {
+            let mut wire = BytesMut::new();
+            for (tag, body) in &msgs { write_msg(&mut wire, *tag, |b| b.extend_from_slice(body)); }
+            let wire = wire.freeze();
+            let mut buf = BytesMut::new();
+            let mut out = Vec::new();
+            let mut pos = 0;
+            let mut ci = 0;
+            while pos < wire.len() {
+                let n = cuts[ci % cuts.len()].min(wire.len() - pos);
+                ci += 1;
+                buf.extend_from_slice(&wire[pos..pos + n]);
+                pos += n;
+                while let Some(f) = try_frame(&mut buf, 1 << 20).unwrap() { out.push((f.tag, f.body().to_vec())); }
+            }
+            prop_assert_eq!(out, msgs);
+        }
+    }
+}

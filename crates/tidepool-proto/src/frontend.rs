@@ -1,0 +1,234 @@
+//! Client → server messages: a typed view for the ones a pooler must inspect or rewrite, and
+//! encoders for the ones tidepool sends itself as an upstream client.
+
+use bytes::{BufMut, BytesMut};
+
+use crate::framing::{put_cstr, write_msg, Frame};
+use crate::read::Reader;
+use crate::ProtoError;
+
+/// A client message viewed by tag. Messages a pooler only forwards stay opaque.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrontendMsg<'a> {
+    Query { sql: &'a str },
+    Parse { name: &'a str, query: &'a str, param_types: Vec<u32> },
+    Bind { portal: &'a str, statement: &'a str },
+    Describe { kind: u8, name: &'a str },
+    Close { kind: u8, name: &'a str },
+    Execute { portal: &'a str, max_rows: i32 },
+    Sync,
+    Flush,
+    Terminate,
+    CopyData,
+    CopyDone,
+    CopyFail,
+    FunctionCall,
+    /// `p`: password, SASL initial response or SASL response; meaning depends on auth state.
+    Password(&'a [u8]),
+}
+
+impl<'a> FrontendMsg<'a> {
+    pub fn parse(frame: &'a Frame) -> Result<Self, ProtoError> {
+        let body = frame.body();
+        Ok(match frame.tag {
+            b'Q' => FrontendMsg::Query { sql: Reader::new(body, "Query").cstr()? },
+            b'P' => {
+                let mut r = Reader::new(body, "Parse");
+                let name = r.cstr()?;
+                let query = r.cstr()?;
+                let n = r.i16()?;
+                if n < 0 {
+                    return Err(ProtoError::malformed("Parse"));
+                }
+                let mut param_types = Vec::with_capacity((n as usize).min(r.remaining().len() / 4));
+                for _ in 0..n {
+                    param_types.push(r.u32()?);
+                }
+                FrontendMsg::Parse { name, query, param_types }
+            }
+            b'B' => {
+                let mut r = Reader::new(body, "Bind");
+                FrontendMsg::Bind { portal: r.cstr()?, statement: r.cstr()? }
+            }
+            b'D' | b'C' => {
+                let what = if frame.tag == b'D' { "Describe" } else { "Close" };
+                let mut r = Reader::new(body, what);
+                let kind = r.u8()?;
+                if kind != b'S' && kind != b'P' {
+                    return Err(ProtoError::malformed(what));
+                }
+                let name = r.cstr()?;
+                if frame.tag == b'D' {
+                    FrontendMsg::Describe { kind, name }
+                } else {
+                    FrontendMsg::Close { kind, name }
+                }
+            }
+            b'E' => {
+                let mut r = Reader::new(body, "Execute");
+                FrontendMsg::Execute { portal: r.cstr()?, max_rows: r.i32()? }
+            }
+            b'S' => FrontendMsg::Sync,
+            b'H' => FrontendMsg::Flush,
+            b'X' => FrontendMsg::Terminate,
+            b'd' => FrontendMsg::CopyData,
+            b'c' => FrontendMsg::CopyDone,
+            b'f' => FrontendMsg::CopyFail,
+            b'F' => FrontendMsg::FunctionCall,
+            b'p' => FrontendMsg::Password(body),
+            other => return Err(ProtoError::UnexpectedMessage(other)),
+        })
+    }
+}
+
+/// Re-encodes a Bind with a different statement name, keeping parameters and formats untouched.
+pub fn rewrite_bind(frame: &Frame, new_statement: &str) -> Result<BytesMut, ProtoError> {
+    let mut r = Reader::new(frame.body(), "Bind");
+    let portal = r.cstr_bytes()?;
+    r.cstr_bytes()?;
+    let rest = r.remaining();
+    let mut out = BytesMut::with_capacity(frame.raw.len() + new_statement.len());
+    write_msg(&mut out, b'B', |b| {
+        put_cstr(b, portal);
+        put_cstr(b, new_statement.as_bytes());
+        b.extend_from_slice(rest);
+    });
+    Ok(out)
+}
+
+pub fn query(out: &mut BytesMut, sql: &str) {
+    write_msg(out, b'Q', |b| put_cstr(b, sql.as_bytes()));
+}
+
+pub fn parse(out: &mut BytesMut, name: &str, sql: &str, types: &[u32]) {
+    write_msg(out, b'P', |b| {
+        put_cstr(b, name.as_bytes());
+        put_cstr(b, sql.as_bytes());
+        b.put_i16(types.len() as i16);
+        for t in types {
+            b.put_u32(*t);
+        }
+    });
+}
+
+/// Bind with all parameters and results in text format.
+pub fn bind_text<S: AsRef<[u8]>>(out: &mut BytesMut, portal: &str, statement: &str, params: &[Option<S>]) {
+    write_msg(out, b'B', |b| {
+        put_cstr(b, portal.as_bytes());
+        put_cstr(b, statement.as_bytes());
+        b.put_i16(0);
+        b.put_i16(params.len() as i16);
+        for p in params {
+            match p {
+                None => b.put_i32(-1),
+                Some(v) => {
+                    let v = v.as_ref();
+                    b.put_i32(v.len() as i32);
+                    b.extend_from_slice(v);
+                }
+            }
+        }
+        b.put_i16(0);
+    });
+}
+
+pub fn describe(out: &mut BytesMut, kind: u8, name: &str) {
+    write_msg(out, b'D', |b| {
+        b.put_u8(kind);
+        put_cstr(b, name.as_bytes());
+    });
+}
+
+pub fn close(out: &mut BytesMut, kind: u8, name: &str) {
+    write_msg(out, b'C', |b| {
+        b.put_u8(kind);
+        put_cstr(b, name.as_bytes());
+    });
+}
+
+pub fn execute(out: &mut BytesMut, portal: &str, max_rows: i32) {
+    write_msg(out, b'E', |b| {
+        put_cstr(b, portal.as_bytes());
+        b.put_i32(max_rows);
+    });
+}
+
+pub fn sync(out: &mut BytesMut) {
+    write_msg(out, b'S', |_| {});
+}
+
+pub fn terminate(out: &mut BytesMut) {
+    write_msg(out, b'X', |_| {});
+}
+
+/// PasswordMessage (cleartext or md5 hash), NUL-terminated.
+pub fn password(out: &mut BytesMut, pw: &[u8]) {
+    write_msg(out, b'p', |b| put_cstr(b, pw));
+}
+
+pub fn sasl_initial(out: &mut BytesMut, mechanism: &str, data: &[u8]) {
+    write_msg(out, b'p', |b| {
+        put_cstr(b, mechanism.as_bytes());
+        b.put_i32(data.len() as i32);
+        b.extend_from_slice(data);
+    });
+}
+
+pub fn sasl_response(out: &mut BytesMut, data: &[u8]) {
+    write_msg(out, b'p', |b| b.extend_from_slice(data));
+}
+
+/// Parses a SASLInitialResponse body into (mechanism, initial data).
+pub fn parse_sasl_initial(body: &[u8]) -> Result<(&str, &[u8]), ProtoError> {
+    let mut r = Reader::new(body, "SASLInitialResponse");
+    let mech = r.cstr()?;
+    let len = r.i32()?;
+    let data = if len < 0 { &[][..] } else { r.bytes(len as usize)? };
+    Ok((mech, data))
+}
+
+/// Parses a cleartext/md5 PasswordMessage body.
+pub fn parse_password(body: &[u8]) -> Result<&[u8], ProtoError> {
+    Reader::new(body, "PasswordMessage").cstr_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framing::try_frame;
+    use proptest::prelude::*;
+
+    fn one(b: &mut BytesMut) -> Frame {
+        try_frame(b, 1 << 20).unwrap().unwrap()
+    }
+
+    #[test]
+    fn parse_and_bind_round_trip() {
+        let mut b = BytesMut::new();
+        parse(&mut b, "s1", "select $1", &[23]);
+        bind_text(&mut b, "", "s1", &[Some("42"), None]);
+        let f = one(&mut b);
+        assert_eq!(
+            FrontendMsg::parse(&f).unwrap(),
+            FrontendMsg::Parse { name: "s1", query: "select $1", param_types: vec![23] }
+        );
+        let f = one(&mut b);
+        assert_eq!(FrontendMsg::parse(&f).unwrap(), FrontendMsg::Bind { portal: "", statement: "s1" });
+        let mut re = rewrite_bind(&f, "tp_abc").unwrap();
+        let g = one(&mut re);
+        assert_eq!(FrontendMsg::parse(&g).unwrap(), FrontendMsg::Bind { portal: "", statement: "tp_abc" });
+        assert_eq!(&g.body()[8..], &f.body()[4..]);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bodies_never_panic(tag in any::<u8>(), body in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let mut b = BytesMut::new();
+            write_msg(&mut b, tag, |x| x.extend_from_slice(&body));
+            let f = one(&mut b);
+            let _ = FrontendMsg::parse(&f);
+            let _ = rewrite_bind(&f, "x");
+            let _ = parse_sasl_initial(&body);
+        }
+    }
+}

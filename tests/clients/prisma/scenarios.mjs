@@ -786,3 +786,127 @@ scenario('accelerate/cache-strategy', seeded, async ({ prisma, record, assert })
   assert.deepEqual(c.data, { name: 'Alice' })
   assert.ok(['ttl', 'swr', 'miss', 'none', null].includes(c.info.cacheStatus), `cacheStatus ${c.info.cacheStatus}`)
 })
+
+// ---------------------------------------------------------------------------
+// Further plan shapes (nested paging, limits, dataloader batching, big IN lists)
+// ---------------------------------------------------------------------------
+for (const strategy of ['join', 'query']) {
+  scenario(`include/nested-take-negative-cursor-${strategy}`, seeded, async ({ prisma, record, assert }) => {
+    const r = record('nested-negative-take', await prisma.user.findMany({
+      relationLoadStrategy: strategy,
+      where: { id: { lte: 3 } },
+      orderBy: { id: 'asc' },
+      select: { id: true, posts: { orderBy: { id: 'asc' }, take: -1, select: { id: true } } },
+    }))
+    assert.deepEqual(r.map((u) => ids(u.posts)), [['p2'], ['p4'], ['p5']])
+    const c = record('nested-cursor', await prisma.post.findUnique({
+      relationLoadStrategy: strategy,
+      where: { id: 'p1' },
+      select: { comments: { orderBy: { id: 'asc' }, cursor: { id: 'c2' }, select: { id: true } } },
+    }))
+    assert.deepEqual(ids(c.comments), ['c2'])
+    const d = record('nested-distinct', await prisma.user.findUnique({
+      relationLoadStrategy: strategy,
+      where: { id: 2 },
+      select: { comments: { distinct: ['postId'], orderBy: { id: 'asc' }, select: { id: true, postId: true } } },
+    }))
+    assert.deepEqual(ids(d.comments), ['c1', 'c6'])
+    const m2m = record('m2m-paged', await prisma.tag.findMany({
+      relationLoadStrategy: strategy,
+      orderBy: { id: 'asc' },
+      select: { name: true, posts: { orderBy: { id: 'desc' }, skip: 1, take: 1, select: { id: true } }, _count: { select: { posts: true } } },
+    }))
+    assert.deepEqual(m2m.map((t) => [t.name, ids(t.posts), t._count.posts]), [['prisma', ['p1'], 2], ['postgres', ['p3'], 3], ['rust', [], 1], ['misc', [], 0]])
+  })
+}
+
+scenario('bulk/limits', seeded, async ({ prisma, record, assert }) => {
+  const u = record('updateMany-limit', await prisma.comment.updateMany({ where: { likes: { lt: 5 } }, data: { likes: 100 }, limit: 2 }))
+  assert.deepEqual(u, { count: 2 })
+  const d = record('deleteMany-limit', await prisma.comment.deleteMany({ where: { likes: 100 }, limit: 1 }))
+  assert.deepEqual(d, { count: 1 })
+  assert.equal(record('left', await prisma.comment.count()), 5)
+})
+
+scenario('filter/big-in-list', seeded, async ({ prisma, record, assert }) => {
+  const many = Array.from({ length: 400 }, (_, i) => i + 1)
+  const r = record('in-400', await prisma.user.findMany({ where: { id: { in: many } }, select: { id: true }, orderBy: { id: 'asc' } }))
+  assert.deepEqual(ids(r), [1, 2, 3, 4])
+  const r2 = record('notIn-400-strings', await prisma.post.findMany({ where: { id: { notIn: many.map((i) => `x${i}`).concat(['p1']) } }, select: { id: true }, orderBy: { id: 'asc' } }))
+  assert.deepEqual(ids(r2), ['p2', 'p3', 'p4', 'p5'])
+  const created = record('createMany-300', await prisma.tag.createMany({ data: Array.from({ length: 300 }, (_, i) => ({ name: `bulk-${i}` })) }))
+  assert.deepEqual(created, { count: 300 })
+})
+
+scenario('batch/dataloader-findUnique', seeded, async ({ prisma, record, assert }) => {
+  // Same-shaped findUnique calls in one tick are batched and compacted by the client.
+  const r = record('promise-all', await Promise.all([1, 2, 3, 99].map((id) => prisma.user.findUnique({ where: { id }, select: { id: true, email: true } }))))
+  assert.deepEqual(r.map((u) => u?.id ?? null), [1, 2, 3, null])
+  const r2 = record('promise-all-mixed', await Promise.all([
+    prisma.post.findUnique({ where: { id: 'p1' }, select: { title: true } }),
+    prisma.post.findUnique({ where: { id: 'p3' }, select: { title: true } }),
+    prisma.tag.findUnique({ where: { name: 'rust' } }),
+  ]))
+  assert.deepEqual(r2, [{ title: 'Hello World' }, { title: 'Bob writes' }, { id: 3, name: 'rust' }])
+})
+
+scenario('tx/interactive-parallel-and-batch', seeded, async ({ prisma, record, assert }) => {
+  const out = record('result', await prisma.$transaction(async (tx) => {
+    const found = await Promise.all([tx.user.findUnique({ where: { id: 1 } }), tx.user.findUnique({ where: { id: 2 } })])
+    await tx.comment.updateMany({ where: { authorId: { in: found.map((u) => u.id) } }, data: { likes: { increment: 10 } } })
+    return tx.comment.aggregate({ _sum: { likes: true } })
+  }))
+  // c1, c3, c5, c6 belong to users 1 and 2: 16 + 4 * 10
+  assert.equal(out._sum.likes, 56)
+})
+
+scenario('nested/one-to-many-set-disconnect', seeded, async ({ prisma, record, assert }) => {
+  const u = record('set-comments', await prisma.user.update({ where: { id: 2 }, data: { comments: { set: [{ id: 'c4' }] } }, include: { comments: { orderBy: { id: 'asc' }, select: { id: true } } } }))
+  assert.deepEqual(ids(u.comments), ['c4'])
+  const u2 = record('disconnect-comments', await prisma.user.update({ where: { id: 1 }, data: { comments: { disconnect: [{ id: 'c3' }] } }, select: { comments: { select: { id: true } } } }))
+  assert.deepEqual(ids(u2.comments), ['c5'])
+  const u3 = record('connect-comments', await prisma.user.update({ where: { id: 4 }, data: { comments: { connect: [{ id: 'c1' }, { id: 'c2' }] } }, select: { comments: { select: { id: true }, orderBy: { id: 'asc' } } } }))
+  assert.deepEqual(ids(u3.comments), ['c1', 'c2'])
+  // c3 has no author after the disconnect above, so upsert takes the create branch
+  const c = record('to-one-upsert', await prisma.comment.update({ where: { id: 'c3' }, data: { author: { upsert: { create: { name: 'Anon', email: 'anon@example.com', password: 'x' }, update: { name: 'never' } } } }, select: { author: { select: { name: true } } } }))
+  assert.equal(c.author.name, 'Anon')
+  const c2 = record('to-one-update', await prisma.comment.update({ where: { id: 'c3' }, data: { author: { update: { name: 'Anon2' } } }, select: { author: { select: { name: true } } } }))
+  assert.equal(c2.author.name, 'Anon2')
+  const c3 = record('to-one-delete', await prisma.comment.update({ where: { id: 'c3' }, data: { author: { delete: true } }, select: { authorId: true } }))
+  assert.equal(c3.authorId, null)
+  const upsertNested = record('upsert-non-native', await prisma.user.upsert({
+    where: { email: 'fresh@example.com' },
+    create: { name: 'Fresh', email: 'fresh@example.com', password: 'x', posts: { create: { id: 'pf', title: 'fresh post' } } },
+    update: {},
+    include: { posts: true },
+  }))
+  assert.deepEqual(ids(upsertNested.posts), ['pf'])
+})
+
+scenario('filter/json-more', seeded, async ({ prisma, record, assert }) => {
+  const cases = {
+    'string-ends': [{ metadata: { path: ['lang'], string_ends_with: 'r' } }, ['p2']],
+    'array-starts': [{ metadata: { path: ['tags'], array_starts_with: 'intro' } }, ['p1']],
+    'array-ends': [{ metadata: { path: ['tags'], array_ends_with: 'hello' } }, ['p1']],
+    'path-not': [{ metadata: { path: ['lang'], not: 'en' } }, ['p2']],
+    'path-lt': [{ metadata: { path: ['score'], lt: 5 } }, ['p2']],
+    'nested-object-equals': [{ metadata: { path: ['extra'], equals: { k: 'v' } } }, ['p5']],
+  }
+  for (const [label, [where, expected]] of Object.entries(cases)) {
+    assert.deepEqual(ids(record(label, await q(prisma, where))), expected, label)
+  }
+})
+
+scenario('raw/typed-columns', seeded, async ({ prisma, record, assert }) => {
+  const r = record('table-columns', await prisma.$queryRaw`SELECT id, kind, day, at, amount, counter, doc, data, blob, floats, ints, flags, roles, note FROM "Sample" ORDER BY id`)
+  assert.equal(r[0].kind, 'ADMIN')
+  assert.equal(r[0].counter, -9223372036854775808n)
+  assert.deepEqual(r[0].ints, [1, 2, 3])
+  assert.deepEqual(r[0].doc, { b: 2, a: 1 })
+  const r2 = record('uuid-and-arrays', await prisma.$queryRaw`SELECT '00000000-0000-4000-8000-000000000000'::uuid AS u, ARRAY[1.5,2]::float8[] AS fa, ARRAY[true,null]::bool[] AS ba, ARRAY['2024-01-01'::date] AS da, '12:34:56'::time AS t`)
+  assert.deepEqual(r2[0].ba, [true, null])
+  const r3 = record('empty-result', await prisma.$queryRaw`SELECT id FROM "User" WHERE false`)
+  assert.deepEqual(r3, [])
+  const r4 = record('list-param', await prisma.$queryRaw`SELECT count(*)::int AS n FROM "User" WHERE id = ANY(${[1, 2, 3]})`)
+  assert.deepEqual(r4, [{ n: 3 }])
+})

@@ -1,0 +1,208 @@
+//! The running application: one [`Database`] (pool + upstream target + client counters) per
+//! configured database, the user store, cancel keys, metrics and the shutdown signal. Built from a
+//! validated [`Config`]; front ends receive an `Arc<App>` and lease from its pools.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::cancel::CancelRegistry;
+use crate::config::{Config, DatabaseConfig, UpstreamUrl};
+use crate::pool::{Lease, Manager, Pool, PoolError, PoolSettings};
+use crate::upstream::{self, ServerConn, UpstreamError, UpstreamTarget};
+use crate::users::UserStore;
+
+/// Opens upstream connections for one database's pool.
+pub struct Upstream {
+    pub target: UpstreamTarget,
+}
+
+impl Manager for Upstream {
+    type Conn = ServerConn;
+    type Error = UpstreamError;
+    async fn connect(&self) -> Result<ServerConn, UpstreamError> {
+        upstream::connect(&self.target).await
+    }
+    fn is_transient(&self, e: &UpstreamError) -> bool {
+        e.is_transient()
+    }
+    fn is_healthy(&self, c: &ServerConn) -> bool {
+        c.idle_ok()
+    }
+}
+
+pub type ServerLease = Lease<Upstream>;
+pub type UpstreamPoolError = PoolError<UpstreamError>;
+
+/// One configured database at run time.
+pub struct Database {
+    pub config: DatabaseConfig,
+    pub pool: Pool<Upstream>,
+    pub clients: AtomicUsize,
+    /// ParameterStatus values of a pristine server connection, learned on first use.
+    pub defaults: Mutex<Option<Vec<(String, String)>>>,
+}
+
+/// Counts a connected client against `max_client_conn`; decrements on drop.
+pub struct ClientSlot(Arc<Database>);
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Database {
+    pub fn try_add_client(self: &Arc<Self>) -> Option<ClientSlot> {
+        let n = self.clients.fetch_add(1, Ordering::Relaxed);
+        if n >= self.config.max_client_conn {
+            self.clients.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(ClientSlot(self.clone()))
+    }
+
+    /// Leases a connection and brings its session parameters to exactly `want`
+    /// (`SET` what differs, `RESET` what another client left).
+    pub async fn lease_with(&self, want: &HashMap<String, String>) -> Result<ServerLease, LeaseError> {
+        let mut lease = self.pool.get().await?;
+        match sync_params(&mut lease, want).await {
+            Ok(()) => Ok(lease),
+            Err(UpstreamError::Db(e)) => {
+                lease.release();
+                Err(LeaseError::Params(e))
+            }
+            Err(e) => {
+                lease.discard();
+                Err(LeaseError::Upstream(e))
+            }
+        }
+    }
+
+    /// Server defaults for ParameterStatus, from a connection whose parameters are reset.
+    pub async fn server_defaults(&self) -> Result<Vec<(String, String)>, LeaseError> {
+        if let Some(d) = self.defaults.lock().clone() {
+            return Ok(d);
+        }
+        let lease = self.lease_with(&HashMap::new()).await?;
+        let mut d: Vec<(String, String)> = lease.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        d.sort();
+        lease.release();
+        *self.defaults.lock() = Some(d.clone());
+        Ok(d)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error(transparent)]
+    Pool(#[from] UpstreamPoolError),
+    #[error(transparent)]
+    Upstream(UpstreamError),
+    #[error("{}", .0.message())]
+    Params(tidepool_proto::backend::ErrorFields),
+}
+
+/// Applies the parameter set `want` to a server connection.
+pub async fn sync_params(conn: &mut ServerConn, want: &HashMap<String, String>) -> Result<(), UpstreamError> {
+    let mut sql = String::new();
+    for (k, v) in want {
+        if conn.applied.get(k) != Some(v) {
+            sql.push_str(&format!("SET {} TO {};", upstream::quote_ident(k), upstream::quote_literal(v)));
+        }
+    }
+    for k in conn.applied.keys() {
+        if !want.contains_key(k) {
+            sql.push_str(&format!("RESET {};", upstream::quote_ident(k)));
+        }
+    }
+    if sql.is_empty() {
+        return Ok(());
+    }
+    let r = conn.simple(&sql).await;
+    conn.applied = want.clone();
+    r
+}
+
+pub struct App {
+    pub config: Arc<Config>,
+    pub databases: HashMap<String, Arc<Database>>,
+    pub users: UserStore,
+    pub cancels: Arc<CancelRegistry>,
+    pub registry: Mutex<Registry>,
+    pub metrics: FrontMetrics,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+    pub pg_tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Front-end counters.
+#[derive(Default, Clone)]
+pub struct FrontMetrics {
+    pub clients: Gauge,
+    pub client_errors: Counter,
+    pub login_failures: Counter,
+    pub transactions: Counter,
+}
+
+impl App {
+    /// Builds pools and stores; must run inside a tokio runtime (pools spawn upkeep tasks).
+    pub fn new(config: Config) -> anyhow::Result<Arc<App>> {
+        let mut registry = Registry::with_prefix("tidepool");
+        let metrics = FrontMetrics::default();
+        registry.register("clients", "Connected Postgres-protocol clients", metrics.clients.clone());
+        registry.register("client_errors", "Client sessions ended by an error", metrics.client_errors.clone());
+        registry.register("login_failures", "Failed client logins", metrics.login_failures.clone());
+        registry.register("transactions", "Transaction-mode leases completed", metrics.transactions.clone());
+        let mut databases = HashMap::new();
+        for db in &config.databases {
+            let url = UpstreamUrl::parse(&db.url).map_err(|e| anyhow::anyhow!("database {}: {e}", db.name))?;
+            let target = UpstreamTarget::new(url, db.upstream_tls, db.connect_timeout);
+            let settings = PoolSettings {
+                name: db.name.clone(),
+                size: db.pool_size,
+                min_idle: db.min_idle,
+                timeout: db.pool_timeout,
+                idle_timeout: db.idle_timeout,
+                max_lifetime: db.max_lifetime,
+            };
+            let pool = Pool::new(settings, Upstream { target });
+            pool.stats().register(registry.sub_registry_with_label(("database".into(), db.name.clone().into())));
+            let database = Database { config: db.clone(), pool, clients: AtomicUsize::new(0), defaults: Mutex::new(None) };
+            databases.insert(db.name.clone(), Arc::new(database));
+        }
+        let pg_tls = match (&config.server.tls_cert, &config.server.tls_key) {
+            (Some(c), Some(k)) => Some(tokio_rustls::TlsAcceptor::from(crate::net::server_tls_config(c, k, &[])?)),
+            _ => None,
+        };
+        Ok(Arc::new(App {
+            users: UserStore::from_config(&config),
+            config: Arc::new(config),
+            databases,
+            cancels: Arc::new(CancelRegistry::default()),
+            registry: Mutex::new(registry),
+            metrics,
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            pg_tls,
+        }))
+    }
+
+    pub fn database(&self, name: &str) -> Option<&Arc<Database>> {
+        self.databases.get(name)
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render_metrics(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry.lock());
+        out
+    }
+}

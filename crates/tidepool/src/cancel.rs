@@ -1,0 +1,96 @@
+//! Cancel keys: every client gets a random (pid, secret) pair of its own; a CancelRequest carrying
+//! it is forwarded only to the upstream backend that client holds at that moment. The slot's lock
+//! is held while the cancel is delivered and taken before a lease is returned, so a late cancel
+//! can never reach a backend that already serves another client.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rand::Rng;
+use tokio::sync::Semaphore;
+
+use crate::upstream::{send_cancel, CancelTarget};
+
+#[derive(Default)]
+pub struct CancelSlot {
+    target: tokio::sync::Mutex<Option<CancelTarget>>,
+}
+
+impl CancelSlot {
+    pub async fn set(&self, target: Option<CancelTarget>) {
+        *self.target.lock().await = target;
+    }
+}
+
+pub struct CancelRegistry {
+    map: Mutex<HashMap<i32, (i32, Arc<CancelSlot>)>>,
+    inflight: Semaphore,
+}
+
+impl Default for CancelRegistry {
+    fn default() -> Self {
+        CancelRegistry { map: Mutex::default(), inflight: Semaphore::new(64) }
+    }
+}
+
+/// A client's registration; unregisters on drop.
+pub struct CancelKey {
+    registry: Arc<CancelRegistry>,
+    pub pid: i32,
+    pub secret: i32,
+    pub slot: Arc<CancelSlot>,
+}
+
+impl Drop for CancelKey {
+    fn drop(&mut self) {
+        self.registry.map.lock().remove(&self.pid);
+    }
+}
+
+impl CancelRegistry {
+    pub fn register(self: &Arc<Self>) -> CancelKey {
+        let mut rng = rand::thread_rng();
+        let slot = Arc::new(CancelSlot::default());
+        let mut map = self.map.lock();
+        loop {
+            let pid = rng.gen_range(1..i32::MAX);
+            if map.contains_key(&pid) {
+                continue;
+            }
+            let secret = rng.gen();
+            map.insert(pid, (secret, slot.clone()));
+            return CancelKey { registry: self.clone(), pid, secret, slot };
+        }
+    }
+
+    /// Forwards a cancel if the key matches a client that holds a backend now.
+    pub async fn cancel(&self, pid: i32, secret: i32) {
+        let slot = {
+            let map = self.map.lock();
+            match map.get(&pid) {
+                Some((s, slot)) if tidepool_proto::auth::ct_eq(&s.to_be_bytes(), &secret.to_be_bytes()) => slot.clone(),
+                _ => return,
+            }
+        };
+        let Ok(_permit) = self.inflight.try_acquire() else {
+            tracing::warn!("too many cancel requests in flight; dropping one");
+            return;
+        };
+        let guard = slot.target.lock().await;
+        if let Some(target) = guard.as_ref() {
+            if let Err(e) = send_cancel(target, Duration::from_secs(5)).await {
+                tracing::warn!(error = %e, "could not forward cancel request");
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

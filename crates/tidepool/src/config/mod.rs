@@ -1,0 +1,310 @@
+//! Configuration as data: the TOML schema, defaults, `TIDEPOOL_…` environment overrides and
+//! validation. Loading produces an immutable [`Config`]; nothing here is process-global.
+
+mod env;
+mod url;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tidepool_proto::auth::ScramVerifier;
+
+pub use url::UpstreamUrl;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Parse(String),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+fn invalid(msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(msg.into())
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub databases: Vec<DatabaseConfig>,
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientTlsMode {
+    /// Never offer TLS.
+    Disable,
+    /// Offer TLS when a certificate is configured; plaintext allowed.
+    Allow,
+    /// Refuse clients that do not use TLS.
+    Require,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub pg_listen: Option<SocketAddr>,
+    pub http_listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_mode: ClientTlsMode,
+    #[serde(with = "humantime_serde")]
+    pub login_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    /// Iterations used when turning a plaintext `password` into a SCRAM verifier.
+    pub scram_iterations: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            pg_listen: Some(SocketAddr::from(([127, 0, 0, 1], 6432))),
+            http_listen: None,
+            admin_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_mode: ClientTlsMode::Allow,
+            login_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(30),
+            log_format: LogFormat::Human,
+            log_level: "info".into(),
+            scram_iterations: 4096,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolMode {
+    Transaction,
+    Session,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamTls {
+    Disable,
+    Prefer,
+    Require,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub name: String,
+    pub url: String,
+    #[serde(default = "d::pool_size")]
+    pub pool_size: usize,
+    #[serde(default = "d::pool_mode")]
+    pub pool_mode: PoolMode,
+    #[serde(default)]
+    pub min_idle: usize,
+    #[serde(default = "d::pool_timeout", with = "humantime_serde")]
+    pub pool_timeout: Duration,
+    #[serde(default = "d::idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    #[serde(default = "d::max_lifetime", with = "humantime_serde")]
+    pub max_lifetime: Duration,
+    #[serde(default = "d::connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(default = "d::max_client_conn")]
+    pub max_client_conn: usize,
+    #[serde(default = "d::max_message_size")]
+    pub max_message_size: usize,
+    #[serde(default = "d::max_prepared")]
+    pub max_prepared_statements: usize,
+    #[serde(default = "d::upstream_tls")]
+    pub upstream_tls: UpstreamTls,
+}
+
+mod d {
+    use super::*;
+    pub fn pool_size() -> usize { 20 }
+    pub fn pool_mode() -> PoolMode { PoolMode::Transaction }
+    pub fn pool_timeout() -> Duration { Duration::from_secs(10) }
+    pub fn idle_timeout() -> Duration { Duration::from_secs(600) }
+    pub fn max_lifetime() -> Duration { Duration::from_secs(3600) }
+    pub fn connect_timeout() -> Duration { Duration::from_secs(5) }
+    pub fn max_client_conn() -> usize { 10_000 }
+    pub fn max_message_size() -> usize { 64 << 20 }
+    pub fn max_prepared() -> usize { 1000 }
+    pub fn upstream_tls() -> UpstreamTls { UpstreamTls::Prefer }
+    pub fn max_body() -> usize { 10 << 20 }
+    pub fn query_timeout() -> Duration { Duration::from_secs(10) }
+    pub fn ws_idle() -> Duration { Duration::from_secs(300) }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    /// How clients prove they are this user; default `scram-sha-256`.
+    #[serde(default)]
+    pub auth: ClientAuth,
+    pub password: Option<String>,
+    pub scram_verifier: Option<String>,
+    /// Databases this user may use; empty means all.
+    #[serde(default)]
+    pub databases: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum ClientAuth {
+    #[default]
+    #[serde(rename = "scram-sha-256")]
+    Scram,
+    #[serde(rename = "md5")]
+    Md5,
+    #[serde(rename = "trust")]
+    Trust,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub max_request_size: usize,
+    pub max_response_size: usize,
+    #[serde(with = "humantime_serde")]
+    pub query_timeout: Duration,
+    pub max_ws_message_size: usize,
+    #[serde(with = "humantime_serde")]
+    pub ws_idle_timeout: Duration,
+    pub api_key_file: Option<PathBuf>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            tls_cert: None,
+            tls_key: None,
+            max_request_size: d::max_body(),
+            max_response_size: d::max_body(),
+            query_timeout: d::query_timeout(),
+            max_ws_message_size: d::max_message_size(),
+            ws_idle_timeout: d::ws_idle(),
+            api_key_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    pub sha256: String,
+    pub database: String,
+    #[serde(default)]
+    pub label: String,
+}
+
+impl Config {
+    /// Reads a file and applies `TIDEPOOL_…` overrides from `env`.
+    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::from_toml(&text, env)
+    }
+
+    pub fn from_toml(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        env::apply_overrides(&mut value, env)?;
+        let config: Config = value.try_into().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut names = HashSet::new();
+        for db in &self.databases {
+            if db.name.is_empty() || !names.insert(db.name.as_str()) {
+                return Err(invalid(format!("database name {:?} is empty or duplicated", db.name)));
+            }
+            UpstreamUrl::parse(&db.url).map_err(|e| invalid(format!("database {:?}: url: {e}", db.name)))?;
+            if db.pool_size == 0 {
+                return Err(invalid(format!("database {:?}: pool_size must be at least 1", db.name)));
+            }
+            if db.min_idle > db.pool_size {
+                return Err(invalid(format!("database {:?}: min_idle exceeds pool_size", db.name)));
+            }
+            if db.max_message_size < 1024 || db.max_message_size > tidepool_proto::framing::MAX_MESSAGE_CEILING {
+                return Err(invalid(format!("database {:?}: max_message_size must be within 1 KiB..1 GiB", db.name)));
+            }
+        }
+        let mut users = HashSet::new();
+        for u in &self.users {
+            if u.name.is_empty() || !users.insert(u.name.as_str()) {
+                return Err(invalid(format!("user name {:?} is empty or duplicated", u.name)));
+            }
+            match (&u.password, &u.scram_verifier) {
+                (None, None) if u.auth == ClientAuth::Trust => {}
+                (_, Some(_)) if u.auth == ClientAuth::Md5 => {
+                    return Err(invalid(format!("user {:?}: md5 needs a plaintext password", u.name)))
+                }
+                (Some(_), None) => {}
+                (None, Some(v)) if ScramVerifier::parse(v).is_some() => {}
+                (None, Some(_)) => return Err(invalid(format!("user {:?}: scram_verifier is malformed", u.name))),
+                _ => return Err(invalid(format!("user {:?}: set exactly one of password, scram_verifier", u.name))),
+            }
+            for d in &u.databases {
+                if !names.contains(d.as_str()) {
+                    return Err(invalid(format!("user {:?}: unknown database {d:?}", u.name)));
+                }
+            }
+        }
+        for k in &self.api_keys {
+            if k.sha256.len() != 64 || hex::decode(&k.sha256).is_err() {
+                return Err(invalid("api_keys: sha256 must be 64 hex characters"));
+            }
+            if !names.contains(k.database.as_str()) {
+                return Err(invalid(format!("api_keys: unknown database {:?}", k.database)));
+            }
+        }
+        let pairs = [("server", &self.server.tls_cert, &self.server.tls_key), ("http", &self.http.tls_cert, &self.http.tls_key)];
+        for (section, cert, key) in pairs {
+            if cert.is_some() != key.is_some() {
+                return Err(invalid(format!("[{section}] tls_cert and tls_key must be set together")));
+            }
+        }
+        if self.server.tls_mode == ClientTlsMode::Require && self.server.tls_cert.is_none() {
+            return Err(invalid("[server] tls_mode = \"require\" needs tls_cert and tls_key"));
+        }
+        if self.server.scram_iterations == 0 {
+            return Err(invalid("[server] scram_iterations must be positive"));
+        }
+        Ok(())
+    }
+
+    pub fn database(&self, name: &str) -> Option<&DatabaseConfig> {
+        self.databases.iter().find(|d| d.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,56 @@
+//! The HTTP listener (`http_listen`): HTTP/1.1 and HTTP/2 via axum/hyper, WebSocket upgrades that
+//! carry the Postgres protocol into the same session code as the TCP listener, and the JSON APIs.
+
+mod ws_io;
+
+use std::sync::Arc;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::app::App;
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .fallback(websocket)
+        .with_state(app)
+}
+
+async fn health(State(app): State<Arc<App>>) -> impl IntoResponse {
+    if app.shutdown.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else {
+        (StatusCode::OK, "ok")
+    }
+}
+
+/// Any path (e.g. `/v2?address=…`): a WebSocket whose binary frames carry the Postgres protocol.
+async fn websocket(State(app): State<Arc<App>>, ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>) -> Response {
+    let Ok(ws) = ws else {
+        return (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({"message": "not found"}))).into_response();
+    };
+    let max = app.config.http.max_ws_message_size;
+    let idle = app.config.http.ws_idle_timeout;
+    ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| async move {
+        let span = tracing::info_span!("ws");
+        let _e = span.enter();
+        let stream = ws_io::WsStream::new(socket, idle);
+        drop(_e);
+        crate::frontend::pg::serve_stream(app, stream).await;
+    })
+}
+
+pub async fn serve(app: Arc<App>, listener: TcpListener) {
+    let shutdown = app.shutdown.clone();
+    let r = axum::serve(listener, router(app)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+    if let Err(e) = r {
+        tracing::error!(error = %e, "HTTP server failed");
+    }
+}

@@ -1,0 +1,261 @@
+//! Client login: startup packets (SSLRequest → TLS via rustls, GSSENCRequest declined,
+//! CancelRequest forwarded), startup parameters, client authentication (SCRAM-SHA-256, md5,
+//! trust) and the greeting (ParameterStatus, BackendKeyData, ReadyForQuery).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use rand::RngCore;
+use tidepool_proto::auth::{md5_response, ScramServer, MAX_SASL_MESSAGE, SCRAM_SHA_256};
+use tidepool_proto::framing::{try_frame, try_startup, MAX_PRE_AUTH_MESSAGE, MAX_STARTUP_PACKET};
+use tidepool_proto::startup::StartupPacket;
+use tidepool_proto::{backend, frontend, sqlstate, Frame, ProtoError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::LoginError;
+use crate::app::{App, ClientSlot, Database, LeaseError};
+use crate::config::ClientTlsMode;
+use crate::net::{Duplex, Stream};
+use crate::users::Credential;
+
+/// A client that finished startup and authentication.
+pub struct LoggedIn {
+    pub user: String,
+    pub database: Arc<Database>,
+    /// Session parameters the client asked for (applied on every server it gets).
+    pub params: HashMap<String, String>,
+    pub slot: ClientSlot,
+}
+
+async fn read_startup<S: Duplex>(s: &mut S, rbuf: &mut BytesMut) -> Result<StartupPacket, LoginError> {
+    loop {
+        if let Some(body) = try_startup(rbuf, MAX_STARTUP_PACKET)? {
+            return Ok(StartupPacket::parse(&body)?);
+        }
+        if s.read_buf(rbuf).await? == 0 {
+            return Err(LoginError::Gone);
+        }
+    }
+}
+
+pub(super) async fn read_frame<S: Duplex>(s: &mut S, rbuf: &mut BytesMut, max: usize) -> Result<Frame, LoginError> {
+    loop {
+        if let Some(f) = try_frame(rbuf, max)? {
+            return Ok(f);
+        }
+        if s.read_buf(rbuf).await? == 0 {
+            return Err(LoginError::Gone);
+        }
+    }
+}
+
+pub enum Negotiated {
+    Startup { stream: Stream, rbuf: BytesMut, params: Vec<(String, String)> },
+    Done,
+}
+
+/// Reads startup packets on a new TCP connection, upgrading to TLS when asked and configured.
+pub async fn negotiate_tcp(app: &App, tcp: TcpStream) -> (Option<Stream>, Result<Negotiated, LoginError>) {
+    let mut stream = Stream::Plain(tcp);
+    let mut rbuf = BytesMut::new();
+    let mut tls = false;
+    for _ in 0..3 {
+        let packet = match read_startup(&mut stream, &mut rbuf).await {
+            Ok(p) => p,
+            Err(e) => return (Some(stream), Err(e)),
+        };
+        match packet {
+            StartupPacket::SslRequest | StartupPacket::GssEncRequest if !rbuf.is_empty() => {
+                // Bytes after the request, before the handshake: a stuffing attack (CVE-2021-3935).
+                return (Some(stream), Err(LoginError::Protocol("unexpected data after SSLRequest".into())));
+            }
+            StartupPacket::SslRequest if !tls && app.pg_tls.is_some() && app.config.server.tls_mode != ClientTlsMode::Disable => {
+                let Stream::Plain(mut tcp) = stream else { unreachable!("TLS only negotiated once") };
+                if tcp.write_all(b"S").await.is_err() {
+                    return (None, Err(LoginError::Gone));
+                }
+                let Some(acceptor) = app.pg_tls.as_ref() else { unreachable!() };
+                match acceptor.accept(tcp).await {
+                    Ok(s) => stream = Stream::ServerTls(Box::new(s)),
+                    Err(e) => return (None, Err(LoginError::Protocol(format!("TLS handshake failed: {e}")))),
+                }
+                tls = true;
+            }
+            StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
+                if stream.write_all(b"N").await.is_err() {
+                    return (None, Err(LoginError::Gone));
+                }
+            }
+            StartupPacket::Cancel { pid, secret } => {
+                app.cancels.cancel(pid, secret).await;
+                return (None, Ok(Negotiated::Done));
+            }
+            StartupPacket::Startup { params } => {
+                if app.config.server.tls_mode == ClientTlsMode::Require && !tls {
+                    return (Some(stream), Err(LoginError::Fatal(sqlstate::INVALID_AUTHORIZATION, "TLS is required (use sslmode=require)".into())));
+                }
+                return (None, Ok(Negotiated::Startup { stream, rbuf, params }));
+            }
+        }
+    }
+    (Some(stream), Err(LoginError::Protocol("too many startup packets".into())))
+}
+
+/// Authenticates a client and sends the greeting; `params` come from its StartupMessage.
+pub async fn login<S: Duplex>(
+    app: &App,
+    s: &mut S,
+    rbuf: &mut BytesMut,
+    params: Vec<(String, String)>,
+    cancel: (i32, i32),
+) -> Result<LoggedIn, LoginError> {
+    let mut user = None;
+    let mut dbname = None;
+    let mut session = HashMap::new();
+    for (k, v) in params {
+        match k.as_str() {
+            "user" => user = Some(v),
+            "database" => dbname = Some(v),
+            "replication" if v != "false" && v != "0" && v != "off" => {
+                return Err(LoginError::Fatal(sqlstate::FEATURE_NOT_SUPPORTED, "replication connections are not supported".into()));
+            }
+            "options" => parse_options(&v, &mut session)?,
+            // Protocol extensions (e.g. _pq_.*) are not forwarded.
+            k if k.starts_with("_pq_.") => {}
+            _ => {
+                session.insert(k, v);
+            }
+        }
+    }
+    let user = user.filter(|u| !u.is_empty()).ok_or_else(|| LoginError::Fatal(sqlstate::INVALID_AUTHORIZATION, "no user name given".into()))?;
+    let dbname = dbname.filter(|d| !d.is_empty()).unwrap_or_else(|| user.clone());
+    authenticate(app, s, rbuf, &user).await?;
+
+    let database = app
+        .database(&dbname)
+        .cloned()
+        .ok_or_else(|| LoginError::Fatal(sqlstate::INVALID_CATALOG_NAME, format!("database \"{dbname}\" does not exist")))?;
+    if !app.users.get(&user).is_some_and(|u| u.may_use(&dbname)) {
+        return Err(LoginError::Fatal(sqlstate::INVALID_AUTHORIZATION, format!("user \"{user}\" may not use database \"{dbname}\"")));
+    }
+    let slot = database.try_add_client().ok_or_else(|| {
+        LoginError::Fatal(sqlstate::TOO_MANY_CONNECTIONS, format!("too many clients for database \"{dbname}\" (max_client_conn {})", database.config.max_client_conn))
+    })?;
+
+    let mut status: HashMap<String, String> = database.server_defaults().await.map_err(lease_to_login)?.into_iter().collect();
+    if session.keys().any(|k| k != "application_name") {
+        // Validate the client's parameters on a real server and learn their normalised values.
+        let lease = database.lease_with(&session).await.map_err(lease_to_login)?;
+        status.extend(lease.params.iter().map(|(k, v)| (k.clone(), v.clone())));
+        lease.release();
+    }
+    if let Some(app_name) = session.get("application_name") {
+        status.insert("application_name".into(), app_name.clone());
+    } else {
+        status.insert("application_name".into(), String::new());
+    }
+    status.insert("session_authorization".into(), user.clone());
+    let mut out = BytesMut::new();
+    let mut keys: Vec<_> = status.iter().collect();
+    keys.sort();
+    for (k, v) in keys {
+        backend::parameter_status(&mut out, k, v);
+    }
+    backend::backend_key_data(&mut out, cancel.0, cancel.1);
+    backend::ready_for_query(&mut out, b'I');
+    s.write_all(&out).await?;
+    Ok(LoggedIn { user, database, params: session, slot })
+}
+
+fn lease_to_login(e: LeaseError) -> LoginError {
+    match e {
+        LeaseError::Params(f) => LoginError::Fatal(static_code(f.code()), f.message().to_owned()),
+        other => LoginError::Fatal(sqlstate::CONNECTION_FAILURE, other.to_string()),
+    }
+}
+
+fn static_code(code: &str) -> &'static str {
+    match code {
+        "22023" => "22023",
+        "42704" => "42704",
+        "22P02" => "22P02",
+        _ => sqlstate::PROTOCOL_VIOLATION,
+    }
+}
+
+/// `options=-c key=value --key=value` from the startup packet.
+fn parse_options(v: &str, out: &mut HashMap<String, String>) -> Result<(), LoginError> {
+    let mut words = v.split_whitespace();
+    while let Some(w) = words.next() {
+        let kv = if w == "-c" { words.next().unwrap_or("") } else if let Some(r) = w.strip_prefix("--") { r } else if let Some(r) = w.strip_prefix("-c") { r } else { w };
+        let (k, val) = kv
+            .split_once('=')
+            .ok_or_else(|| LoginError::Fatal(sqlstate::PROTOCOL_VIOLATION, format!("invalid options entry {kv:?}")))?;
+        out.insert(k.replace('-', "_"), val.to_owned());
+    }
+    Ok(())
+}
+
+async fn authenticate<S: Duplex>(app: &App, s: &mut S, rbuf: &mut BytesMut, user: &str) -> Result<(), LoginError> {
+    let failed = || LoginError::Fatal(sqlstate::INVALID_PASSWORD, format!("password authentication failed for user \"{user}\""));
+    let known = app.users.get(user);
+    let mut out = BytesMut::new();
+    match known.map(|u| &u.credential) {
+        Some(Credential::Trust) => {}
+        Some(Credential::Md5 { password }) => {
+            let mut salt = [0u8; 4];
+            rand::thread_rng().fill_bytes(&mut salt);
+            backend::auth_md5(&mut out, salt);
+            s.write_all(&out).await?;
+            let f = expect_password(s, rbuf).await?;
+            let given = frontend::parse_password(f.body())?;
+            if !tidepool_proto::auth::ct_eq(given, md5_response(user, password, salt).as_bytes()) {
+                return Err(failed());
+            }
+        }
+        scram_or_unknown => {
+            let verifier = match scram_or_unknown {
+                Some(Credential::Scram(v)) => v.clone(),
+                _ => app.users.decoy.clone(),
+            };
+            backend::auth_sasl(&mut out, &[SCRAM_SHA_256]);
+            s.write_all(&out).await?;
+            let f = expect_password(s, rbuf).await?;
+            let (mech, data) = frontend::parse_sasl_initial(f.body())?;
+            if mech != SCRAM_SHA_256 || data.len() > MAX_SASL_MESSAGE {
+                return Err(LoginError::Protocol("unsupported SASL mechanism".into()));
+            }
+            let (server, first) = ScramServer::start(verifier, data)?;
+            out.clear();
+            backend::auth_sasl_continue(&mut out, first.as_bytes());
+            s.write_all(&out).await?;
+            let f = expect_password(s, rbuf).await?;
+            if f.body().len() > MAX_SASL_MESSAGE {
+                return Err(LoginError::Protocol("SASL message too long".into()));
+            }
+            let fin = server.finish(f.body())?;
+            match fin {
+                Some(fin) if known.is_some() => {
+                    out.clear();
+                    backend::auth_sasl_final(&mut out, fin.as_bytes());
+                    s.write_all(&out).await?;
+                }
+                _ => return Err(failed()),
+            }
+        }
+    }
+    out.clear();
+    backend::auth_ok(&mut out);
+    s.write_all(&out).await?;
+    Ok(())
+}
+
+async fn expect_password<S: Duplex>(s: &mut S, rbuf: &mut BytesMut) -> Result<Frame, LoginError> {
+    let f = read_frame(s, rbuf, MAX_PRE_AUTH_MESSAGE).await?;
+    if f.tag != b'p' {
+        return Err(LoginError::Proto(ProtoError::UnexpectedMessage(f.tag)));
+    }
+    Ok(f)
+}

@@ -1,0 +1,146 @@
+//! The Postgres wire-protocol front end: the TCP listener, login ([`handshake`]) and the
+//! proxying session ([`session`]) with transaction or session pooling. The same code serves
+//! WebSocket clients through [`serve_stream`].
+
+mod handshake;
+mod prepared;
+mod server_side;
+mod session;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tidepool_proto::{backend, sqlstate, ProtoError};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tracing::Instrument;
+
+use crate::app::App;
+use crate::net::Duplex;
+
+pub use handshake::{negotiate_tcp, Negotiated};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("client went away")]
+    Gone,
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Proto(#[from] ProtoError),
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    #[error("{1}")]
+    Fatal(&'static str, String),
+    #[error("login timed out")]
+    Timeout,
+}
+
+impl LoginError {
+    fn sqlstate(&self) -> &'static str {
+        match self {
+            LoginError::Fatal(code, _) => code,
+            LoginError::Proto(ProtoError::TooLarge { .. }) => sqlstate::PROGRAM_LIMIT_EXCEEDED,
+            LoginError::Proto(ProtoError::UnsupportedVersion { .. }) => sqlstate::FEATURE_NOT_SUPPORTED,
+            _ => sqlstate::PROTOCOL_VIOLATION,
+        }
+    }
+}
+
+/// Writes a FATAL ErrorResponse (best effort) before the connection is closed.
+pub async fn send_fatal<S: Duplex>(s: &mut S, code: &str, message: &str) {
+    let mut out = BytesMut::new();
+    backend::error_response(&mut out, "FATAL", code, message);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        let _ = s.write_all(&out).await;
+        let _ = s.flush().await;
+        let _ = s.shutdown().await;
+    })
+    .await;
+}
+
+/// Accepts Postgres-protocol clients until shutdown.
+pub async fn listen(app: Arc<App>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = app.shutdown.cancelled() => return,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                let _ = tcp.set_nodelay(true);
+                let app2 = app.clone();
+                let span = tracing::info_span!("pg", %peer);
+                app.tracker.spawn(serve_tcp(app2, tcp, peer).instrument(span));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn serve_tcp(app: Arc<App>, tcp: TcpStream, _peer: SocketAddr) {
+    let deadline = tokio::time::Instant::now() + app.config.server.login_timeout;
+    let negotiated = tokio::time::timeout_at(deadline, negotiate_tcp(&app, tcp)).await;
+    match negotiated {
+        Err(_) => tracing::debug!("login timed out during startup"),
+        Ok((_, Ok(Negotiated::Done))) => {}
+        Ok((Some(mut s), Err(e))) => fail_login(&app, &mut s, e).await,
+        Ok((None, Err(e))) => tracing::debug!(error = %e, "startup failed"),
+        Ok((_, Ok(Negotiated::Startup { stream, rbuf, params }))) => {
+            session::run(app, stream, rbuf, params, deadline).await;
+        }
+    }
+}
+
+async fn fail_login<S: Duplex>(app: &App, s: &mut S, e: LoginError) {
+    app.metrics.login_failures.inc();
+    match &e {
+        LoginError::Gone | LoginError::Io(_) => tracing::debug!(error = %e, "client left during login"),
+        _ => {
+            tracing::info!(error = %e, "login failed");
+            send_fatal(s, e.sqlstate(), &e.to_string()).await;
+        }
+    }
+}
+
+/// Serves a client on any byte stream (WebSocket): startup packets, then a normal session.
+pub async fn serve_stream<S: Duplex>(app: Arc<App>, mut s: S) {
+    let deadline = tokio::time::Instant::now() + app.config.server.login_timeout;
+    let mut rbuf = BytesMut::new();
+    let r = tokio::time::timeout_at(deadline, handshake_generic(&app, &mut s, &mut rbuf)).await;
+    match r {
+        Err(_) => {}
+        Ok(Err(e)) => fail_login(&app, &mut s, e).await,
+        Ok(Ok(None)) => {}
+        Ok(Ok(Some(params))) => session::run(app, s, rbuf, params, deadline).await,
+    }
+}
+
+async fn handshake_generic<S: Duplex>(app: &App, s: &mut S, rbuf: &mut BytesMut) -> Result<Option<Vec<(String, String)>>, LoginError> {
+    use tidepool_proto::startup::StartupPacket;
+    for _ in 0..3 {
+        let body = loop {
+            if let Some(b) = tidepool_proto::framing::try_startup(rbuf, tidepool_proto::framing::MAX_STARTUP_PACKET)? {
+                break b;
+            }
+            if tokio::io::AsyncReadExt::read_buf(s, rbuf).await? == 0 {
+                return Err(LoginError::Gone);
+            }
+        };
+        match StartupPacket::parse(&body)? {
+            StartupPacket::SslRequest | StartupPacket::GssEncRequest => s.write_all(b"N").await?,
+            StartupPacket::Cancel { pid, secret } => {
+                app.cancels.cancel(pid, secret).await;
+                return Ok(None);
+            }
+            StartupPacket::Startup { params } => return Ok(Some(params)),
+        }
+    }
+    Err(LoginError::Protocol("too many startup packets".into()))
+}

@@ -1,0 +1,178 @@
+//! Message handling inside a session: what each client message does to the attached server
+//! (forward, rewrite a prepared-statement name, create a statement the server lacks, count the
+//! answers owed) and what each server message does to the session (ReadyForQuery bookkeeping,
+//! swallowing answers to tidepool's own messages, parameter tracking).
+
+use tidepool_proto::backend::{parse_parameter_status, parse_ready, ErrorFields};
+use tidepool_proto::frontend::{self, FrontendMsg};
+use tidepool_proto::framing::{try_frame, MAX_MESSAGE_CEILING};
+use tidepool_proto::{sqlstate, Frame};
+
+use super::prepared::{Pending, Statement};
+use super::session::{Attached, End, Session};
+use super::state::leaves_session_state;
+use crate::config::PoolMode;
+use crate::net::Duplex;
+
+/// Server statement name that never exists: closing it yields CloseComplete and nothing else.
+const NO_STATEMENT: &str = "tp_closed";
+
+/// Parameters PostgreSQL reports with ParameterStatus that a client may change with SET.
+const TRACKED: [&str; 6] = ["application_name", "client_encoding", "datestyle", "intervalstyle", "timezone", "standard_conforming_strings"];
+
+impl<S: Duplex> Session<S> {
+    /// Forwards one client message to the attached server, rewriting it as needed.
+    pub(super) fn on_client_frame(&mut self, frame: Frame) -> Result<(), End> {
+        let transaction = self.mode == PoolMode::Transaction;
+        let max_prepared = self.db.config.max_prepared_statements;
+        let msg = FrontendMsg::parse(&frame).map_err(|e| End::Fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
+        let Some(a) = self.server.as_mut() else { return Ok(()) };
+        match msg {
+            FrontendMsg::Query { sql } => {
+                if transaction && leaves_session_state(sql) {
+                    a.lease.dirty = true;
+                }
+                a.pending += 1;
+                a.queue.push_back(Pending::Sync);
+            }
+            FrontendMsg::Parse { name, query, param_types } => {
+                a.unsynced = true;
+                if transaction && leaves_session_state(query) {
+                    a.lease.dirty = true;
+                }
+                if transaction && !name.is_empty() {
+                    if self.stmts.get(name).is_none() && self.stmts.len() >= max_prepared {
+                        return Err(End::Fatal(sqlstate::PROGRAM_LIMIT_EXCEEDED, format!("more than {max_prepared} prepared statements (max_prepared_statements)")));
+                    }
+                    let stmt = Statement::new(query, &param_types);
+                    if a.lease.prepared.contains(&stmt.server_name) {
+                        // The server has it already: an unnamed Parse yields the ParseComplete the client expects.
+                        frontend::parse(&mut a.to_server, "", query, &param_types);
+                        a.queue.push_back(Pending::Parse { server_name: None, client_name: Some(name.to_owned()), injected: false });
+                    } else {
+                        frontend::parse(&mut a.to_server, &stmt.server_name, query, &param_types);
+                        a.lease.prepared.insert(stmt.server_name.clone());
+                        a.queue.push_back(Pending::Parse { server_name: Some(stmt.server_name.clone()), client_name: Some(name.to_owned()), injected: false });
+                    }
+                    self.stmts.insert(name, stmt);
+                    return Ok(());
+                }
+                a.queue.push_back(Pending::Parse { server_name: None, client_name: None, injected: false });
+            }
+            FrontendMsg::Bind { statement, .. } if transaction && !statement.is_empty() => {
+                a.unsynced = true;
+                if let Some(stmt) = self.stmts.get(statement) {
+                    ensure_prepared(a, stmt);
+                    let rewritten = frontend::rewrite_bind(&frame, &stmt.server_name).map_err(|e| End::Fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
+                    a.to_server.extend_from_slice(&rewritten);
+                    return Ok(());
+                }
+            }
+            FrontendMsg::Describe { kind: b'S', name } if transaction && !name.is_empty() => {
+                a.unsynced = true;
+                if let Some(stmt) = self.stmts.get(name) {
+                    ensure_prepared(a, stmt);
+                    frontend::describe(&mut a.to_server, b'S', &stmt.server_name);
+                    return Ok(());
+                }
+            }
+            FrontendMsg::Close { kind: b'S', name } if transaction && !name.is_empty() => {
+                a.unsynced = true;
+                // Statements stay cached on servers (shared by name hash); the client's name goes.
+                self.stmts.remove(name);
+                frontend::close(&mut a.to_server, b'S', NO_STATEMENT);
+                return Ok(());
+            }
+            FrontendMsg::Sync => {
+                a.unsynced = false;
+                a.pending += 1;
+                a.queue.push_back(Pending::Sync);
+            }
+            FrontendMsg::FunctionCall => {
+                a.pending += 1;
+                a.queue.push_back(Pending::Sync);
+            }
+            FrontendMsg::Bind { .. } | FrontendMsg::Describe { .. } | FrontendMsg::Close { .. } | FrontendMsg::Execute { .. } => {
+                a.unsynced = true;
+            }
+            FrontendMsg::Flush | FrontendMsg::CopyData | FrontendMsg::CopyDone | FrontendMsg::CopyFail => {}
+            FrontendMsg::Terminate => return Err(End::Terminate),
+            FrontendMsg::Password(_) => {
+                return Err(End::Fatal(sqlstate::PROTOCOL_VIOLATION, "unexpected password message".into()));
+            }
+        }
+        a.to_server.extend_from_slice(&frame.raw);
+        Ok(())
+    }
+
+    /// Handles whatever complete messages the server sent.
+    pub(super) fn on_server_data(&mut self) -> Result<(), End> {
+        let Some(a) = self.server.as_mut() else { return Ok(()) };
+        loop {
+            let f = match try_frame(&mut a.lease.rbuf, MAX_MESSAGE_CEILING) {
+                Ok(Some(f)) => f,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    a.lease.broken = true;
+                    return Err(End::Fatal(sqlstate::CONNECTION_FAILURE, format!("upstream protocol error: {e}")));
+                }
+            };
+            match f.tag {
+                b'Z' => {
+                    a.status = parse_ready(f.body()).unwrap_or(b'E');
+                    a.pending = a.pending.saturating_sub(1);
+                    while let Some(p) = a.queue.pop_front() {
+                        if matches!(p, Pending::Sync) {
+                            break;
+                        }
+                    }
+                }
+                b'1' => {
+                    if matches!(a.queue.front(), Some(Pending::Parse { .. })) {
+                        if let Some(Pending::Parse { injected: true, .. }) = a.queue.pop_front() {
+                            continue;
+                        }
+                    }
+                }
+                b'E' => {
+                    // Messages up to the next Sync are skipped by the server: their Parses never happen.
+                    while let Some(Pending::Parse { .. }) = a.queue.front() {
+                        if let Some(Pending::Parse { server_name, client_name, .. }) = a.queue.pop_front() {
+                            if let Some(n) = server_name {
+                                a.lease.prepared.remove(&n);
+                            }
+                            if let Some(c) = client_name {
+                                self.stmts.remove(&c);
+                            }
+                        }
+                    }
+                    if ErrorFields::parse(f.body()).is_ok_and(|e| e.severity() == "FATAL" || e.severity() == "PANIC") {
+                        a.lease.broken = true;
+                    }
+                }
+                b'S' => {
+                    if let Ok((k, v)) = parse_parameter_status(f.body()) {
+                        let k = k.to_ascii_lowercase();
+                        if TRACKED.contains(&k.as_str()) {
+                            self.params.insert(k.clone(), v.to_owned());
+                            a.lease.applied.insert(k, v.to_owned());
+                        }
+                    }
+                    a.lease.note_parameter(&f);
+                }
+                _ => {}
+            }
+            self.to_client.extend_from_slice(&f.raw);
+        }
+    }
+}
+
+/// Makes sure the server has `stmt`, queueing a Parse whose answer the client never sees.
+fn ensure_prepared(a: &mut Attached, stmt: &Statement) {
+    if a.lease.prepared.contains(&stmt.server_name) {
+        return;
+    }
+    frontend::parse(&mut a.to_server, &stmt.server_name, &stmt.query, &stmt.param_types);
+    a.lease.prepared.insert(stmt.server_name.clone());
+    a.queue.push_back(Pending::Parse { server_name: Some(stmt.server_name.clone()), client_name: None, injected: true });
+}

@@ -1,0 +1,381 @@
+//! One client session after login: a single-task event loop that moves bytes between the client
+//! and (when one is attached) a leased server connection, without blocking either direction.
+//!
+//! Pooling rules (see docs/architecture.md): in transaction mode a server is leased when the
+//! client sends its first message and returned once every message forwarded has been answered
+//! and the server reports ReadyForQuery 'I' (idle, no transaction). In session mode the lease
+//! lasts for the whole session. Message rewriting for prepared statements and parameter tracking
+//! lives in [`super::server_side`].
+
+use std::collections::{HashMap, VecDeque};
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use tidepool_proto::framing::try_frame;
+use tidepool_proto::{backend, sqlstate, ProtoError};
+use tokio::io::{AsyncReadExt, AsyncWrite};
+use tokio::time::Instant;
+use tokio_util::io::poll_read_buf;
+use tracing::Instrument;
+
+use super::handshake::login;
+use super::prepared::{ClientStatements, Pending};
+use super::{fail_login, LoginError};
+use crate::app::{App, ClientSlot, Database, LeaseError, ServerLease};
+use crate::cancel::CancelKey;
+use crate::config::PoolMode;
+use crate::net::Duplex;
+
+/// Stop reading from one side while this much is queued for the other.
+const HIGH_WATER: usize = 256 * 1024;
+
+pub(super) struct Attached {
+    pub lease: ServerLease,
+    pub to_server: BytesMut,
+    /// ReadyForQuery messages still owed by the server (one per Sync, Query or FunctionCall).
+    pub pending: usize,
+    /// Extended-protocol messages sent since the last Sync.
+    pub unsynced: bool,
+    /// Transaction status from the last ReadyForQuery.
+    pub status: u8,
+    /// Expected ParseCompletes and Sync boundaries, in server answer order.
+    pub queue: VecDeque<Pending>,
+}
+
+pub(super) struct Session<S> {
+    pub app: Arc<App>,
+    pub db: Arc<Database>,
+    pub client: S,
+    pub crbuf: BytesMut,
+    pub to_client: BytesMut,
+    pub client_needs_flush: bool,
+    pub mode: PoolMode,
+    pub max_msg: usize,
+    /// Session parameters (lower-case names) this client's servers must carry.
+    pub params: HashMap<String, String>,
+    pub stmts: ClientStatements,
+    pub key: CancelKey,
+    pub server: Option<Attached>,
+    /// After a failed lease in the middle of an extended-protocol batch: drop messages until Sync.
+    pub skip_until_sync: bool,
+    _slot: ClientSlot,
+}
+
+enum Event {
+    Client(std::io::Result<usize>),
+    Server(std::io::Result<usize>),
+    ClientWrite(std::io::Error),
+    ServerWrite(std::io::Error),
+    Release,
+    Shutdown,
+}
+
+/// Why a session ended.
+pub(super) enum End {
+    ClientGone,
+    Terminate,
+    /// Tell the client (FATAL) and close.
+    Fatal(&'static str, String),
+}
+
+pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: BytesMut, params: Vec<(String, String)>, deadline: Instant) {
+    let key = app.cancels.register();
+    let logged = match tokio::time::timeout_at(deadline, login(&app, &mut client, &mut rbuf, params, (key.pid, key.secret))).await {
+        Err(_) => return fail_login(&app, &mut client, LoginError::Fatal(sqlstate::PROTOCOL_VIOLATION, "login timed out".into())).await,
+        Ok(Err(e)) => return fail_login(&app, &mut client, e).await,
+        Ok(Ok(l)) => l,
+    };
+    let span = tracing::info_span!("session", user = %logged.user, db = %logged.database.config.name);
+    async move {
+        tracing::debug!("client logged in");
+        app.metrics.clients.inc();
+        let db = logged.database;
+        let mut session = Session {
+            mode: db.config.pool_mode,
+            max_msg: db.config.max_message_size,
+            app: app.clone(),
+            db,
+            client,
+            crbuf: rbuf,
+            to_client: BytesMut::new(),
+            client_needs_flush: false,
+            params: logged.params.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect(),
+            stmts: ClientStatements::default(),
+            key,
+            server: None,
+            skip_until_sync: false,
+            _slot: logged.slot,
+        };
+        let end = session.run_loop().await;
+        session.finish(end).await;
+        app.metrics.clients.dec();
+    }
+    .instrument(span)
+    .await
+}
+
+impl<S: Duplex> Session<S> {
+    async fn run_loop(&mut self) -> End {
+        let shutdown = self.app.shutdown.clone();
+        let mut shutdown = std::pin::pin!(shutdown.cancelled_owned());
+        loop {
+            let ev = poll_fn(|cx| self.poll_io(cx, shutdown.as_mut())).await;
+            let r = match ev {
+                Event::Client(Ok(0)) | Event::Client(Err(_)) => return End::ClientGone,
+                Event::ClientWrite(e) => {
+                    tracing::debug!(error = %e, "client write failed");
+                    return End::ClientGone;
+                }
+                Event::Client(Ok(_)) => self.on_client_data().await,
+                Event::Server(Ok(0)) | Event::Server(Err(_)) => self.on_server_lost(),
+                Event::ServerWrite(e) => {
+                    tracing::warn!(error = %e, "server write failed");
+                    self.on_server_lost()
+                }
+                Event::Server(Ok(_)) => self.on_server_data(),
+                Event::Release => {
+                    self.release().await;
+                    Ok(())
+                }
+                Event::Shutdown => return End::Fatal(sqlstate::ADMIN_SHUTDOWN, "tidepool is shutting down".into()),
+            };
+            if let Err(end) = r {
+                return end;
+            }
+        }
+    }
+
+    fn releasable(&self) -> bool {
+        self.mode == PoolMode::Transaction
+            && self.server.as_ref().is_some_and(|a| a.pending == 0 && !a.unsynced && a.status == b'I' && a.to_server.is_empty())
+    }
+
+    fn poll_io(&mut self, cx: &mut Context<'_>, shutdown: Pin<&mut tokio_util::sync::WaitForCancellationFutureOwned>) -> Poll<Event> {
+        if let Err(e) = write_some(&mut self.client, &mut self.to_client, &mut self.client_needs_flush, cx) {
+            return Poll::Ready(Event::ClientWrite(e));
+        }
+        if self.to_client.is_empty() && self.to_client.capacity() > HIGH_WATER {
+            self.to_client = BytesMut::new();
+        }
+        let to_server_len = self.server.as_ref().map_or(0, |a| a.to_server.len());
+        if let Some(a) = self.server.as_mut() {
+            let mut flush = false;
+            if let Err(e) = write_some(&mut a.lease.stream, &mut a.to_server, &mut flush, cx) {
+                return Poll::Ready(Event::ServerWrite(e));
+            }
+        }
+        if self.releasable() {
+            return Poll::Ready(Event::Release);
+        }
+        if let Some(a) = self.server.as_mut() {
+            if self.to_client.len() < HIGH_WATER {
+                let conn: &mut crate::upstream::ServerConn = &mut a.lease;
+                reserve(&mut conn.rbuf, 16 * 1024);
+                if let Poll::Ready(r) = poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.rbuf) {
+                    return Poll::Ready(Event::Server(r));
+                }
+            }
+        }
+        if to_server_len < HIGH_WATER {
+            // Idle clients keep a small buffer: memory per idle connection stays low.
+            reserve(&mut self.crbuf, if self.server.is_some() { 16 * 1024 } else { 1024 });
+            if let Poll::Ready(r) = poll_read_buf(Pin::new(&mut self.client), cx, &mut self.crbuf) {
+                return Poll::Ready(Event::Client(r));
+            }
+        }
+        if self.server.is_none() && shutdown.poll(cx).is_ready() {
+            return Poll::Ready(Event::Shutdown);
+        }
+        Poll::Pending
+    }
+
+    async fn on_client_data(&mut self) -> Result<(), End> {
+        loop {
+            let frame = match try_frame(&mut self.crbuf, self.max_msg) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e @ (ProtoError::TooLarge { .. } | ProtoError::BadLength(_))) => {
+                    return Err(End::Fatal(sqlstate::PROTOCOL_VIOLATION, format!("{e} (max_message_size)")));
+                }
+                Err(e) => return Err(End::Fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string())),
+            };
+            if frame.tag == b'X' {
+                return Err(End::Terminate);
+            }
+            if self.skip_until_sync {
+                if frame.tag == b'S' {
+                    self.skip_until_sync = false;
+                    backend::ready_for_query(&mut self.to_client, b'I');
+                }
+                continue;
+            }
+            if self.server.is_none() {
+                if let Err(e) = self.attach().await {
+                    self.lease_failed(frame.tag, e)?;
+                    continue;
+                }
+            }
+            self.on_client_frame(frame)?;
+        }
+        if self.server.is_none() && self.crbuf.is_empty() && self.crbuf.capacity() > 4096 {
+            self.crbuf = BytesMut::new();
+        }
+        Ok(())
+    }
+
+    /// A lease could not be had: answer with an error, keep the session usable.
+    fn lease_failed(&mut self, tag: u8, e: LeaseError) -> Result<(), End> {
+        tracing::warn!(error = %e, "could not lease a server connection");
+        let (code, msg) = match &e {
+            LeaseError::Params(f) => (f.code().to_owned(), f.message().to_owned()),
+            LeaseError::Pool(crate::pool::PoolError::Timeout { .. }) => (sqlstate::TOO_MANY_CONNECTIONS.to_owned(), e.to_string()),
+            _ => (sqlstate::CONNECTION_FAILURE.to_owned(), e.to_string()),
+        };
+        backend::error_response(&mut self.to_client, "ERROR", &code, &msg);
+        match tag {
+            b'Q' | b'S' | b'F' => backend::ready_for_query(&mut self.to_client, b'I'),
+            _ => self.skip_until_sync = true,
+        }
+        Ok(())
+    }
+
+    async fn attach(&mut self) -> Result<(), LeaseError> {
+        let lease_fut = self.db.lease_with(&self.params);
+        let mut lease_fut = std::pin::pin!(lease_fut);
+        let lease = loop {
+            if self.crbuf.len() > self.max_msg.saturating_mul(2) {
+                break lease_fut.await?;
+            }
+            tokio::select! {
+                r = &mut lease_fut => break r?,
+                n = self.client.read_buf(&mut self.crbuf) => {
+                    if matches!(n, Ok(0) | Err(_)) {
+                        // The waiter left: dropping the future takes it out of the queue.
+                        return Err(LeaseError::Upstream(crate::upstream::UpstreamError::Closed));
+                    }
+                }
+            }
+        };
+        self.key.slot.set(Some(lease.cancel.clone())).await;
+        self.server = Some(Attached {
+            lease,
+            to_server: BytesMut::with_capacity(1024),
+            pending: 0,
+            unsynced: false,
+            status: b'I',
+            queue: VecDeque::new(),
+        });
+        Ok(())
+    }
+
+    /// Returns the server to the pool after resetting what the client left behind.
+    async fn release(&mut self) {
+        let Some(a) = self.server.take() else { return };
+        self.key.slot.set(None).await;
+        let mut lease = a.lease;
+        if lease.broken {
+            return lease.discard();
+        }
+        let max_prepared = self.db.config.max_prepared_statements;
+        let reset = async {
+            lease.reset_if_dirty().await?;
+            if lease.prepared.len() > max_prepared {
+                lease.simple("DEALLOCATE ALL").await?;
+                lease.prepared.clear();
+            }
+            Ok::<_, crate::upstream::UpstreamError>(())
+        };
+        match reset.await {
+            Ok(()) => {
+                self.app.metrics.transactions.inc();
+                lease.release();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "server reset failed; closing it");
+                lease.discard();
+            }
+        }
+    }
+
+    fn on_server_lost(&mut self) -> Result<(), End> {
+        let Some(a) = self.server.take() else { return Ok(()) };
+        let busy = a.pending > 0 || a.unsynced || a.status != b'I';
+        a.lease.discard();
+        if busy {
+            return Err(End::Fatal(sqlstate::CONNECTION_FAILURE, "server connection lost; the transaction was not completed".into()));
+        }
+        Ok(())
+    }
+
+    /// Client gone or session over: leave the server clean or close it.
+    async fn finish(mut self, end: End) {
+        if let End::Fatal(code, msg) = &end {
+            self.app.metrics.client_errors.inc();
+            tracing::info!(code, msg = %msg, "closing client");
+            let mut out = std::mem::take(&mut self.to_client);
+            backend::error_response(&mut out, "FATAL", code, msg);
+            self.to_client = out;
+        }
+        if !self.to_client.is_empty() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tokio::io::AsyncWriteExt::write_all(&mut self.client, &self.to_client)).await;
+        }
+        if let End::Fatal(..) = end {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tokio::io::AsyncWriteExt::shutdown(&mut self.client)).await;
+        }
+        let Some(a) = self.server.take() else { return };
+        self.key.slot.set(None).await;
+        let mut lease = a.lease;
+        if lease.broken || a.pending > 0 || a.unsynced || !a.to_server.is_empty() {
+            // Mid-query: stop the backend's work and close the connection (never reuse it).
+            let target = lease.cancel.clone();
+            tokio::spawn(async move {
+                let _ = crate::upstream::send_cancel(&target, std::time::Duration::from_secs(5)).await;
+            });
+            return lease.discard();
+        }
+        if a.status != b'I' {
+            if lease.simple("ROLLBACK").await.is_err() {
+                return lease.discard();
+            }
+        }
+        if self.mode == PoolMode::Session {
+            lease.dirty = true;
+        }
+        match lease.reset_if_dirty().await {
+            Ok(()) => lease.release(),
+            Err(_) => lease.discard(),
+        }
+    }
+}
+
+fn reserve(buf: &mut BytesMut, want: usize) {
+    if buf.capacity() - buf.len() < want / 4 {
+        buf.reserve(want);
+    }
+}
+
+/// Writes as much of `buf` as the stream takes now; flushes once it is empty.
+fn write_some<W: AsyncWrite + Unpin>(w: &mut W, buf: &mut BytesMut, needs_flush: &mut bool, cx: &mut Context<'_>) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        match Pin::new(&mut *w).poll_write(cx, buf) {
+            Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(n)) => {
+                buf.advance(n);
+                *needs_flush = true;
+            }
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => return Ok(()),
+        }
+    }
+    if *needs_flush {
+        match Pin::new(&mut *w).poll_flush(cx) {
+            Poll::Ready(Ok(())) => *needs_flush = false,
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => {}
+        }
+    }
+    Ok(())
+}

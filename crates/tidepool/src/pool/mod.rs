@@ -1,0 +1,300 @@
+//! The pool core every front end leases from: at most `size` upstream connections per pool,
+//! whatever the number of clients; waiters served first-come first-served (a fair semaphore), a
+//! waiter past `timeout` gets [`PoolError::Timeout`] and a waiter that goes away leaves the queue
+//! (dropping its future); connections opened in the background to keep `min_idle` warm, checked
+//! before reuse, retired after `idle_timeout` / `max_lifetime`.
+//!
+//! A [`Lease`] owns a permit and a connection. Returning it is explicit ([`Lease::release`]);
+//! dropping a lease closes the connection, so a panicking or cancelled task can never hand a dirty
+//! connection to the next client. Connection creation goes through [`Manager`], which lets unit
+//! tests use fake connections.
+
+mod stats;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use parking_lot::Mutex;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+pub use stats::PoolStats;
+
+/// Creates and checks connections for a pool.
+pub trait Manager: Send + Sync + 'static {
+    type Conn: Send + 'static;
+    type Error: std::error::Error + Send + Sync + 'static;
+    fn connect(&self) -> impl Future<Output = Result<Self::Conn, Self::Error>> + Send;
+    /// Whether a failed connect may succeed if tried again soon (server restarting).
+    fn is_transient(&self, err: &Self::Error) -> bool;
+    /// Cheap, non-blocking check of an idle connection before it is lent out.
+    fn is_healthy(&self, conn: &Self::Conn) -> bool;
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Label used in errors and metrics, e.g. the database name.
+    pub name: String,
+    pub size: usize,
+    pub min_idle: usize,
+    pub timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_lifetime: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError<E: std::error::Error + 'static> {
+    #[error("timed out after {waited:?} waiting for a connection in pool \"{pool}\" (pool_size {size})")]
+    Timeout { pool: String, size: usize, waited: Duration },
+    #[error("could not connect to upstream for pool \"{pool}\": {source}")]
+    Connect { pool: String, source: E },
+    #[error("pool \"{0}\" is shutting down")]
+    Closed(String),
+}
+
+struct Idle<C> {
+    conn: C,
+    created: Instant,
+    since: Instant,
+}
+
+struct Inner<M: Manager> {
+    settings: PoolSettings,
+    manager: M,
+    sem: Arc<Semaphore>,
+    idle: Mutex<Vec<Idle<M::Conn>>>,
+    stats: PoolStats,
+}
+
+pub struct Pool<M: Manager> {
+    inner: Arc<Inner<M>>,
+}
+
+impl<M: Manager> Clone for Pool<M> {
+    fn clone(&self) -> Self {
+        Pool { inner: self.inner.clone() }
+    }
+}
+
+/// A connection lent out by the pool, with the permit that counts it.
+pub struct Lease<M: Manager> {
+    conn: Option<M::Conn>,
+    created: Instant,
+    pool: Arc<Inner<M>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl<M: Manager> Pool<M> {
+    /// Creates the pool and, inside a tokio runtime, its maintenance task (stops when the pool is dropped).
+    pub fn new(settings: PoolSettings, manager: M) -> Self {
+        let inner = Arc::new(Inner {
+            sem: Arc::new(Semaphore::new(settings.size)),
+            idle: Mutex::new(Vec::with_capacity(settings.size)),
+            stats: PoolStats::default(),
+            settings,
+            manager,
+        });
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(maintain(Arc::downgrade(&inner)));
+        }
+        Pool { inner }
+    }
+
+    pub fn settings(&self) -> &PoolSettings {
+        &self.inner.settings
+    }
+
+    pub fn stats(&self) -> &PoolStats {
+        &self.inner.stats
+    }
+
+    pub fn manager(&self) -> &M {
+        &self.inner.manager
+    }
+
+    /// Number of idle connections right now.
+    pub fn idle_count(&self) -> usize {
+        self.inner.idle.lock().len()
+    }
+
+    /// Waits (FIFO, at most `timeout`) for a permit, then lends an idle connection or opens one.
+    pub async fn get(&self) -> Result<Lease<M>, PoolError<M::Error>> {
+        let inner = &self.inner;
+        let s = &inner.settings;
+        let start = Instant::now();
+        let permit = {
+            let _waiting = inner.stats.waiting_guard();
+            match tokio::time::timeout(s.timeout, inner.sem.clone().acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                Ok(Err(_)) => return Err(PoolError::Closed(s.name.clone())),
+                Err(_) => {
+                    inner.stats.timeouts.inc();
+                    return Err(PoolError::Timeout { pool: s.name.clone(), size: s.size, waited: start.elapsed() });
+                }
+            }
+        };
+        while let Some(idle) = inner.pop_idle() {
+            if inner.expired(idle.created, idle.since) || !inner.manager.is_healthy(&idle.conn) {
+                inner.stats.closed.inc();
+                continue;
+            }
+            inner.stats.wait.observe(start.elapsed().as_secs_f64());
+            return Ok(self.lease(idle.conn, idle.created, permit));
+        }
+        let deadline = start + s.timeout;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match inner.manager.connect().await {
+                Ok(conn) => {
+                    inner.stats.opened.inc();
+                    inner.stats.wait.observe(start.elapsed().as_secs_f64());
+                    return Ok(self.lease(conn, Instant::now(), permit));
+                }
+                Err(e) if inner.manager.is_transient(&e) && Instant::now() + backoff < deadline => {
+                    inner.stats.errors.inc();
+                    tracing::debug!(pool = %s.name, error = %e, "upstream connect failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(source) => {
+                    inner.stats.errors.inc();
+                    return Err(PoolError::Connect { pool: s.name.clone(), source });
+                }
+            }
+        }
+    }
+
+    fn lease(&self, conn: M::Conn, created: Instant, permit: OwnedSemaphorePermit) -> Lease<M> {
+        self.inner.stats.active.inc();
+        Lease { conn: Some(conn), created, pool: self.inner.clone(), _permit: permit }
+    }
+
+    /// Closes idle connections and refuses new leases; leases out now finish normally.
+    pub fn close(&self) {
+        self.inner.sem.close();
+        let n = std::mem::take(&mut *self.inner.idle.lock()).len();
+        self.inner.stats.idle.set(0);
+        self.inner.stats.closed.inc_by(n as u64);
+    }
+
+    /// Leases currently out.
+    pub fn active(&self) -> usize {
+        self.inner.settings.size - self.inner.sem.available_permits().min(self.inner.settings.size)
+    }
+}
+
+impl<M: Manager> Inner<M> {
+    fn pop_idle(&self) -> Option<Idle<M::Conn>> {
+        let c = self.idle.lock().pop();
+        if c.is_some() {
+            self.stats.idle.dec();
+        }
+        c
+    }
+
+    fn expired(&self, created: Instant, since: Instant) -> bool {
+        created.elapsed() >= self.settings.max_lifetime || since.elapsed() >= self.settings.idle_timeout
+    }
+
+    fn push_idle(&self, conn: M::Conn, created: Instant) {
+        if self.sem.is_closed() || created.elapsed() >= self.settings.max_lifetime {
+            self.stats.closed.inc();
+            return;
+        }
+        self.idle.lock().push(Idle { conn, created, since: Instant::now() });
+        self.stats.idle.inc();
+    }
+}
+
+impl<M: Manager> Lease<M> {
+    /// Returns a clean connection to the pool.
+    pub fn release(mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.push_idle(conn, self.created);
+        }
+    }
+
+    /// Closes the connection instead of returning it (it is broken or its state is unknown).
+    pub fn discard(mut self) {
+        self.conn.take();
+    }
+
+    pub fn age(&self) -> Duration {
+        self.created.elapsed()
+    }
+}
+
+impl<M: Manager> Drop for Lease<M> {
+    fn drop(&mut self) {
+        self.pool.stats.active.dec();
+        if self.conn.take().is_some() {
+            self.pool.stats.closed.inc();
+        }
+    }
+}
+
+impl<M: Manager> Deref for Lease<M> {
+    type Target = M::Conn;
+    fn deref(&self) -> &M::Conn {
+        self.conn.as_ref().unwrap_or_else(|| unreachable!("lease used after release"))
+    }
+}
+
+impl<M: Manager> DerefMut for Lease<M> {
+    fn deref_mut(&mut self) -> &mut M::Conn {
+        self.conn.as_mut().unwrap_or_else(|| unreachable!("lease used after release"))
+    }
+}
+
+/// Background upkeep: retire expired or broken idle connections, keep `min_idle` warm.
+async fn maintain<M: Manager>(weak: Weak<Inner<M>>) {
+    let period = Duration::from_millis(500);
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(inner) = weak.upgrade() else { return };
+        if inner.sem.is_closed() {
+            return;
+        }
+        let keep = inner.settings.min_idle;
+        {
+            let mut idle = inner.idle.lock();
+            let before = idle.len();
+            // Oldest-idle first (the vector is used as a stack); keep at least min_idle.
+            let mut remaining = idle.len();
+            let mut kept = Vec::with_capacity(idle.len());
+            for c in std::mem::take(&mut *idle) {
+                let too_idle = c.since.elapsed() >= inner.settings.idle_timeout && remaining > keep;
+                let too_old = c.created.elapsed() >= inner.settings.max_lifetime;
+                if too_idle || too_old || !inner.manager.is_healthy(&c.conn) {
+                    remaining -= 1;
+                    continue;
+                }
+                kept.push(c);
+            }
+            *idle = kept;
+            let removed = before - idle.len();
+            inner.stats.idle.set(idle.len() as i64);
+            inner.stats.closed.inc_by(removed as u64);
+        }
+        while inner.idle.lock().len() < keep {
+            let Ok(permit) = inner.sem.clone().try_acquire_owned() else { break };
+            match inner.manager.connect().await {
+                Ok(conn) => {
+                    inner.stats.opened.inc();
+                    inner.push_idle(conn, Instant::now());
+                }
+                Err(e) => {
+                    inner.stats.errors.inc();
+                    tracing::warn!(pool = %inner.settings.name, error = %e, "could not open a warm connection");
+                    break;
+                }
+            }
+            drop(permit);
+        }
+    }
+}

@@ -128,8 +128,11 @@ fn type_oid(ty: &ArgType) -> u32 {
 /// Encode one evaluated argument with its declared type.
 pub(crate) fn encode_param(value: &Value, ty: &ArgType, typed: bool) -> Result<Param> {
     let db_type = ty.db_type.as_deref();
-    let text = match (ty.arity, value) {
-        (Arity::List, Value::List(items)) => {
+    // Like node-postgres, an array value becomes an array literal whatever the declared arity
+    // (Prisma sends `hasEvery`/`hasSome` lists with a scalar `argType`).
+    let text = match (ty.scalar, value) {
+        (ScalarType::Json, _) | (ScalarType::Bytes, Value::Bytes(_)) => scalar_text(value, ty.scalar, db_type)?,
+        (_, Value::List(items)) => {
             let mut s = String::new();
             array_literal(items, ty.scalar, db_type, &mut s)?;
             Some(s)

@@ -141,6 +141,7 @@ pub struct App {
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
     pub pg_tls: Option<tokio_rustls::TlsAcceptor>,
+    pub api_keys: crate::keys::ApiKeys,
 }
 
 /// Front-end counters.
@@ -182,6 +183,7 @@ impl App {
             (Some(c), Some(k)) => Some(tokio_rustls::TlsAcceptor::from(crate::net::server_tls_config(c, k, &[])?)),
             _ => None,
         };
+        let api_keys = crate::keys::ApiKeys::from_config(&config);
         Ok(Arc::new(App {
             users: UserStore::from_config(&config),
             config: Arc::new(config),
@@ -192,6 +194,7 @@ impl App {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             pg_tls,
+            api_keys,
         }))
     }
 

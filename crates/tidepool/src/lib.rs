@@ -11,6 +11,7 @@ pub mod cancel;
 pub mod config;
 pub mod dev;
 pub mod frontend;
+pub mod keys;
 pub mod net;
 pub mod pool;
 pub mod run;

@@ -76,6 +76,8 @@ pub struct ServerConn {
     pub dirty: bool,
     /// Unusable: close instead of returning to the pool.
     pub broken: bool,
+    /// Transaction status from the last ReadyForQuery tidepool itself read ('I', 'T' or 'E').
+    pub tx_status: u8,
 }
 
 impl ServerConn {
@@ -92,6 +94,7 @@ impl ServerConn {
             last_used: now,
             dirty: false,
             broken: false,
+            tx_status: b'I',
         }
     }
 

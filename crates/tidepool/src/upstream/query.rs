@@ -35,7 +35,10 @@ impl ServerConn {
         loop {
             let f = self.read_frame().await?;
             match f.tag {
-                b'Z' => break,
+                b'Z' => {
+                    self.tx_status = backend::parse_ready(f.body()).unwrap_or(b'E');
+                    break;
+                }
                 b'E' if err.is_none() => err = Some(ErrorFields::parse(f.body())?),
                 b'S' => self.note_parameter(&f),
                 _ => {}
@@ -79,7 +82,10 @@ impl ServerConn {
                 b'C' => res.tag = backend::parse_command_complete(f.body())?.to_owned(),
                 b'E' if err.is_none() => err = Some(UpstreamError::Db(ErrorFields::parse(f.body())?)),
                 b'S' => self.note_parameter(&f),
-                b'Z' => break,
+                b'Z' => {
+                    self.tx_status = backend::parse_ready(f.body()).unwrap_or(b'E');
+                    break;
+                }
                 _ => {}
             }
         }

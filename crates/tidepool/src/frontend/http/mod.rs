@@ -1,6 +1,8 @@
 //! The HTTP listener (`http_listen`): HTTP/1.1 and HTTP/2 via axum/hyper, WebSocket upgrades that
 //! carry the Postgres protocol into the same session code as the TCP listener, and the JSON APIs.
 
+mod lease;
+mod neon;
 mod ws_io;
 
 use std::sync::Arc;
@@ -10,7 +12,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 
@@ -19,6 +21,7 @@ use crate::app::App;
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/sql", post(neon::sql).options(neon::preflight))
         .fallback(websocket)
         .with_state(app)
 }

@@ -142,6 +142,7 @@ pub struct App {
     pub tracker: TaskTracker,
     pub pg_tls: Option<tokio_rustls::TlsAcceptor>,
     pub api_keys: crate::keys::ApiKeys,
+    pub itx: crate::frontend::http::prisma::ItxRegistry,
 }
 
 /// Front-end counters.
@@ -195,6 +196,7 @@ impl App {
             tracker: TaskTracker::new(),
             pg_tls,
             api_keys,
+            itx: Default::default(),
         }))
     }
 

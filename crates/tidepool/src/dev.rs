@@ -135,6 +135,19 @@ fn dev_password(dir: &Path) -> anyhow::Result<String> {
     Ok(p)
 }
 
+/// The dev API key, created on first run and kept in `dir` (dev only; production keys are hashed).
+fn dev_api_key(dir: &Path) -> anyhow::Result<String> {
+    let f = dir.join("dev-api-key");
+    if let Ok(k) = std::fs::read_to_string(&f) {
+        if !k.trim().is_empty() {
+            return Ok(k.trim().to_owned());
+        }
+    }
+    let k = format!("tp_dev_{}", rand::thread_rng().sample_iter(Alphanumeric).take(32).map(char::from).collect::<String>());
+    std::fs::write(&f, &k)?;
+    Ok(k)
+}
+
 async fn ensure_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
     let url = UpstreamUrl::parse(admin_url).map_err(anyhow::Error::msg)?;
     let target = crate::upstream::UpstreamTarget::new(url, crate::config::UpstreamTls::Disable, std::time::Duration::from_secs(5));
@@ -156,9 +169,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
     };
     let password = dev_password(&args.dir)?;
+    let api_key = dev_api_key(&args.dir)?;
     let toml = format!(
-        "[server]\npg_listen = {:?}\nhttp_listen = {:?}\nadmin_listen = {:?}\n\n[[databases]]\nname = \"app\"\nurl = {:?}\npool_size = 10\n\n[[users]]\nname = \"dev\"\npassword = {:?}\n",
-        args.pg_listen, args.http_listen, args.admin_listen, upstream, password
+        "[server]\npg_listen = {:?}\nhttp_listen = {:?}\nadmin_listen = {:?}\n\n[[databases]]\nname = \"app\"\nurl = {:?}\npool_size = 10\n\n[[users]]\nname = \"dev\"\npassword = {:?}\n\n[[api_keys]]\nsha256 = {:?}\ndatabase = \"app\"\nlabel = \"dev\"\n",
+        args.pg_listen, args.http_listen, args.admin_listen, upstream, password, hex::encode(crate::keys::hash_key(&api_key))
     );
     let result = async {
         let config = Config::from_toml(&toml, std::env::vars())?;
@@ -168,7 +182,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         println!("\ntidepool dev is running (upstream {:?}). Connection strings:\n", UpstreamUrl::parse(&upstream).map_err(anyhow::Error::msg)?);
         println!("  Postgres (psql, drivers):  postgres://dev:{password}@{pg}/app");
         if let Some(h) = b.http {
+            println!("  Prisma (accelerateUrl):    prisma+postgres://localhost:{}/?api_key={api_key}", h.port());
+            println!("  Neon SQL over HTTP:        http://{h}/sql   (Neon-Connection-String: postgres://dev:{password}@{h}/app)");
             println!("  WebSocket (Neon Pool):     ws://{h}/v2");
+            println!("\n  neonConfig for @neondatabase/serverless:");
+            println!("    neonConfig.fetchEndpoint = () => 'http://{h}/sql';");
+            println!("    neonConfig.wsProxy = () => '{h}/v2';");
+            println!("    neonConfig.useSecureWebSocket = false;");
+            println!("    neonConfig.pipelineConnect = 'password';");
         }
         if let Some(a) = b.admin {
             println!("  Metrics / health:          http://{a}/metrics  http://{a}/healthz");

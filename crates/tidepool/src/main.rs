@@ -23,6 +23,11 @@ enum Command {
     Dev(tidepool::dev::DevArgs),
     /// Validate a configuration file and exit.
     CheckConfig { file: PathBuf },
+    /// Manage API keys for the HTTP APIs (stored hashed in [http] api_key_file).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Print a SCRAM-SHA-256 verifier for a password (read from stdin when not given).
     HashPassword {
         #[arg(long)]
@@ -30,6 +35,60 @@ enum Command {
         #[arg(long, default_value_t = 4096)]
         iterations: u32,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a key for a database; the key is printed once and only its SHA-256 is stored.
+    Create {
+        #[arg(long, short, env = "TIDEPOOL_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        database: String,
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List stored keys (hash prefix, database, label).
+    List {
+        #[arg(long, short, env = "TIDEPOOL_CONFIG")]
+        config: PathBuf,
+    },
+    /// Revoke keys by label or by hash prefix (8+ hex characters).
+    Revoke {
+        #[arg(long, short, env = "TIDEPOOL_CONFIG")]
+        config: PathBuf,
+        key: String,
+    },
+}
+
+fn key_file(config: &std::path::Path) -> anyhow::Result<(Config, PathBuf)> {
+    let c = Config::load(config, std::env::vars())?;
+    let f = c.http.api_key_file.clone().ok_or_else(|| anyhow::anyhow!("set [http] api_key_file in {} first", config.display()))?;
+    Ok((c, f))
+}
+
+fn keys(action: KeysAction) -> anyhow::Result<()> {
+    match action {
+        KeysAction::Create { config, database, label } => {
+            let (c, f) = key_file(&config)?;
+            anyhow::ensure!(c.database(&database).is_some(), "unknown database {database:?}");
+            let key = tidepool::keys::create(&f, &database, &label)?;
+            println!("{key}");
+            eprintln!("Store this key now: it is not shown again (only its SHA-256 is kept in {}).", f.display());
+        }
+        KeysAction::List { config } => {
+            let (_, f) = key_file(&config)?;
+            for k in tidepool::keys::list(&f)? {
+                println!("{}  {}  {}", &k.sha256[..12], k.database, k.label);
+            }
+        }
+        KeysAction::Revoke { config, key } => {
+            let (_, f) = key_file(&config)?;
+            let n = tidepool::keys::revoke(&f, &key)?;
+            println!("revoked {n} key(s)");
+        }
+    }
+    Ok(())
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -48,6 +107,7 @@ fn main() -> std::process::ExitCode {
             println!("{}: ok ({} databases, {} users)", file.display(), c.databases.len(), c.users.len());
         }).map_err(anyhow::Error::from),
         Command::HashPassword { password, iterations } => hash_password(password, iterations),
+        Command::Keys { action } => keys(action),
         Command::Serve { config } => match Config::load(&config, std::env::vars()) {
             Ok(c) => {
                 init_logging(c.server.log_format, &c.server.log_level);

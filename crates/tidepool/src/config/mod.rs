@@ -191,9 +191,17 @@ pub struct HttpConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub max_request_size: usize,
+    /// Neon /sql response limit.
     pub max_response_size: usize,
+    /// Neon /sql per-request timeout.
     #[serde(with = "humantime_serde")]
     pub query_timeout: Duration,
+    pub prisma_max_response_size: usize,
+    #[serde(with = "humantime_serde")]
+    pub prisma_query_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub prisma_max_transaction_timeout: Duration,
+    pub prisma_max_transactions_per_key: usize,
     pub max_ws_message_size: usize,
     #[serde(with = "humantime_serde")]
     pub ws_idle_timeout: Duration,
@@ -207,7 +215,11 @@ impl Default for HttpConfig {
             tls_key: None,
             max_request_size: d::max_body(),
             max_response_size: d::max_body(),
-            query_timeout: d::query_timeout(),
+            query_timeout: Duration::from_secs(15),
+            prisma_max_response_size: 5 << 20,
+            prisma_query_timeout: d::query_timeout(),
+            prisma_max_transaction_timeout: Duration::from_secs(60),
+            prisma_max_transactions_per_key: 100,
             max_ws_message_size: d::max_message_size(),
             ws_idle_timeout: d::ws_idle(),
             api_key_file: None,

@@ -3,6 +3,7 @@
 
 mod lease;
 mod neon;
+pub mod prisma;
 mod ws_io;
 
 use std::sync::Arc;
@@ -22,15 +23,16 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/sql", post(neon::sql).options(neon::preflight))
+        .merge(prisma::routes())
         .fallback(websocket)
         .with_state(app)
 }
 
 async fn health(State(app): State<Arc<App>>) -> impl IntoResponse {
     if app.shutdown.is_cancelled() {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({"status": "draining"})))
     } else {
-        (StatusCode::OK, "ok")
+        (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok"})))
     }
 }
 

@@ -1,0 +1,61 @@
+//! The interpreter's database seam on a leased connection: text-format statements through the
+//! upstream query runner, PostgreSQL errors handed over with their fields.
+
+use tidepool_prisma::{Column, DbError, Executor, Param, Rows, ServerError};
+
+use crate::frontend::http::lease::note_sql;
+use crate::upstream::{ServerConn, UpstreamError};
+
+pub struct PgExecutor<'a> {
+    pub conn: &'a mut ServerConn,
+    pub max_bytes: usize,
+}
+
+fn db_error(e: UpstreamError) -> DbError {
+    match e {
+        UpstreamError::Db(f) => DbError::Server(ServerError {
+            code: f.code().to_owned(),
+            message: f.message().to_owned(),
+            severity: f.get(b'S').map(str::to_owned),
+            detail: f.get(b'D').map(str::to_owned),
+            hint: f.get(b'H').map(str::to_owned),
+            schema: f.get(b's').map(str::to_owned),
+            table: f.get(b't').map(str::to_owned),
+            column: f.get(b'c').map(str::to_owned),
+            constraint: f.get(b'n').map(str::to_owned),
+        }),
+        UpstreamError::Io(_) | UpstreamError::Closed => DbError::ConnectionClosed,
+        UpstreamError::ConnectTimeout => DbError::Timeout,
+        UpstreamError::Tls(reason) => DbError::Tls { reason },
+        other => DbError::Other(other.to_string()),
+    }
+}
+
+impl PgExecutor<'_> {
+    async fn run(&mut self, sql: &str, params: &[Param]) -> Result<crate::upstream::QueryResult, DbError> {
+        note_sql(self.conn, sql);
+        let types: Vec<u32> = params.iter().map(|p| p.type_oid).collect();
+        let values: Vec<Option<String>> = params.iter().map(|p| p.value.clone()).collect();
+        self.conn.query_text(sql, &types, &values, self.max_bytes).await.map_err(db_error)
+    }
+}
+
+impl Executor for PgExecutor<'_> {
+    async fn query(&mut self, sql: &str, params: &[Param]) -> Result<Rows, DbError> {
+        let r = self.run(sql, params).await?;
+        let rows_affected = r.rows_affected();
+        Ok(Rows {
+            columns: r.fields.iter().map(|f| Column::new(f.name.clone(), f.type_oid)).collect(),
+            rows: r
+                .rows
+                .into_iter()
+                .map(|row| row.into_iter().map(|v| v.map(|b| String::from_utf8_lossy(&b).into_owned())).collect())
+                .collect(),
+            rows_affected,
+        })
+    }
+
+    async fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64, DbError> {
+        Ok(self.run(sql, params).await?.rows_affected())
+    }
+}

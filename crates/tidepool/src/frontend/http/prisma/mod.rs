@@ -1,0 +1,345 @@
+//! Prisma Accelerate-compatible API: Prisma ORM 7 clients send compiled query plans, which
+//! `tidepool-prisma` interprets on a lease from the shared pool. Routes: `GET /connection-info`,
+//! `POST /query`, `POST /transaction/start`, `POST /transaction/{id}/query|commit|rollback`,
+//! `POST /invalidate`. Every request carries `Authorization: Bearer <api key>`; the key selects
+//! the database. Errors use Prisma's `{code, error, meta}` shape and P-codes.
+
+mod exec;
+mod itx;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use http_body_util::BodyExt;
+use rand::RngCore;
+use serde_json::json;
+use tidepool_prisma::{HttpResponse, Limits, QueryContext, TransactionOptions};
+use tokio::time::Instant;
+
+use self::exec::PgExecutor;
+pub use self::itx::ItxRegistry;
+use self::itx::{Closed, Itx, Lookup};
+use super::lease::{self, HttpLeaseError};
+use crate::app::{App, Database, LeaseError};
+use crate::keys::ApiKey;
+use crate::pool::PoolError;
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/connection-info", get(connection_info))
+        .route("/query", post(query))
+        .route("/transaction/start", post(start))
+        .route("/transaction/{id}/query", post(itx_query))
+        .route("/transaction/{id}/commit", post(commit))
+        .route("/transaction/{id}/rollback", post(rollback))
+        .route("/invalidate", post(invalidate))
+}
+
+fn json_response(status: u16, body: String) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn error(status: u16, code: &str, message: impl Into<String>, meta: serde_json::Value) -> Response {
+    let body = json!({"code": code, "error": message.into(), "message": null, "meta": meta});
+    let mut body = body;
+    if let Some(o) = body.as_object_mut() {
+        o.remove("message");
+    }
+    let mut r = json_response(status, body.to_string());
+    if let Ok(v) = HeaderValue::from_str(code) {
+        r.headers_mut().insert("prisma-error-code", v);
+    }
+    r
+}
+
+fn from_interp(r: HttpResponse) -> Response {
+    json_response(r.status, r.body)
+}
+
+/// The API key from `Authorization: Bearer`, or the 401 P6002 response.
+fn authenticate(app: &App, headers: &HeaderMap) -> Result<(ApiKey, Arc<Database>), Response> {
+    let unauthorized = || error(401, "P6002", "The provided API Key is invalid.", json!({}));
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(unauthorized)?;
+    let key = app.api_keys.lookup(token.trim()).ok_or_else(unauthorized)?;
+    let db = app.database(&key.database).cloned().ok_or_else(unauthorized)?;
+    Ok((key, db))
+}
+
+async fn read_body(app: &App, body: Body) -> Result<Bytes, Response> {
+    let max = app.config.http.max_request_size;
+    match http_body_util::Limited::new(body, max).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(_) => Err(error(413, "P6005", format!("The request body exceeds the limit of {max} bytes."), json!({}))),
+    }
+}
+
+fn limits(app: &App) -> Limits {
+    Limits { max_response_bytes: app.config.http.prisma_max_response_size, ..Limits::default() }
+}
+
+fn lease_failed(e: LeaseError) -> Response {
+    tracing::warn!(error = %e, "no connection for a Prisma request");
+    match e {
+        LeaseError::Pool(PoolError::Timeout { .. }) => error(503, "P2024", format!("Timed out fetching a new connection from the connection pool. ({e})"), json!({})),
+        other => error(503, "P6008", format!("Could not reach the database: {other}"), json!({})),
+    }
+}
+
+fn timed_out(d: Duration) -> Response {
+    error(504, "P6004", format!("Query timeout exceeded ({} ms); the query was cancelled.", d.as_millis()), json!({}))
+}
+
+async fn connection_info(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authenticate(&app, &headers) {
+        return r;
+    }
+    json_response(200, json!({"provider": "postgres", "connectionInfo": {"supportsRelationJoins": true}}).to_string())
+}
+
+async fn invalidate(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authenticate(&app, &headers) {
+        return r;
+    }
+    json_response(200, "{}".into())
+}
+
+async fn query(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    let (_key, db) = match authenticate(&app, &headers) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let body = match read_body(&app, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let conn = match lease::lease(&db).await {
+        Ok(c) => c,
+        Err(e) => return lease_failed(e),
+    };
+    let limits = limits(&app);
+    let timeout = app.config.http.prisma_query_timeout;
+    let r = lease::run_bounded(conn, timeout, move |c| {
+        Box::pin(async move {
+            let mut exec = PgExecutor { conn: c, max_bytes: limits.max_response_bytes };
+            Ok(tidepool_prisma::handle_query(&mut exec, &body, &QueryContext::default(), &limits).await)
+        })
+    })
+    .await;
+    match r {
+        Ok(resp) => from_interp(resp),
+        Err(HttpLeaseError::Timeout(d)) => timed_out(d),
+        Err(e) => error(500, "P6000", e.to_string(), json!({})),
+    }
+}
+
+fn p2028(message: String, meta: serde_json::Value) -> Response {
+    error(409, "P2028", format!("Transaction API error: {message}"), meta)
+}
+
+fn closed_error(c: Closed, operation: &str) -> Response {
+    match c {
+        Closed::Committed => p2028(format!("Transaction already closed: A {operation} cannot be executed on a committed transaction."), json!({})),
+        Closed::RolledBack => p2028(format!("Transaction already closed: A {operation} cannot be executed on a transaction that was rolled back."), json!({})),
+        Closed::Expired { timeout_ms, taken_ms } => p2028(
+            format!("Transaction already closed: A {operation} cannot be executed on an expired transaction. The timeout for this transaction was {timeout_ms} ms, however {taken_ms} ms passed since the start of the transaction. Consider increasing the interactive transaction timeout or doing less work in the transaction."),
+            json!({"operation": operation, "timeout": timeout_ms, "timeTaken": taken_ms}),
+        ),
+    }
+}
+
+fn not_found() -> Response {
+    p2028("Transaction not found. Transaction ID is invalid, refers to an old closed transaction Prisma doesn't have information about anymore, or was obtained before disconnecting.".into(), json!({}))
+}
+
+async fn start(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    let (key, db) = match authenticate(&app, &headers) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let body = match read_body(&app, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let opts = match TransactionOptions::parse(&body) {
+        Ok(o) => o,
+        Err(e) => return from_interp(HttpResponse::from_error(&e)),
+    };
+    let isolation = match opts.isolation() {
+        Ok(i) => i,
+        Err(e) => return from_interp(HttpResponse::from_error(&e)),
+    };
+    let cfg = &app.config.http;
+    let max_wait = Duration::from_millis(opts.max_wait.unwrap_or(2000));
+    let timeout = Duration::from_millis(opts.timeout.unwrap_or(5000)).min(cfg.prisma_max_transaction_timeout);
+    if app.itx.reserve(key.sha256, cfg.prisma_max_transactions_per_key).is_none() {
+        return error(429, "P5011", format!("Too many open interactive transactions for this API key (limit {}).", cfg.prisma_max_transactions_per_key), json!({}));
+    }
+    let begun = tokio::time::timeout(max_wait, async {
+        let mut conn = lease::lease(&db).await?;
+        let mut sql = "BEGIN".to_owned();
+        if let Some(level) = isolation {
+            sql.push_str(&format!("; SET TRANSACTION ISOLATION LEVEL {}", level.as_sql()));
+        }
+        match conn.simple(&sql).await {
+            Ok(()) => Ok(conn),
+            Err(e) => {
+                lease::finish(conn).await;
+                Err(LeaseError::Upstream(e))
+            }
+        }
+    })
+    .await;
+    let conn = match begun {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            app.itx.unreserve(&key.sha256);
+            return lease_failed(e);
+        }
+        Err(_) => {
+            app.itx.unreserve(&key.sha256);
+            return p2028("Unable to start a transaction in the given time.".into(), json!({}));
+        }
+    };
+    let mut raw = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut raw);
+    let id = hex::encode(raw);
+    let itx = Arc::new(Itx { id: id.clone(), key: key.sha256, db, started: Instant::now(), timeout, conn: tokio::sync::Mutex::new(Some(conn)) });
+    app.itx.insert(itx.clone());
+    let app2 = app.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep_until(itx.deadline()).await;
+        expire(&app2, &itx).await;
+    });
+    let mut r = json_response(200, json!({"id": id}).to_string());
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        r.headers_mut().insert("prisma-transaction-id", v);
+    }
+    r
+}
+
+/// Rolls back a transaction that ran past its timeout.
+async fn expire(app: &App, itx: &Itx) {
+    let conn = itx.conn.lock().await.take();
+    if let Some(mut conn) = conn {
+        let _ = conn.simple("ROLLBACK").await;
+        lease::finish(conn).await;
+        let taken = itx.started.elapsed().as_millis() as u64;
+        app.itx.close(itx, Closed::Expired { timeout_ms: itx.timeout.as_millis() as u64, taken_ms: taken });
+    }
+}
+
+fn lookup(app: &App, headers: &HeaderMap, id: &str, operation: &str) -> Result<Arc<Itx>, Response> {
+    let (key, _) = authenticate(app, headers)?;
+    match app.itx.get(id, &key.sha256) {
+        Lookup::Open(t) => Ok(t),
+        Lookup::Closed(c) => Err(closed_error(c, operation)),
+        Lookup::Unknown => Err(not_found()),
+    }
+}
+
+fn expired_now(itx: &Itx) -> Closed {
+    Closed::Expired { timeout_ms: itx.timeout.as_millis() as u64, taken_ms: itx.started.elapsed().as_millis() as u64 }
+}
+
+async fn itx_query(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>, body: Body) -> Response {
+    let itx = match lookup(&app, &headers, &id, "query") {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let body = match read_body(&app, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let mut guard = itx.conn.lock().await;
+    let Some(conn) = guard.as_mut() else {
+        drop(guard);
+        return match app.itx.get(&id, &itx.key) {
+            Lookup::Closed(c) => closed_error(c, "query"),
+            _ => closed_error(expired_now(&itx), "query"),
+        };
+    };
+    let now = Instant::now();
+    if now >= itx.deadline() {
+        drop(guard);
+        expire(&app, &itx).await;
+        return closed_error(expired_now(&itx), "query");
+    }
+    let limits = limits(&app);
+    let budget = app.config.http.prisma_query_timeout.min(itx.deadline() - now);
+    let cancel = conn.cancel.clone();
+    let ctx = QueryContext { in_transaction: true, ..Default::default() };
+    let mut exec = PgExecutor { conn, max_bytes: limits.max_response_bytes };
+    let r = tokio::time::timeout(budget, tidepool_prisma::handle_query(&mut exec, &body, &ctx, &limits)).await;
+    match r {
+        Ok(resp) => from_interp(resp),
+        Err(_) => {
+            tokio::spawn(async move {
+                let _ = crate::upstream::send_cancel(&cancel, Duration::from_secs(5)).await;
+            });
+            if let Some(c) = guard.take() {
+                c.discard();
+            }
+            drop(guard);
+            let how = if Instant::now() >= itx.deadline() { expired_now(&itx) } else { Closed::RolledBack };
+            app.itx.close(&itx, how);
+            timed_out(budget)
+        }
+    }
+}
+
+async fn end(app: Arc<App>, headers: HeaderMap, id: String, commit: bool) -> Response {
+    let operation = if commit { "commit" } else { "rollback" };
+    let itx = match lookup(&app, &headers, &id, operation) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let conn = itx.conn.lock().await.take();
+    let Some(mut conn) = conn else {
+        return match app.itx.get(&id, &itx.key) {
+            Lookup::Closed(c) => closed_error(c, operation),
+            _ => closed_error(expired_now(&itx), operation),
+        };
+    };
+    if Instant::now() >= itx.deadline() {
+        let _ = conn.simple("ROLLBACK").await;
+        lease::finish(conn).await;
+        let how = expired_now(&itx);
+        app.itx.close(&itx, how);
+        return closed_error(how, operation);
+    }
+    let r = conn.simple(if commit { "COMMIT" } else { "ROLLBACK" }).await;
+    lease::finish(conn).await;
+    app.itx.close(&itx, if commit && r.is_ok() { Closed::Committed } else { Closed::RolledBack });
+    match r {
+        Ok(()) => json_response(200, "{}".into()),
+        Err(crate::upstream::UpstreamError::Db(f)) if f.code() == "40001" || f.code() == "40P01" => error(
+            400,
+            "P2034",
+            "Transaction failed due to a write conflict or a deadlock. Please retry your transaction",
+            json!({}),
+        ),
+        Err(crate::upstream::UpstreamError::Db(f)) => error(400, "P2028", format!("Transaction API error: {}", f.message()), json!({})),
+        Err(e) => error(500, "P6000", format!("{operation} failed: {e}"), json!({})),
+    }
+}
+
+async fn commit(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    end(app, headers, id, true).await
+}
+
+async fn rollback(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    end(app, headers, id, false).await
+}

@@ -23,6 +23,10 @@ use crate::Limits;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+fn ready<'a, T: Send + 'a>(v: T) -> BoxFuture<'a, T> {
+    Box::pin(std::future::ready(v))
+}
+
 /// Evaluation state for one request.
 pub(crate) struct Interpreter<'a, E: Executor> {
     pub exec: &'a mut E,
@@ -65,6 +69,31 @@ fn map_field(v: Value, field: &str) -> Value {
         Value::Object(mut m) => m.swap_remove(field).filter(|x| !x.is_null_or_undefined()).unwrap_or(Value::Null),
         other => other,
     }
+}
+
+fn reverse(v: Value) -> Value {
+    match v {
+        Value::List(mut items) => {
+            items.reverse();
+            Value::List(items)
+        }
+        other => other,
+    }
+}
+
+fn unique(v: Value) -> Result<Value> {
+    match v {
+        Value::List(items) if items.len() > 1 => Err(Error::internal(format!("Expected zero or one element, got {}", items.len()))),
+        Value::List(items) => Ok(items.into_iter().next().unwrap_or(Value::Null)),
+        other => Ok(other),
+    }
+}
+
+fn required(v: Value) -> Result<Value> {
+    if is_empty(&v) {
+        return Err(Error::internal("Required value is empty"));
+    }
+    Ok(v)
 }
 
 pub(crate) fn satisfies(v: &Value, rule: &DataRule) -> bool {
@@ -230,160 +259,152 @@ impl<E: Executor> Interpreter<'_, E> {
         Ok(Value::List(rows_out))
     }
 
-    /// Evaluate a node.
+    /// Evaluate a node. Each node kind gets its own small boxed future so the recursive poll
+    /// frames stay small (deep plans must not exhaust a worker thread's stack).
     pub fn eval<'n>(&'n mut self, node: &'n Node) -> BoxFuture<'n, Result<Value>> {
-        Box::pin(async move {
-            Ok(match node {
-                Node::Value(pv) => self.eval_pvalue(pv)?,
-                Node::Seq(nodes) => {
-                    let mut last = Value::Undefined;
-                    for n in nodes {
-                        last = self.eval(n).await?;
-                    }
-                    last
+        match node {
+            Node::Value(pv) => ready(self.eval_pvalue(pv)),
+            Node::Get(name) => ready(Ok(self.lookup(name))),
+            Node::GetFirstNonEmpty(names) => ready(Ok(names.iter().map(|n| self.lookup(n)).find(|v| !is_empty(v)).unwrap_or(Value::List(Vec::new())))),
+            Node::Unit => ready(Ok(Value::Undefined)),
+            Node::Seq(nodes) => Box::pin(self.seq(nodes)),
+            Node::Let { bindings, expr } => Box::pin(self.let_node(bindings, expr)),
+            Node::Concat(nodes) => Box::pin(self.concat(nodes)),
+            Node::Sum(nodes) => Box::pin(self.sum(nodes)),
+            Node::Reverse(inner) => Box::pin(async move { self.eval(inner).await.map(reverse) }),
+            Node::Unique(inner) => Box::pin(async move { self.eval(inner).await.and_then(unique) }),
+            Node::Required(inner) => Box::pin(async move { self.eval(inner).await.and_then(required) }),
+            Node::MapField { field, records } => Box::pin(async move { Ok(map_field(self.eval(records).await?, field)) }),
+            Node::Join { parent, children, can_assume_strict_equality } => Box::pin(self.join(parent, children, *can_assume_strict_equality)),
+            Node::DataMap { expr, structure, enums } => Box::pin(async move {
+                let v = self.eval(expr).await?;
+                DataMapper { enums, json_depth: self.limits.max_json_depth }.apply(v, structure)
+            }),
+            Node::Validate { expr, rules, error_identifier, context } => Box::pin(async move {
+                let v = self.eval(expr).await?;
+                match rules.iter().all(|r| satisfies(&v, r)) {
+                    true => Ok(v),
+                    false => Err(validation_error(&v, error_identifier, context)),
                 }
-                Node::Get(name) => self.lookup(name),
-                Node::Let { bindings, expr } => {
-                    let mark = self.scope.len();
-                    let mut result = Ok(Value::Undefined);
-                    for (name, b) in bindings {
-                        match self.eval(b).await {
-                            Ok(v) => self.scope.push((name.clone(), v)),
-                            Err(e) => {
-                                result = Err(e);
-                                break;
-                            }
-                        }
-                    }
-                    if result.is_ok() {
-                        result = self.eval(expr).await;
-                    }
-                    self.scope.truncate(mark);
-                    result?
+            }),
+            Node::If { value, rule, then, otherwise } => Box::pin(async move {
+                let v = self.eval(value).await?;
+                self.eval(if satisfies(&v, rule) { then } else { otherwise }).await
+            }),
+            Node::Diff { from, to, fields } => Box::pin(async move {
+                let from = self.eval(from).await?;
+                let to = self.eval(to).await?;
+                Ok(diff(from, &to, fields))
+            }),
+            Node::InitializeRecord { expr, fields } => Box::pin(self.initialize_record(expr, fields)),
+            Node::MapRecord { expr, fields } => Box::pin(self.map_record(expr, fields)),
+            Node::Process { expr, operations } => Box::pin(async move {
+                let v = self.eval(expr).await?;
+                let ops = self.eval_ops(operations)?;
+                process_records(v, &ops, self.limits.max_json_depth)
+            }),
+            Node::Query(q) => Box::pin(self.run_db(q, false)),
+            Node::Execute(q) => Box::pin(self.run_db(q, true)),
+            Node::Transaction(inner) => Box::pin(self.with_transaction(inner)),
+        }
+    }
+
+    async fn seq(&mut self, nodes: &[Node]) -> Result<Value> {
+        let mut last = Value::Undefined;
+        for n in nodes {
+            last = self.eval(n).await?;
+        }
+        Ok(last)
+    }
+
+    async fn let_node(&mut self, bindings: &[(String, Node)], expr: &Node) -> Result<Value> {
+        let mark = self.scope.len();
+        let mut result = Ok(Value::Undefined);
+        for (name, b) in bindings {
+            match self.eval(b).await {
+                Ok(v) => self.scope.push((name.clone(), v)),
+                Err(e) => {
+                    result = Err(e);
+                    break;
                 }
-                Node::GetFirstNonEmpty(names) => {
-                    names.iter().map(|n| self.lookup(n)).find(|v| !is_empty(v)).unwrap_or(Value::List(Vec::new()))
+            }
+        }
+        if result.is_ok() {
+            result = self.eval(expr).await;
+        }
+        self.scope.truncate(mark);
+        result
+    }
+
+    async fn concat(&mut self, nodes: &[Node]) -> Result<Value> {
+        let mut out = Vec::new();
+        for n in nodes {
+            match self.eval(n).await? {
+                Value::List(items) => out.extend(items),
+                other => out.push(other),
+            }
+        }
+        Ok(Value::List(out))
+    }
+
+    async fn sum(&mut self, nodes: &[Node]) -> Result<Value> {
+        let mut acc: Option<Value> = None;
+        for n in nodes {
+            let v = self.eval(n).await?;
+            acc = Some(match acc {
+                None => v,
+                Some(a) => Value::Number(as_number(&a)? + as_number(&v)?),
+            });
+        }
+        Ok(acc.unwrap_or(Value::Number(0.0)))
+    }
+
+    async fn join(&mut self, parent: &Node, children: &[crate::plan::JoinExpr], strict: bool) -> Result<Value> {
+        let parent = self.eval(parent).await?;
+        if matches!(parent, Value::Null) {
+            return Ok(Value::Null);
+        }
+        let mut evaluated = Vec::with_capacity(children.len());
+        for c in children {
+            evaluated.push((c, self.eval(&c.child).await?));
+        }
+        attach_children(parent, evaluated, strict)
+    }
+
+    async fn initialize_record(&mut self, expr: &Node, fields: &indexmap::IndexMap<String, FieldInitializer>) -> Result<Value> {
+        self.eval(expr).await?;
+        let mut record = Map::new();
+        for (k, init) in fields {
+            let v = match init {
+                FieldInitializer::Value(pv) => self.eval_pvalue(pv)?,
+                FieldInitializer::LastInsertId => Value::Undefined,
+            };
+            record.insert(k.clone(), v);
+        }
+        Ok(Value::Object(record))
+    }
+
+    async fn map_record(&mut self, expr: &Node, fields: &indexmap::IndexMap<String, crate::plan::FieldOperation>) -> Result<Value> {
+        let mut record = match self.eval(expr).await? {
+            Value::Null => Map::new(),
+            Value::Object(m) => m,
+            other => return Err(Error::plan(format!("Expected object, got {}", other.type_name()))),
+        };
+        for (k, op) in fields {
+            let operand = self.eval_pvalue(&op.value)?;
+            let current = record.get(k).cloned().unwrap_or_default();
+            let v = match op.op {
+                FieldOp::Set => operand,
+                FieldOp::Add => Value::Number(as_number(&current)? + as_number(&operand)?),
+                FieldOp::Subtract => Value::Number(as_number(&current)? - as_number(&operand)?),
+                FieldOp::Multiply => Value::Number(as_number(&current)? * as_number(&operand)?),
+                FieldOp::Divide => {
+                    let (l, r) = (as_number(&current)?, as_number(&operand)?);
+                    if r == 0.0 { Value::Null } else { Value::Number(l / r) }
                 }
-                Node::Concat(nodes) => {
-                    let mut out = Vec::new();
-                    for n in nodes {
-                        match self.eval(n).await? {
-                            Value::List(items) => out.extend(items),
-                            other => out.push(other),
-                        }
-                    }
-                    Value::List(out)
-                }
-                Node::Sum(nodes) => {
-                    let mut acc: Option<Value> = None;
-                    for n in nodes {
-                        let v = self.eval(n).await?;
-                        acc = Some(match acc {
-                            None => v,
-                            Some(a) => Value::Number(as_number(&a)? + as_number(&v)?),
-                        });
-                    }
-                    acc.unwrap_or(Value::Number(0.0))
-                }
-                Node::Reverse(inner) => match self.eval(inner).await? {
-                    Value::List(mut items) => {
-                        items.reverse();
-                        Value::List(items)
-                    }
-                    other => other,
-                },
-                Node::Unique(inner) => match self.eval(inner).await? {
-                    Value::List(items) if items.len() > 1 => {
-                        return Err(Error::internal(format!("Expected zero or one element, got {}", items.len())));
-                    }
-                    Value::List(items) => items.into_iter().next().unwrap_or(Value::Null),
-                    other => other,
-                },
-                Node::Required(inner) => {
-                    let v = self.eval(inner).await?;
-                    if is_empty(&v) {
-                        return Err(Error::internal("Required value is empty"));
-                    }
-                    v
-                }
-                Node::MapField { field, records } => map_field(self.eval(records).await?, field),
-                Node::Join { parent, children, can_assume_strict_equality } => {
-                    let parent = self.eval(parent).await?;
-                    if matches!(parent, Value::Null) {
-                        return Ok(Value::Null);
-                    }
-                    let mut evaluated = Vec::with_capacity(children.len());
-                    for c in children {
-                        evaluated.push((c, self.eval(&c.child).await?));
-                    }
-                    attach_children(parent, evaluated, *can_assume_strict_equality)?
-                }
-                Node::DataMap { expr, structure, enums } => {
-                    let v = self.eval(expr).await?;
-                    DataMapper { enums, json_depth: self.limits.max_json_depth }.apply(v, structure)?
-                }
-                Node::Validate { expr, rules, error_identifier, context } => {
-                    let v = self.eval(expr).await?;
-                    if !rules.iter().all(|r| satisfies(&v, r)) {
-                        return Err(validation_error(&v, error_identifier, context));
-                    }
-                    v
-                }
-                Node::If { value, rule, then, otherwise } => {
-                    let v = self.eval(value).await?;
-                    let branch = if satisfies(&v, rule) { then } else { otherwise };
-                    self.eval(branch).await?
-                }
-                Node::Unit => Value::Undefined,
-                Node::Diff { from, to, fields } => {
-                    let from = self.eval(from).await?;
-                    let to = self.eval(to).await?;
-                    diff(from, &to, fields)
-                }
-                Node::InitializeRecord { expr, fields } => {
-                    self.eval(expr).await?;
-                    let mut record = Map::new();
-                    for (k, init) in fields {
-                        let v = match init {
-                            FieldInitializer::Value(pv) => self.eval_pvalue(pv)?,
-                            FieldInitializer::LastInsertId => Value::Undefined,
-                        };
-                        record.insert(k.clone(), v);
-                    }
-                    Value::Object(record)
-                }
-                Node::MapRecord { expr, fields } => {
-                    let mut record = match self.eval(expr).await? {
-                        Value::Null => Map::new(),
-                        Value::Object(m) => m,
-                        other => return Err(Error::plan(format!("Expected object, got {}", other.type_name()))),
-                    };
-                    for (k, op) in fields {
-                        let operand = self.eval_pvalue(&op.value)?;
-                        let current = record.get(k).cloned().unwrap_or_default();
-                        let v = match op.op {
-                            FieldOp::Set => operand,
-                            FieldOp::Add => Value::Number(as_number(&current)? + as_number(&operand)?),
-                            FieldOp::Subtract => Value::Number(as_number(&current)? - as_number(&operand)?),
-                            FieldOp::Multiply => Value::Number(as_number(&current)? * as_number(&operand)?),
-                            FieldOp::Divide => {
-                                let (l, r) = (as_number(&current)?, as_number(&operand)?);
-                                if r == 0.0 { Value::Null } else { Value::Number(l / r) }
-                            }
-                        };
-                        record.insert(k.clone(), v);
-                    }
-                    Value::Object(record)
-                }
-                Node::Process { expr, operations } => {
-                    let v = self.eval(expr).await?;
-                    let ops = self.eval_ops(operations)?;
-                    process_records(v, &ops, self.limits.max_json_depth)?
-                }
-                Node::Query(q) => self.run_db(q, false).await?,
-                Node::Execute(q) => self.run_db(q, true).await?,
-                Node::Transaction(inner) => self.with_transaction(inner).await?,
-            })
-        })
+            };
+            record.insert(k.clone(), v);
+        }
+        Ok(Value::Object(record))
     }
 }

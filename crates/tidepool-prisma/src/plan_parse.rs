@@ -76,130 +76,173 @@ pub(crate) struct PlanParser {
 }
 
 impl PlanParser {
+    /// Parse one node. Kept small: each node kind is parsed by its own non-inlined function so
+    /// the recursive stack frame stays small even in debug builds.
     pub fn node(&self, v: &Value, depth: usize) -> Result<Node> {
         if depth > self.max_depth {
             return Err(Error::InvalidRequest(format!("Query plan nesting exceeds the limit of {} levels", self.max_depth)));
         }
         let d = depth + 1;
         let m = obj(v, "plan node")?;
-        let ty = string(m, "type", "plan node")?;
+        let Some(Value::String(ty)) = m.get("type") else { return Err(bad("plan node is missing 'type'")) };
         let args = m.get("args").unwrap_or(&Value::Undefined);
-        let boxed = |v: &Value| self.node(v, d).map(Box::new);
-        let a = |what: &str| obj(args, what);
-        Ok(match ty.as_str() {
-            "value" => Node::Value(self.pvalue(args, d)?),
-            "seq" => Node::Seq(self.nodes(args, "seq args", d)?),
-            "get" => Node::Get(string(a("get args")?, "name", "get args")?),
-            "let" => {
-                let m = a("let args")?;
-                let mut bindings = Vec::new();
-                for b in list(member(m, "bindings", "let args")?, "let bindings")? {
-                    let (name, expr) = match b {
-                        Value::List(pair) if pair.len() == 2 => (pair[0].clone(), &pair[1]),
-                        _ => {
-                            let bm = obj(b, "let binding")?;
-                            (member(bm, "name", "let binding")?.clone(), member(bm, "expr", "let binding")?)
-                        }
-                    };
-                    let Value::String(name) = name else { return Err(bad("let binding name must be a string")) };
-                    bindings.push((name, self.node(expr, d)?));
+        match ty.as_str() {
+            "value" => self.pvalue(args, d).map(Node::Value),
+            "seq" => self.nodes(args, "seq args", d).map(Node::Seq),
+            "concat" => self.nodes(args, "concat args", d).map(Node::Concat),
+            "sum" => self.nodes(args, "sum args", d).map(Node::Sum),
+            "get" => self.get_node(args),
+            "getFirstNonEmpty" => self.first_non_empty(args),
+            "let" => self.let_node(args, d),
+            "reverse" => self.boxed(args, d).map(Node::Reverse),
+            "unique" => self.boxed(args, d).map(Node::Unique),
+            "required" => self.boxed(args, d).map(Node::Required),
+            "transaction" => self.boxed(args, d).map(Node::Transaction),
+            "unit" => Ok(Node::Unit),
+            "query" => self.db_query(args, d).map(Node::Query),
+            "execute" => self.db_query(args, d).map(Node::Execute),
+            "mapField" => self.map_field(args, d),
+            "join" => self.join(args, d),
+            "dataMap" => self.data_map(args, d),
+            "validate" => self.validate(args, d),
+            "if" => self.if_node(args, d),
+            "diff" => self.diff(args, d),
+            "initializeRecord" => self.initialize_record(args, d),
+            "mapRecord" => self.map_record(args, d),
+            "process" => self.process(args, d),
+            other => Err(bad(format!("unknown node type '{other}'"))),
+        }
+    }
+
+    #[inline(never)]
+    fn boxed(&self, v: &Value, d: usize) -> Result<Box<Node>> {
+        self.node(v, d).map(Box::new)
+    }
+
+    #[inline(never)]
+    fn get_node(&self, args: &Value) -> Result<Node> {
+        Ok(Node::Get(string(obj(args, "get args")?, "name", "get args")?))
+    }
+
+    #[inline(never)]
+    fn first_non_empty(&self, args: &Value) -> Result<Node> {
+        let m = obj(args, "getFirstNonEmpty args")?;
+        Ok(Node::GetFirstNonEmpty(strings(member(m, "names", "getFirstNonEmpty args")?, "names")?))
+    }
+
+    #[inline(never)]
+    fn let_node(&self, args: &Value, d: usize) -> Result<Node> {
+        let m = obj(args, "let args")?;
+        let mut bindings = Vec::new();
+        for b in list(member(m, "bindings", "let args")?, "let bindings")? {
+            let (name, expr) = match b {
+                Value::List(pair) if pair.len() == 2 => (&pair[0], &pair[1]),
+                _ => {
+                    let bm = obj(b, "let binding")?;
+                    (member(bm, "name", "let binding")?, member(bm, "expr", "let binding")?)
                 }
-                Node::Let { bindings, expr: boxed(member(m, "expr", "let args")?)? }
-            }
-            "getFirstNonEmpty" => Node::GetFirstNonEmpty(strings(member(a("getFirstNonEmpty args")?, "names", "getFirstNonEmpty args")?, "names")?),
-            "concat" => Node::Concat(self.nodes(args, "concat args", d)?),
-            "sum" => Node::Sum(self.nodes(args, "sum args", d)?),
-            "reverse" => Node::Reverse(boxed(args)?),
-            "unique" => Node::Unique(boxed(args)?),
-            "required" => Node::Required(boxed(args)?),
-            "transaction" => Node::Transaction(boxed(args)?),
-            "unit" => Node::Unit,
-            "query" => Node::Query(self.db_query(args, d)?),
-            "execute" => Node::Execute(self.db_query(args, d)?),
-            "mapField" => {
-                let m = a("mapField args")?;
-                Node::MapField { field: string(m, "field", "mapField args")?, records: boxed(member(m, "records", "mapField args")?)? }
-            }
-            "join" => self.join(a("join args")?, d)?,
-            "dataMap" => {
-                let m = a("dataMap args")?;
-                let enums = match m.get("enums") {
-                    None | Some(Value::Null) => Enums::new(),
-                    Some(e) => parse_enums(e)?,
-                };
-                Node::DataMap {
-                    expr: boxed(member(m, "expr", "dataMap args")?)?,
-                    structure: self.result_node(member(m, "structure", "dataMap args")?, d)?,
-                    enums,
-                }
-            }
-            "validate" => {
-                let m = a("validate args")?;
-                let rules = list(member(m, "rules", "validate args")?, "validate rules")?.iter().map(data_rule).collect::<Result<_>>()?;
-                Node::Validate {
-                    expr: boxed(member(m, "expr", "validate args")?)?,
-                    rules,
-                    error_identifier: string(m, "errorIdentifier", "validate args")?,
-                    context: m.get("context").cloned().unwrap_or(Value::Object(Map::new())),
-                }
-            }
-            "if" => {
-                let m = a("if args")?;
-                Node::If {
-                    value: boxed(member(m, "value", "if args")?)?,
-                    rule: data_rule(member(m, "rule", "if args")?)?,
-                    then: boxed(member(m, "then", "if args")?)?,
-                    otherwise: boxed(member(m, "else", "if args")?)?,
-                }
-            }
-            "diff" => {
-                let m = a("diff args")?;
-                Node::Diff {
-                    from: boxed(member(m, "from", "diff args")?)?,
-                    to: boxed(member(m, "to", "diff args")?)?,
-                    fields: strings(member(m, "fields", "diff args")?, "diff fields")?,
-                }
-            }
-            "initializeRecord" => {
-                let m = a("initializeRecord args")?;
-                let mut fields = IndexMap::new();
-                for (k, f) in obj(member(m, "fields", "initializeRecord args")?, "initializeRecord fields")? {
-                    let fm = obj(f, "field initializer")?;
-                    let init = match string(fm, "type", "field initializer")?.as_str() {
-                        "value" => FieldInitializer::Value(self.pvalue(fm.get("value").unwrap_or(&Value::Null), d)?),
-                        "lastInsertId" => FieldInitializer::LastInsertId,
-                        other => return Err(bad(format!("unknown field initializer '{other}'"))),
-                    };
-                    fields.insert(k.clone(), init);
-                }
-                Node::InitializeRecord { expr: boxed(member(m, "expr", "initializeRecord args")?)?, fields }
-            }
-            "mapRecord" => {
-                let m = a("mapRecord args")?;
-                let mut fields = IndexMap::new();
-                for (k, f) in obj(member(m, "fields", "mapRecord args")?, "mapRecord fields")? {
-                    let fm = obj(f, "field operation")?;
-                    let op = match string(fm, "type", "field operation")?.as_str() {
-                        "set" => FieldOp::Set,
-                        "add" => FieldOp::Add,
-                        "subtract" => FieldOp::Subtract,
-                        "multiply" => FieldOp::Multiply,
-                        "divide" => FieldOp::Divide,
-                        other => return Err(bad(format!("unknown field operation '{other}'"))),
-                    };
-                    let value = self.pvalue(fm.get("value").unwrap_or(&Value::Null), d)?;
-                    fields.insert(k.clone(), FieldOperation { op, value });
-                }
-                Node::MapRecord { expr: boxed(member(m, "expr", "mapRecord args")?)?, fields }
-            }
-            "process" => {
-                let m = a("process args")?;
-                Node::Process {
-                    expr: boxed(member(m, "expr", "process args")?)?,
-                    operations: self.in_memory_ops(member(m, "operations", "process args")?, d)?,
-                }
-            }
-            other => return Err(bad(format!("unknown node type '{other}'"))),
+            };
+            let Value::String(name) = name else { return Err(bad("let binding name must be a string")) };
+            bindings.push((name.clone(), self.node(expr, d)?));
+        }
+        Ok(Node::Let { bindings, expr: self.boxed(member(m, "expr", "let args")?, d)? })
+    }
+
+    #[inline(never)]
+    fn map_field(&self, args: &Value, d: usize) -> Result<Node> {
+        let m = obj(args, "mapField args")?;
+        Ok(Node::MapField { field: string(m, "field", "mapField args")?, records: self.boxed(member(m, "records", "mapField args")?, d)? })
+    }
+
+    #[inline(never)]
+    fn data_map(&self, args: &Value, d: usize) -> Result<Node> {
+        let m = obj(args, "dataMap args")?;
+        let enums = match m.get("enums") {
+            None | Some(Value::Null) => Enums::new(),
+            Some(e) => parse_enums(e)?,
+        };
+        Ok(Node::DataMap {
+            expr: self.boxed(member(m, "expr", "dataMap args")?, d)?,
+            structure: self.result_node(member(m, "structure", "dataMap args")?, d)?,
+            enums,
+        })
+    }
+
+    #[inline(never)]
+    fn validate(&self, args: &Value, d: usize) -> Result<Node> {
+        let m = obj(args, "validate args")?;
+        let rules = list(member(m, "rules", "validate args")?, "validate rules")?.iter().map(data_rule).collect::<Result<_>>()?;
+        Ok(Node::Validate {
+            expr: self.boxed(member(m, "expr", "validate args")?, d)?,
+            rules,
+            error_identifier: string(m, "errorIdentifier", "validate args")?,
+            context: m.get("context").cloned().unwrap_or(Value::Object(Map::new())),
+        })
+    }
+
+    #[inline(never)]
+    fn if_node(&self, args: &Value, d: usize) -> Result<Node> {
+        let m = obj(args, "if args")?;
+        Ok(Node::If {
+            value: self.boxed(member(m, "value", "if args")?, d)?,
+            rule: data_rule(member(m, "rule", "if args")?)?,
+            then: self.boxed(member(m, "then", "if args")?, d)?,
+            otherwise: self.boxed(member(m, "else", "if args")?, d)?,
+        })
+    }
+
+    #[inline(never)]
+    fn diff(&self, args: &Value, d: usize) -> Result<Node> {
+        let m = obj(args, "diff args")?;
+        Ok(Node::Diff {
+            from: self.boxed(member(m, "from", "diff args")?, d)?,
+            to: self.boxed(member(m, "to", "diff args")?, d)?,
+            fields: strings(member(m, "fields", "diff args")?, "diff fields")?,
+        })
+    }
+
+    #[inline(never)]
+    fn initialize_record(&self, args: &Value, d: usize) -> Result<Node> {
+        let m = obj(args, "initializeRecord args")?;
+        let mut fields = IndexMap::new();
+        for (k, f) in obj(member(m, "fields", "initializeRecord args")?, "initializeRecord fields")? {
+            let fm = obj(f, "field initializer")?;
+            let init = match string(fm, "type", "field initializer")?.as_str() {
+                "value" => FieldInitializer::Value(self.pvalue(fm.get("value").unwrap_or(&Value::Null), d)?),
+                "lastInsertId" => FieldInitializer::LastInsertId,
+                other => return Err(bad(format!("unknown field initializer '{other}'"))),
+            };
+            fields.insert(k.clone(), init);
+        }
+        Ok(Node::InitializeRecord { expr: self.boxed(member(m, "expr", "initializeRecord args")?, d)?, fields })
+    }
+
+    #[inline(never)]
+    fn map_record(&self, args: &Value, d: usize) -> Result<Node> {
+        let m = obj(args, "mapRecord args")?;
+        let mut fields = IndexMap::new();
+        for (k, f) in obj(member(m, "fields", "mapRecord args")?, "mapRecord fields")? {
+            let fm = obj(f, "field operation")?;
+            let op = match string(fm, "type", "field operation")?.as_str() {
+                "set" => FieldOp::Set,
+                "add" => FieldOp::Add,
+                "subtract" => FieldOp::Subtract,
+                "multiply" => FieldOp::Multiply,
+                "divide" => FieldOp::Divide,
+                other => return Err(bad(format!("unknown field operation '{other}'"))),
+            };
+            let value = self.pvalue(fm.get("value").unwrap_or(&Value::Null), d)?;
+            fields.insert(k.clone(), FieldOperation { op, value });
+        }
+        Ok(Node::MapRecord { expr: self.boxed(member(m, "expr", "mapRecord args")?, d)?, fields })
+    }
+
+    #[inline(never)]
+    fn process(&self, args: &Value, d: usize) -> Result<Node> {
+        let m = obj(args, "process args")?;
+        Ok(Node::Process {
+            expr: self.boxed(member(m, "expr", "process args")?, d)?,
+            operations: self.in_memory_ops(member(m, "operations", "process args")?, d)?,
         })
     }
 
@@ -207,7 +250,9 @@ impl PlanParser {
         list(v, what)?.iter().map(|n| self.node(n, d)).collect()
     }
 
-    fn join(&self, m: &Map, d: usize) -> Result<Node> {
+    #[inline(never)]
+    fn join(&self, args: &Value, d: usize) -> Result<Node> {
+        let m = obj(args, "join args")?;
         let mut children = Vec::new();
         for c in list(member(m, "children", "join args")?, "join children")? {
             let cm = obj(c, "join child")?;
@@ -234,6 +279,7 @@ impl PlanParser {
 
     /// Parse a `PrismaValue`, recognising placeholders and generator calls (verbose
     /// `prisma__type` form and compact `$p`/`$g` form).
+    #[inline(never)]
     pub fn pvalue(&self, v: &Value, depth: usize) -> Result<PValue> {
         if depth > self.max_depth {
             return Err(Error::InvalidRequest(format!("Query plan nesting exceeds the limit of {} levels", self.max_depth)));
@@ -279,6 +325,7 @@ impl PlanParser {
         }
     }
 
+    #[inline(never)]
     fn db_query(&self, v: &Value, d: usize) -> Result<DbQuery> {
         let m = obj(v, "database query")?;
         let args = match m.get("args") {

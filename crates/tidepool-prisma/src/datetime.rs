@@ -59,6 +59,9 @@ pub fn format_db_datetime(ms: i64, db_type: Option<&str>) -> Option<String> {
 /// `±HH`, `±HHMM` or `±HH:MM`; a missing zone is taken as UTC. Returns epoch milliseconds.
 pub fn parse_js_date(text: &str) -> Option<i64> {
     let s = text.trim();
+    if !s.is_ascii() {
+        return None;
+    }
     let (date_part, rest) = split_date(s)?;
     let date = parse_date(date_part)?;
     if rest.is_empty() {

@@ -180,6 +180,9 @@ fn parse_float(text: &str) -> Option<f64> {
 
 /// Remove a trailing `+HH[:MM[:SS]]` / `-HH…` zone from a time or timestamp.
 fn strip_zone(text: &str) -> &str {
+    if !text.is_ascii() {
+        return text;
+    }
     let time_start = text.rfind(':').map_or(0, |i| i.saturating_sub(5));
     match text[time_start..].rfind(['+', '-']) {
         Some(i) if time_start + i > 0 => &text[..time_start + i],

@@ -14,6 +14,8 @@ pub struct Statement {
     pub server_name: String,
     pub query: String,
     pub param_types: Vec<u32>,
+    /// Executing it may leave session state behind (see [`super::state`]).
+    pub stateful: bool,
 }
 
 impl Statement {
@@ -28,6 +30,7 @@ impl Statement {
             server_name: format!("tp_{}", hex::encode(&digest[..16])),
             query: query.to_owned(),
             param_types: param_types.to_vec(),
+            stateful: super::state::leaves_session_state(query),
         }
     }
 }

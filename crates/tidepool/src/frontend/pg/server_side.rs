@@ -62,6 +62,10 @@ impl<S: Duplex> Session<S> {
             FrontendMsg::Bind { statement, .. } if transaction && !statement.is_empty() => {
                 a.unsynced = true;
                 if let Some(stmt) = self.stmts.get(statement) {
+                    // Each execution may leave state on this server, whatever the Parse did.
+                    if stmt.stateful {
+                        a.lease.dirty = true;
+                    }
                     ensure_prepared(a, stmt);
                     let rewritten = frontend::rewrite_bind(&frame, &stmt.server_name).map_err(|e| End::Fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
                     a.to_server.extend_from_slice(&rewritten);

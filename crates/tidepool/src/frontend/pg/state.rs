@@ -35,12 +35,23 @@ fn statement_is_stateful(stmt: &str) -> bool {
         "set" => second != "local" && second != "transaction" && second != "constraints",
         "reset" | "listen" | "prepare" | "load" | "discard" => true,
         "declare" => stmt.contains("with hold"),
+        // `SELECT … INTO TEMP t` creates a temporary table.
+        "select" | "with" => selects_into_temp(stmt),
         "create" => {
             matches!(second, "temp" | "temporary")
                 || (matches!(second, "global" | "local" | "unlogged") && stmt.contains("temp"))
         }
         _ => false,
     }
+}
+
+fn selects_into_temp(stmt: &str) -> bool {
+    let words: Vec<&str> = stmt.split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',').filter(|w| !w.is_empty()).collect();
+    let temp = |w: Option<&&str>| matches!(w.copied(), Some("temp" | "temporary"));
+    words.iter().enumerate().any(|(i, w)| {
+        *w == "into"
+            && (temp(words.get(i + 1)) || (matches!(words.get(i + 1).copied(), Some("local" | "global")) && temp(words.get(i + 2))))
+    })
 }
 
 #[cfg(test)]
@@ -61,6 +72,10 @@ mod tests {
             "SELECT set_config('a.b', 'c', false)",
             "PREPARE p AS select 1",
             "declare c cursor with hold for select 1",
+            "SELECT 1 AS x INTO TEMP TABLE t",
+            "select a, b into temporary t from x",
+            "SELECT * INTO LOCAL TEMP t FROM x",
+            "with q as (select 1) select * into temp t from q",
         ] {
             assert!(s(q), "{q}");
         }
@@ -75,6 +90,9 @@ mod tests {
             "BEGIN; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; COMMIT",
             "select pg_advisory_xact_lock(1)",
             "insert into settings(a) values ('set x')",
+            "select temp from readings",
+            "select * from t where name = 'into'",
+            "insert into temp_readings select 1",
         ] {
             assert!(!s(q), "{q}");
         }

@@ -9,3 +9,5 @@ mod raw;
 
 mod auth;
 mod load;
+mod prepared;
+mod isolation;

@@ -1,0 +1,111 @@
+//! Protocol-level prepared statements in transaction mode: statements follow their client across
+//! transactions and server connections; pgbench in every query mode.
+
+use anyhow::{ensure, Result};
+use tidepool_testkit::{run_pgbench, TestCluster, SCRAM_USER};
+use tokio_postgres::types::Type;
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_follow_clients_across_transactions_and_connections() -> Result<()> {
+    const CLIENTS: i32 = 20;
+    const ROUNDS: i32 = 30;
+    let cluster = TestCluster::shared().await?;
+    let db = cluster.unique_database("prepared").await?;
+    cluster.client_as(SCRAM_USER, &db).await?.batch_execute("CREATE TABLE items (client int, n int, label text)").await?;
+    let p = Setup::new(cluster, &db).db("pool_size = 3").db("pool_timeout = \"30s\"").start().await?;
+
+    let mut tasks = Vec::new();
+    for i in 0..CLIENTS {
+        let config = p.config(SCRAM_CLIENT, Some(SCRAM_CLIENT_PW));
+        tasks.push(tokio::spawn(async move {
+            let mut c = connect(&config).await?;
+            // Same text in every client (shared on servers), and text unique to this client under
+            // the same client-side statement names (tokio-postgres names them s0, s1, …).
+            let add = c.prepare("SELECT $1::int + $2::int").await?;
+            let own = c.prepare(&format!("SELECT $1::text || '-{i}'")).await?;
+            let insert = c.prepare_typed("INSERT INTO items VALUES ($1, $2, $3)", &[Type::INT4, Type::INT4, Type::TEXT]).await?;
+            let fails = c.prepare("SELECT 1 / $1::int").await?;
+            for n in 0..ROUNDS {
+                let row = c.query_one(&add, &[&i, &n]).await?;
+                ensure!(row.get::<_, i32>(0) == i + n, "add");
+                let row = c.query_one(&own, &[&format!("x{n}")]).await?;
+                ensure!(row.get::<_, String>(0) == format!("x{n}-{i}"), "own statement of client {i} gave {:?}", row.get::<_, String>(0));
+                if n % 5 == 0 {
+                    let tx = c.transaction().await?;
+                    tx.execute(&insert, &[&i, &n, &format!("tx{n}")]).await?;
+                    let row = tx.query_one(&add, &[&n, &1i32]).await?;
+                    ensure!(row.get::<_, i32>(0) == n + 1);
+                    tx.commit().await?;
+                } else {
+                    c.execute(&insert, &[&i, &n, &"auto"]).await?;
+                }
+                if n % 7 == 0 {
+                    // An error inside a prepared statement leaves the session and pool usable.
+                    let e = c.query_one(&fails, &[&0i32]).await.expect_err("division by zero");
+                    ensure!(code(&e).as_deref() == Some("22012"), "{e:?}");
+                }
+                if i % 4 == 0 && n % 6 == 0 {
+                    // Session state makes tidepool DISCARD ALL this server after the transaction,
+                    // which drops its prepared statements: they must be re-created when needed.
+                    c.batch_execute("SET search_path = public").await?;
+                }
+                if n == ROUNDS / 2 {
+                    // Close and prepare again under a new client name.
+                    let again = c.prepare("SELECT $1::int + $2::int").await?;
+                    let row = c.query_one(&again, &[&1i32, &2i32]).await?;
+                    ensure!(row.get::<_, i32>(0) == 3);
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    let mut failed = Vec::new();
+    for t in tasks {
+        if let Err(e) = bounded("client task", 120, t).await? {
+            failed.push(format!("{e:#}"));
+        }
+    }
+    assert!(failed.is_empty(), "{} clients failed: {:?}", failed.len(), &failed[..failed.len().min(3)]);
+    let direct = cluster.client(&db).await?;
+    let n: i64 = direct.query_one("SELECT count(*) FROM items", &[]).await?.get(0);
+    assert_eq!(n, (CLIENTS * ROUNDS) as i64);
+    p.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbench_prepared_extended_and_simple_modes() -> Result<()> {
+    let cluster = TestCluster::shared().await?;
+    let db = cluster.unique_database("pgbench").await?;
+    let p = Setup::new(cluster, &db).db("pool_size = 2").db("pool_timeout = \"30s\"").start().await?;
+    let url = p.url(SCRAM_CLIENT, Some(SCRAM_CLIENT_PW));
+
+    // Initialisation runs through tidepool too (DDL, COPY FROM STDIN, VACUUM).
+    let init = bounded("pgbench -i", 120, run_pgbench(["-i", "-s", "1", "-q", url.as_str()])).await?;
+    let init = init.ok()?;
+    assert!(init.stderr.contains("done"), "{}", init.stderr);
+
+    // pgbench 15 prepares synchronously per thread: -j must equal -c under a transaction pooler.
+    for (mode, jobs) in [("prepared", "4"), ("extended", "2"), ("simple", "2")] {
+        let out = bounded(&format!("pgbench -M {mode}"), 120, run_pgbench(["-M", mode, "-c", "4", "-j", jobs, "-t", "40", "-n", url.as_str()])).await?;
+        let out = out.ok()?;
+        assert_eq!(out.pgbench_failed(), 0, "{mode}: {}", out.stdout);
+        assert!(out.stdout.contains("number of transactions actually processed: 160/160"), "{mode}: {}\n{}", out.stdout, out.stderr);
+    }
+
+    // Every transaction was applied whole: balances match the history.
+    let direct = cluster.client(&db).await?;
+    let row = direct
+        .query_one(
+            "SELECT (SELECT sum(abalance) FROM pgbench_accounts)::bigint, (SELECT sum(delta) FROM pgbench_history)::bigint, \
+                    (SELECT count(*) FROM pgbench_history)",
+            &[],
+        )
+        .await?;
+    assert_eq!(row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1));
+    assert_eq!(row.get::<_, i64>(2), 3 * 160);
+    p.stop().await;
+    Ok(())
+}

@@ -117,7 +117,7 @@ impl ServerError {
 pub enum DbError {
     /// PostgreSQL answered with an ErrorResponse.
     #[error("{}", .0.message)]
-    Server(ServerError),
+    Server(Box<ServerError>),
     /// The connection was closed or reset mid-statement (Prisma P1017).
     #[error("connection closed")]
     ConnectionClosed,
@@ -133,6 +133,12 @@ pub enum DbError {
     /// Anything else; reported as an internal error.
     #[error("{0}")]
     Other(String),
+}
+
+impl From<ServerError> for DbError {
+    fn from(e: ServerError) -> Self {
+        DbError::Server(Box::new(e))
+    }
 }
 
 /// Database access provided by the host. Futures must be `Send` so the interpreter can run on

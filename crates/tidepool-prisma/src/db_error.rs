@@ -261,7 +261,7 @@ mod tests {
         let mut e = ServerError::new("23505", "duplicate key value violates unique constraint \"User_email_key\"");
         e.constraint = Some("User_email_key".into());
         e.table = Some("User".into());
-        let err = map_db_error(&DbError::Server(e), false);
+        let err = map_db_error(&DbError::Server(Box::new(e)), false);
         assert_eq!(
             err.body_json(),
             r#"{"code":"P2002","error":"Unique constraint failed on the constraint: `User_email_key`","meta":{"driverAdapterError":{"name":"DriverAdapterError","cause":{"originalCode":"23505","originalMessage":"duplicate key value violates unique constraint \"User_email_key\"","kind":"UniqueConstraintViolation","constraint":{"index":"User_email_key"},"table":"User"}},"table":"User"}}"#

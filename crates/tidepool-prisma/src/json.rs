@@ -396,7 +396,7 @@ pub fn format_number(n: f64) -> String {
             out.push('.');
             out.push_str(&digits[1..]);
         }
-        let _ = write!(out, "e{}{}", if e - 1 >= 0 { "+" } else { "-" }, (e - 1).abs());
+        let _ = write!(out, "e{}{}", if e > 0 { "+" } else { "-" }, (e - 1).abs());
     }
     out
 }

@@ -216,7 +216,7 @@ fn infer_casts(parents: &[&mut Map], keys: &[String]) -> Vec<Option<Cast>> {
         .collect()
 }
 
-fn expect_object<'v>(v: &'v mut Value) -> Result<&'v mut Map> {
+fn expect_object(v: &mut Value) -> Result<&mut Map> {
     let name = v.type_name();
     match v {
         Value::Object(m) => Ok(m),

@@ -142,7 +142,7 @@ fn push_typed(params: &mut Vec<Param>, values: &[Value], ty: Option<&DynArgType>
     let unknown = ArgType::unknown();
     match ty {
         Some(DynArgType::Tuple(elems)) => {
-            if elems.is_empty() || values.len() % elems.len() != 0 {
+            if values.len().checked_rem(elems.len()) != Some(0) {
                 return Err(malformed(&format!(
                     "Expected the number of parameters to match the tuple arity, but got {} parameters for a tuple of arity {}.",
                     values.len(),

@@ -37,7 +37,7 @@ pub struct QueryRequest {
 /// A single request or a batch of them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RequestBody {
-    Single(QueryRequest),
+    Single(Box<QueryRequest>),
     Batch(Vec<QueryRequest>),
 }
 
@@ -97,7 +97,7 @@ impl RequestBody {
             Value::Object(m) if m.contains_key("batch") && !m.contains_key("plan") => {
                 m["batch"].as_list().ok_or_else(|| invalid("'batch' must be an array"))?
             }
-            _ => return QueryRequest::from_value(&value, limits).map(RequestBody::Single),
+            _ => return QueryRequest::from_value(&value, limits).map(|r| RequestBody::Single(Box::new(r))),
         };
         items.iter().map(|v| QueryRequest::from_value(v, limits)).collect::<Result<_>>().map(RequestBody::Batch)
     }

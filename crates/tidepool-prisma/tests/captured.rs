@@ -143,7 +143,7 @@ async fn a18_unique_violation() {
     e.constraint = Some("User_email_key".into());
     e.table = Some("User".into());
     e.detail = Some("Key (email)=(rel@example.com) already exists.".into());
-    let mut fake = Fake::new(vec![Err(DbError::Server(e))]);
+    let mut fake = Fake::new(vec![Err(DbError::Server(Box::new(e)))]);
     check("A18", &mut fake, false).await;
 }
 

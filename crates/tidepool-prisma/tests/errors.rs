@@ -46,7 +46,7 @@ async fn sqlstates_map_to_prisma_codes() {
         (server("25P02", "current transaction is aborted"), "P2039", "Database error. Code: `25P02`. Message: `current transaction is aborted`"),
     ];
     for (e, code, message) in cases {
-        let (status, b) = fail_with(PLAN, DbError::Server(e.clone())).await;
+        let (status, b) = fail_with(PLAN, DbError::Server(Box::new(e.clone()))).await;
         assert_eq!(status, 400);
         let v = tidepool_prisma::json::parse(b.as_bytes(), 32).unwrap();
         assert_eq!(v.get("code").as_str(), Some(code), "{b}");
@@ -61,7 +61,7 @@ async fn sqlstates_map_to_prisma_codes() {
 async fn generic_postgres_error_meta() {
     let mut e = server("XX000", "boom");
     e.hint = Some("try again".into());
-    let (_, b) = fail_with(PLAN, DbError::Server(e)).await;
+    let (_, b) = fail_with(PLAN, DbError::Server(Box::new(e))).await;
     assert_eq!(
         b,
         r#"{"code":"P2039","error":"Database error. Code: `XX000`. Message: `boom`","meta":{"driverAdapterError":{"name":"DriverAdapterError","cause":{"originalCode":"XX000","originalMessage":"boom","kind":"postgres","code":"XX000","severity":"ERROR","message":"boom","hint":"try again"}}}}"#
@@ -72,7 +72,7 @@ async fn generic_postgres_error_meta() {
 async fn raw_errors_are_p2010() {
     let mut e = server("23505", "duplicate key value violates unique constraint \"User_email_key\"");
     e.constraint = Some("User_email_key".into());
-    let (status, b) = fail_with(RAW, DbError::Server(e)).await;
+    let (status, b) = fail_with(RAW, DbError::Server(Box::new(e))).await;
     assert_eq!(status, 400);
     assert!(b.starts_with(r#"{"code":"P2010","error":"Raw query failed. Code: `23505`. Message: `duplicate key value violates unique constraint \"User_email_key\"`","meta":{"driverAdapterError":"#), "{b}");
     let (_, b) = fail_with(RAW, DbError::ConnectionClosed).await;

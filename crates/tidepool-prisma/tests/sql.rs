@@ -187,7 +187,7 @@ async fn placeholders_and_missing_values() {
 async fn generators_in_args_and_unknown_generator() {
     let gen = |name: &str, args: &str| format!(r#"{{"prisma__type":"generatorCall","prisma__value":{{"name":"{name}","args":{args},"returnType":{{"type":"String"}}}}}}"#);
     let args = format!("[{},{},{},{},{},{}]", gen("now", "[]"), gen("now", "[]"), gen("uuid", "[7]"), gen("cuid", "[2]"), gen("ulid", "[]"), gen("nanoid", "[8]"));
-    let plan = template(&format!("[{}]", vec![r#"{"type":"parameter"}"#; 6].join(",")), &args, "[]", true);
+    let plan = template(&format!("[{}]", [r#"{"type":"parameter"}"#; 6].join(",")), &args, "[]", true);
     let (r, fake) = statements(&plan, "{}", &Limits::default()).await;
     assert_eq!(r.status, 200);
     let v = fake.calls[0].values();

@@ -107,6 +107,7 @@ impl PgConn {
     }
 
     /// Run a simple-protocol script, returning the first error.
+    #[allow(clippy::result_large_err)]
     pub fn simple(&mut self, sql: &str) -> Result<(), ServerError> {
         let mut b = Vec::new();
         cstr(&mut b, sql);
@@ -188,7 +189,7 @@ impl PgConn {
                     rows.rows_affected = tag.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
                 }
                 b'E' => err = Some(parse_error(&body)),
-                b'Z' => return err.map_or(Ok(rows), |e| Err(DbError::Server(e))),
+                b'Z' => return err.map_or(Ok(rows), |e| Err(DbError::Server(Box::new(e)))),
                 _ => {}
             }
         }

@@ -55,7 +55,9 @@
 //!   (int8/numeric as strings, timestamps as UTC, bytea as bytes, arrays element-wise); built-in
 //!   types Prisma cannot read (`interval`, `point`, …) fail with P2010.
 //! * Database errors map to Prisma's codes and `meta` (P2002 with the constraint, P2003, P2011,
-//!   P2000, P2034, P2039 fallback; P2010 for raw SQL); see [`db_error`](crate::Error) docs.
+//!   P2000, P2034, P2039 fallback; P2010 for raw SQL), with `meta.driverAdapterError` exactly
+//!   as Prisma builds it. Interactive-transaction bookkeeping (ids, timeouts, P2028) is the
+//!   host's; [`TransactionOptions`] parses the start body and validates the isolation level.
 //! * Hostile input cannot panic or recurse without bound: JSON nesting
 //!   ([`Limits::max_json_depth`]) and plan nesting ([`Limits::max_plan_depth`]) are capped, and
 //!   fetched rows plus the serialised response are capped by [`Limits::max_response_bytes`]

@@ -1,7 +1,7 @@
 //! Typed query plans (the `plan` of a `/query` request), as compiled by Prisma 7.
 //!
 //! The wire format is the verbose one Prisma 7.10 sends: every node is `{"type": …, "args": …}`
-//! (see the node catalogue in the crate docs). [`crate::plan_parse`] turns the JSON into these
+//! (see the node catalogue in the crate docs). The private `plan_parse` module turns the JSON into these
 //! types, rejecting unknown node types and malformed arguments up front, so evaluation never
 //! meets a shape it does not understand.
 

@@ -56,7 +56,7 @@ impl ClientStatements {
     }
 }
 
-/// One expected ParseComplete (or a Sync boundary) in the order the server will answer.
+/// One expected ParseComplete (or a ReadyForQuery boundary) in the order the server will answer.
 #[derive(Debug)]
 pub enum Pending {
     Parse {
@@ -67,7 +67,14 @@ pub enum Pending {
         /// tidepool injected this Parse: its ParseComplete is not the client's.
         injected: bool,
     },
+    /// A Sync message: answered by ReadyForQuery, unless it reaches the server during
+    /// COPY FROM STDIN (ignored there).
     Sync,
+    /// A Query or FunctionCall: answered by ReadyForQuery.
+    Query,
+    /// The client ended a COPY FROM STDIN (CopyDone/CopyFail) before the server's CopyInResponse
+    /// was seen: Syncs queued before this marker were sent during the COPY.
+    CopyEnd,
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ impl<S: Duplex> Session<S> {
                     a.lease.dirty = true;
                 }
                 a.pending += 1;
-                a.queue.push_back(Pending::Sync);
+                a.queue.push_back(Pending::Query);
             }
             FrontendMsg::Parse { name, query, param_types } => {
                 a.unsynced = true;
@@ -87,6 +87,8 @@ impl<S: Duplex> Session<S> {
                 frontend::close(&mut a.to_server, b'S', NO_STATEMENT);
                 return Ok(());
             }
+            // During COPY FROM STDIN the server ignores Sync: nothing will answer it.
+            FrontendMsg::Sync if a.copy_in.is_some() => {}
             FrontendMsg::Sync => {
                 a.unsynced = false;
                 a.pending += 1;
@@ -94,12 +96,17 @@ impl<S: Duplex> Session<S> {
             }
             FrontendMsg::FunctionCall => {
                 a.pending += 1;
-                a.queue.push_back(Pending::Sync);
+                a.queue.push_back(Pending::Query);
             }
+            FrontendMsg::CopyDone | FrontendMsg::CopyFail => match a.copy_in.take() {
+                // After an extended-protocol COPY the server answers only once a Sync follows.
+                Some(simple) => a.unsynced |= !simple,
+                None => a.queue.push_back(Pending::CopyEnd),
+            },
             FrontendMsg::Bind { .. } | FrontendMsg::Describe { .. } | FrontendMsg::Close { .. } | FrontendMsg::Execute { .. } => {
                 a.unsynced = true;
             }
-            FrontendMsg::Flush | FrontendMsg::CopyData | FrontendMsg::CopyDone | FrontendMsg::CopyFail => {}
+            FrontendMsg::Flush | FrontendMsg::CopyData => {}
             FrontendMsg::Terminate => return Err(End::Terminate),
             FrontendMsg::Password(_) => {
                 return Err(End::Fatal(sqlstate::PROTOCOL_VIOLATION, "unexpected password message".into()));
@@ -126,7 +133,7 @@ impl<S: Duplex> Session<S> {
                     a.status = parse_ready(f.body()).unwrap_or(b'E');
                     a.pending = a.pending.saturating_sub(1);
                     while let Some(p) = a.queue.pop_front() {
-                        if matches!(p, Pending::Sync) {
+                        if matches!(p, Pending::Sync | Pending::Query) {
                             break;
                         }
                     }
@@ -138,7 +145,10 @@ impl<S: Duplex> Session<S> {
                         }
                     }
                 }
+                b'G' => copy_in_started(a),
                 b'E' => {
+                    // An error ends COPY FROM STDIN on the server side: Syncs count again.
+                    a.copy_in = None;
                     // Messages up to the next Sync are skipped by the server: their Parses never happen.
                     while let Some(Pending::Parse { .. }) = a.queue.front() {
                         if let Some(Pending::Parse { server_name, client_name, .. }) = a.queue.pop_front() {
@@ -168,6 +178,38 @@ impl<S: Duplex> Session<S> {
             }
             self.to_client.extend_from_slice(&f.raw);
         }
+    }
+}
+
+/// The server entered COPY FROM STDIN (CopyInResponse). It ignores every Sync that reaches it
+/// before the client's CopyDone/CopyFail, and clients do send some (libpq and tokio-postgres send
+/// Execute+Sync before they know the statement is a COPY): forget the ones already counted, and
+/// count none until the client ends the COPY.
+fn copy_in_started(a: &mut Attached) {
+    // A simple Query that started the COPY is still owed its ReadyForQuery; every earlier boundary
+    // has been answered already.
+    let simple = matches!(a.queue.front(), Some(Pending::Query));
+    let mut i = usize::from(simple);
+    let mut ended = false;
+    while i < a.queue.len() {
+        match a.queue[i] {
+            Pending::Sync => {
+                a.queue.remove(i);
+                a.pending = a.pending.saturating_sub(1);
+            }
+            Pending::CopyEnd => {
+                a.queue.remove(i);
+                ended = true;
+                break;
+            }
+            _ => i += 1,
+        }
+    }
+    if !ended {
+        a.copy_in = Some(simple);
+    } else if !simple && !a.queue.iter().skip(i).any(|p| matches!(p, Pending::Sync)) {
+        // Ended already, but the Sync that makes the server answer has not come yet.
+        a.unsynced = true;
     }
 }
 

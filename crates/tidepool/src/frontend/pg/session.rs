@@ -43,6 +43,9 @@ pub(super) struct Attached {
     pub status: u8,
     /// Expected ParseCompletes and Sync boundaries, in server answer order.
     pub queue: VecDeque<Pending>,
+    /// The server is in COPY FROM STDIN (CopyInResponse seen, client has not ended it yet);
+    /// `Some(true)` when a simple Query started it, `Some(false)` for an extended Execute.
+    pub copy_in: Option<bool>,
 }
 
 pub(super) struct Session<S> {
@@ -150,7 +153,7 @@ impl<S: Duplex> Session<S> {
 
     fn releasable(&self) -> bool {
         self.mode == PoolMode::Transaction
-            && self.server.as_ref().is_some_and(|a| a.pending == 0 && !a.unsynced && a.status == b'I' && a.to_server.is_empty())
+            && self.server.as_ref().is_some_and(|a| a.pending == 0 && !a.unsynced && a.copy_in.is_none() && a.status == b'I' && a.to_server.is_empty())
     }
 
     fn poll_io(&mut self, cx: &mut Context<'_>, shutdown: Pin<&mut tokio_util::sync::WaitForCancellationFutureOwned>) -> Poll<Event> {
@@ -267,6 +270,7 @@ impl<S: Duplex> Session<S> {
             unsynced: false,
             status: b'I',
             queue: VecDeque::new(),
+            copy_in: None,
         });
         Ok(())
     }
@@ -302,7 +306,7 @@ impl<S: Duplex> Session<S> {
 
     fn on_server_lost(&mut self) -> Result<(), End> {
         let Some(a) = self.server.take() else { return Ok(()) };
-        let busy = a.pending > 0 || a.unsynced || a.status != b'I';
+        let busy = a.pending > 0 || a.unsynced || a.copy_in.is_some() || a.status != b'I';
         a.lease.discard();
         if busy {
             return Err(End::Fatal(sqlstate::CONNECTION_FAILURE, "server connection lost; the transaction was not completed".into()));
@@ -328,7 +332,7 @@ impl<S: Duplex> Session<S> {
         let Some(a) = self.server.take() else { return };
         self.key.slot.set(None).await;
         let mut lease = a.lease;
-        if lease.broken || a.pending > 0 || a.unsynced || !a.to_server.is_empty() {
+        if lease.broken || a.pending > 0 || a.unsynced || a.copy_in.is_some() || !a.to_server.is_empty() {
             // Mid-query: stop the backend's work and close the connection (never reuse it).
             let target = lease.cancel.clone();
             tokio::spawn(async move {

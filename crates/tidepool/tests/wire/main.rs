@@ -11,3 +11,8 @@ mod auth;
 mod load;
 mod prepared;
 mod isolation;
+mod failures;
+mod tls;
+mod copy;
+mod tools;
+mod bad_input;

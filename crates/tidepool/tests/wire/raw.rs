@@ -215,3 +215,54 @@ impl Raw {
         Ok(msgs.iter().filter(|m| m.tag == b'D').map(|m| m.row().into_iter().next().flatten()).collect())
     }
 }
+
+fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+fn cstr(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(s.as_bytes());
+    out.push(0);
+}
+
+/// Parse (no parameter types).
+pub fn parse_msg(name: &str, sql: &str) -> Vec<u8> {
+    let mut b = Vec::new();
+    cstr(&mut b, name);
+    cstr(&mut b, sql);
+    b.extend_from_slice(&0i16.to_be_bytes());
+    msg(b'P', &b)
+}
+
+/// Bind without parameters, text results.
+pub fn bind_msg(portal: &str, stmt: &str) -> Vec<u8> {
+    let mut b = Vec::new();
+    cstr(&mut b, portal);
+    cstr(&mut b, stmt);
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&0i16.to_be_bytes());
+    msg(b'B', &b)
+}
+
+pub fn execute_msg(portal: &str) -> Vec<u8> {
+    let mut b = Vec::new();
+    cstr(&mut b, portal);
+    b.extend_from_slice(&0i32.to_be_bytes());
+    msg(b'E', &b)
+}
+
+pub fn sync_msg() -> Vec<u8> {
+    msg(b'S', &[])
+}
+
+pub fn copy_data_msg(data: &[u8]) -> Vec<u8> {
+    msg(b'd', data)
+}
+
+pub fn copy_done_msg() -> Vec<u8> {
+    msg(b'c', &[])
+}

@@ -12,7 +12,7 @@
 #        IDLE_CLIENTS=2000 TARGETS=pgbouncer bench/idle_clients.sh
 # Environment: IDLE_CLIENTS [10000], TARGETS ["pgbouncer tidepool"],
 #   POOL_SIZE [20], CONCURRENCY [64] (handshakes in flight), SKIP_BUILD [0],
-#   TIDEPOOL_BIN, TIDEPOOL_LOG, PGB_AUTH_TYPE, OUT_DIR [bench/out/idle-<timestamp>]
+#   TIDEPOOL_BIN, TIDEPOOL_LOG, PGB_AUTH_TYPE, PGB_PASSWORD_FORMAT [verifier|plain], OUT_DIR [bench/out/idle-<timestamp>]
 # Needs `ulimit -n` above IDLE_CLIENTS (the hard limit is used).
 set -Eeuo pipefail
 

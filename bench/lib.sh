@@ -198,7 +198,16 @@ start_pgbouncer() {
     local pool=$1
     PGB_PORT=$(free_port)
     local ini=$RUN_DIR/pgbouncer.ini
-    printf '"%s" "%s"\n' "$BENCH_USER" "$BENCH_PASSWORD" >"$RUN_DIR/userlist.txt"
+    # Default: the SCRAM verifier Postgres stored for the role (PgBouncer's
+    # recommended setup: no PBKDF2 per login, like a proxy that derives its
+    # verifier once). PGB_PASSWORD_FORMAT=plain puts the cleartext password
+    # in the userlist instead (PgBouncer then runs PBKDF2 on every login).
+    local secret=$BENCH_PASSWORD
+    if [[ ${PGB_PASSWORD_FORMAT:-verifier} != plain ]]; then
+        secret=$(psql_admin postgres -At -c "SELECT rolpassword FROM pg_authid WHERE rolname = '$BENCH_USER'")
+        [[ $secret == SCRAM-SHA-256* ]] || die "no SCRAM verifier for $BENCH_USER"
+    fi
+    printf '"%s" "%s"\n' "$BENCH_USER" "$secret" >"$RUN_DIR/userlist.txt"
     cat >"$ini" <<EOF
 [databases]
 $BENCH_DB = host=127.0.0.1 port=$PG_PORT dbname=$BENCH_DB user=postgres pool_size=$pool

@@ -31,6 +31,7 @@
 #   POOL_SIZE [20]                    JOBS [2] (pgbench -j)
 #   SKIP_BUILD [0]                    TIDEPOOL_BIN [target/release/tidepool]
 #   TIDEPOOL_LOG [warn] (RUST_LOG)    PGB_AUTH_TYPE [scram-sha-256]
+#   PGB_PASSWORD_FORMAT [verifier: SCRAM verifier in the userlist; plain: cleartext]
 #   OUT_DIR [bench/out/pgbench-<timestamp>]   PG_BINDIR, PG_EXTRA_CONF
 # A target that cannot run (e.g. tidepool not built yet) shows "n/a";
 # a run where pgbench aborted clients shows "N*" (partial tps), one with no
@@ -151,7 +152,8 @@ total=0
 for w in $WORKLOADS; do for p in $PROTOCOLS; do for c in $CLIENTS; do for m in $CONNECT_MODES; do
     total=$((total + 1))
 done; done; done; done
-log "running $total workloads x {$TARGETS}, ${BENCH_SECONDS}s each"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+log "running $total workloads x {$TARGETS}, ${BENCH_SECONDS}s each (load average $LOAD_BEFORE)"
 i=0
 for w in $WORKLOADS; do
     for p in $PROTOCOLS; do
@@ -180,7 +182,8 @@ MD=$OUT_DIR/results.md
         "$( [[ -n ${PGBOUNCER_BIN:-} ]] && "$PGBOUNCER_BIN" --version | head -n 1 || echo "PgBouncer not run")," \
         "tidepool $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')${NOTE[tidepool]:+ (${NOTE[tidepool]})}."
     echo "Scale $SCALE, ${BENCH_SECONDS}s per run, pool_size $POOL_SIZE (transaction mode), pgbench -j $JOBS," \
-        "SCRAM client auth, fsync off; tps from pgbench (with -C it includes connection setup)."
+        "SCRAM client auth, fsync off; tps from pgbench (with -C it includes connection setup)." \
+        "Load average before/after: $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews results)."
     echo
     echo "| workload | direct tps | pgbouncer tps | tidepool tps | tidepool/pgbouncer | tidepool/direct |"
     echo "|---|---:|---:|---:|---:|---:|"

@@ -52,6 +52,41 @@ async fn websocket(State(app): State<Arc<App>>, ws: Result<WebSocketUpgrade, Web
     })
 }
 
+/// Reads a body of at most `max` bytes; past that, drains the rest (bounded) so the client can
+/// read the error response, and returns `None`.
+pub(crate) async fn read_limited(body: axum::body::Body, max: usize) -> Option<axum::body::Bytes> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return None };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > max {
+                drain(body, max).await;
+                return None;
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Some(buf.freeze())
+}
+
+/// Discards up to `4 * max` more bytes of a refused body, for at most 5 seconds.
+pub(crate) async fn drain(mut body: axum::body::Body, max: usize) {
+    use http_body_util::BodyExt;
+    let budget = max.saturating_mul(4);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > budget {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 pub async fn serve(app: Arc<App>, listener: TcpListener) {
     let shutdown = app.shutdown.clone();
     let r = axum::serve(listener, router(app)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;

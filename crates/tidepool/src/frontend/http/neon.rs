@@ -8,7 +8,6 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Response};
-use http_body_util::BodyExt;
 use tidepool_neon::{self as neon, Credentials, Field, NeonError, PgErrorFields, ResponseEncoder, SqlRequest};
 
 use super::lease::{self, HttpLeaseError};
@@ -35,12 +34,12 @@ pub async fn sql(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) ->
 
 async fn handle(app: &App, headers: &HeaderMap, body: Body) -> Result<Response<Body>, NeonError> {
     let limits = neon::Limits { max_request_bytes: app.config.http.max_request_size, max_response_bytes: app.config.http.max_response_size };
-    neon::check_content_length(headers, &limits)?;
-    let body = http_body_util::Limited::new(body, limits.max_request_bytes)
-        .collect()
-        .await
-        .map_err(|_| NeonError::RequestTooLarge { limit: limits.max_request_bytes })?
-        .to_bytes();
+    let too_large = NeonError::RequestTooLarge { limit: limits.max_request_bytes };
+    if neon::check_content_length(headers, &limits).is_err() {
+        super::drain(body, limits.max_request_bytes).await;
+        return Err(too_large);
+    }
+    let body = super::read_limited(body, limits.max_request_bytes).await.ok_or(too_large)?;
     let request = neon::parse_request(headers, &body, &limits)?;
     let user = &request.connection.user;
     let authorized_db = match &request.credentials {

@@ -110,6 +110,7 @@ pub async fn login<S: Duplex>(
     rbuf: &mut BytesMut,
     params: Vec<(String, String)>,
     cancel: (i32, i32),
+    websocket: bool,
 ) -> Result<LoggedIn, LoginError> {
     let mut user = None;
     let mut dbname = None;
@@ -131,7 +132,12 @@ pub async fn login<S: Duplex>(
     }
     let user = user.filter(|u| !u.is_empty()).ok_or_else(|| LoginError::Fatal(sqlstate::INVALID_AUTHORIZATION, "no user name given".into()))?;
     let dbname = dbname.filter(|d| !d.is_empty()).unwrap_or_else(|| user.clone());
-    authenticate(app, s, rbuf, &user).await?;
+    // The Neon driver pipelines startup + cleartext password over WebSocket (TLS-protected).
+    if websocket && rbuf.first() == Some(&b'p') {
+        authenticate_cleartext(app, s, rbuf, &user).await?;
+    } else {
+        authenticate(app, s, rbuf, &user).await?;
+    }
 
     let database = app
         .database(&dbname)
@@ -165,7 +171,7 @@ pub async fn login<S: Duplex>(
     }
     backend::backend_key_data(&mut out, cancel.0, cancel.1);
     backend::ready_for_query(&mut out, b'I');
-    s.write_all(&out).await?;
+    send(s, &out).await?;
     Ok(LoggedIn { user, database, params: session, slot })
 }
 
@@ -208,7 +214,7 @@ async fn authenticate<S: Duplex>(app: &App, s: &mut S, rbuf: &mut BytesMut, user
             let mut salt = [0u8; 4];
             rand::thread_rng().fill_bytes(&mut salt);
             backend::auth_md5(&mut out, salt);
-            s.write_all(&out).await?;
+            send(s, &out).await?;
             let f = expect_password(s, rbuf).await?;
             let given = frontend::parse_password(f.body())?;
             if !tidepool_proto::auth::ct_eq(given, md5_response(user, password, salt).as_bytes()) {
@@ -221,7 +227,7 @@ async fn authenticate<S: Duplex>(app: &App, s: &mut S, rbuf: &mut BytesMut, user
                 _ => app.users.decoy.clone(),
             };
             backend::auth_sasl(&mut out, &[SCRAM_SHA_256]);
-            s.write_all(&out).await?;
+            send(s, &out).await?;
             let f = expect_password(s, rbuf).await?;
             let (mech, data) = frontend::parse_sasl_initial(f.body())?;
             if mech != SCRAM_SHA_256 || data.len() > MAX_SASL_MESSAGE {
@@ -230,7 +236,7 @@ async fn authenticate<S: Duplex>(app: &App, s: &mut S, rbuf: &mut BytesMut, user
             let (server, first) = ScramServer::start(verifier, data)?;
             out.clear();
             backend::auth_sasl_continue(&mut out, first.as_bytes());
-            s.write_all(&out).await?;
+            send(s, &out).await?;
             let f = expect_password(s, rbuf).await?;
             if f.body().len() > MAX_SASL_MESSAGE {
                 return Err(LoginError::Protocol("SASL message too long".into()));
@@ -240,7 +246,7 @@ async fn authenticate<S: Duplex>(app: &App, s: &mut S, rbuf: &mut BytesMut, user
                 Some(fin) if known.is_some() => {
                     out.clear();
                     backend::auth_sasl_final(&mut out, fin.as_bytes());
-                    s.write_all(&out).await?;
+                    send(s, &out).await?;
                 }
                 _ => return Err(failed()),
             }
@@ -248,8 +254,29 @@ async fn authenticate<S: Duplex>(app: &App, s: &mut S, rbuf: &mut BytesMut, user
     }
     out.clear();
     backend::auth_ok(&mut out);
-    s.write_all(&out).await?;
+    send(s, &out).await?;
     Ok(())
+}
+
+async fn authenticate_cleartext<S: Duplex>(app: &App, s: &mut S, rbuf: &mut BytesMut, user: &str) -> Result<(), LoginError> {
+    let mut out = BytesMut::new();
+    backend::auth_cleartext(&mut out);
+    send(s, &out).await?;
+    let f = expect_password(s, rbuf).await?;
+    let given = std::str::from_utf8(frontend::parse_password(f.body())?).map_err(|_| ProtoError::Utf8("password"))?;
+    if !app.users.check_password(user, given) {
+        return Err(LoginError::Fatal(sqlstate::INVALID_PASSWORD, format!("password authentication failed for user \"{user}\"")));
+    }
+    out.clear();
+    backend::auth_ok(&mut out);
+    send(s, &out).await?;
+    Ok(())
+}
+
+/// Writes and flushes (WebSocket streams buffer until flushed).
+async fn send<S: Duplex>(s: &mut S, out: &[u8]) -> std::io::Result<()> {
+    s.write_all(out).await?;
+    s.flush().await
 }
 
 async fn expect_password<S: Duplex>(s: &mut S, rbuf: &mut BytesMut) -> Result<Frame, LoginError> {

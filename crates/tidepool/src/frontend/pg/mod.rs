@@ -93,7 +93,7 @@ async fn serve_tcp(app: Arc<App>, tcp: TcpStream, _peer: SocketAddr) {
         Ok((Some(mut s), Err(e))) => fail_login(&app, &mut s, e).await,
         Ok((None, Err(e))) => tracing::debug!(error = %e, "startup failed"),
         Ok((_, Ok(Negotiated::Startup { stream, rbuf, params }))) => {
-            session::run(app, stream, rbuf, params, deadline).await;
+            session::run(app, stream, rbuf, params, deadline, false).await;
         }
     }
 }
@@ -118,7 +118,7 @@ pub async fn serve_stream<S: Duplex>(app: Arc<App>, mut s: S) {
         Err(_) => {}
         Ok(Err(e)) => fail_login(&app, &mut s, e).await,
         Ok(Ok(None)) => {}
-        Ok(Ok(Some(params))) => session::run(app, s, rbuf, params, deadline).await,
+        Ok(Ok(Some(params))) => session::run(app, s, rbuf, params, deadline, true).await,
     }
 }
 

@@ -84,9 +84,9 @@ pub(super) enum End {
     Fatal(&'static str, String),
 }
 
-pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: BytesMut, params: Vec<(String, String)>, deadline: Instant) {
+pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: BytesMut, params: Vec<(String, String)>, deadline: Instant, websocket: bool) {
     let key = app.cancels.register();
-    let logged = match tokio::time::timeout_at(deadline, login(&app, &mut client, &mut rbuf, params, (key.pid, key.secret))).await {
+    let logged = match tokio::time::timeout_at(deadline, login(&app, &mut client, &mut rbuf, params, (key.pid, key.secret), websocket)).await {
         Err(_) => return fail_login(&app, &mut client, LoginError::Fatal(sqlstate::PROTOCOL_VIOLATION, "login timed out".into())).await,
         Ok(Err(e)) => return fail_login(&app, &mut client, e).await,
         Ok(Ok(l)) => l,

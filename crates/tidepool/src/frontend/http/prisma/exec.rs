@@ -13,7 +13,7 @@ pub struct PgExecutor<'a> {
 
 fn db_error(e: UpstreamError) -> DbError {
     match e {
-        UpstreamError::Db(f) => DbError::Server(ServerError {
+        UpstreamError::Db(f) => DbError::Server(Box::new(ServerError {
             code: f.code().to_owned(),
             message: f.message().to_owned(),
             severity: f.get(b'S').map(str::to_owned),
@@ -23,7 +23,7 @@ fn db_error(e: UpstreamError) -> DbError {
             table: f.get(b't').map(str::to_owned),
             column: f.get(b'c').map(str::to_owned),
             constraint: f.get(b'n').map(str::to_owned),
-        }),
+        })),
         UpstreamError::Io(_) | UpstreamError::Closed => DbError::ConnectionClosed,
         UpstreamError::ConnectTimeout => DbError::Timeout,
         UpstreamError::Tls(reason) => DbError::Tls { reason },

@@ -16,7 +16,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use http_body_util::BodyExt;
 use rand::RngCore;
 use serde_json::json;
 use tidepool_prisma::{HttpResponse, Limits, QueryContext, TransactionOptions};
@@ -80,10 +79,9 @@ fn authenticate(app: &App, headers: &HeaderMap) -> Result<(ApiKey, Arc<Database>
 
 async fn read_body(app: &App, body: Body) -> Result<Bytes, Response> {
     let max = app.config.http.max_request_size;
-    match http_body_util::Limited::new(body, max).collect().await {
-        Ok(b) => Ok(b.to_bytes()),
-        Err(_) => Err(error(413, "P6005", format!("The request body exceeds the limit of {max} bytes."), json!({}))),
-    }
+    super::read_limited(body, max)
+        .await
+        .ok_or_else(|| error(413, "P6005", format!("The request body exceeds the limit of {max} bytes."), json!({})))
 }
 
 fn limits(app: &App) -> Limits {

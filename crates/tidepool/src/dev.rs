@@ -26,6 +26,24 @@ pub struct DevArgs {
     pub http_listen: String,
     #[arg(long, default_value = "127.0.0.1:9930")]
     pub admin_listen: String,
+    /// Serve HTTPS (and Postgres TLS) with a generated self-signed certificate for localhost,
+    /// so Prisma can use a `prisma://` URL.
+    #[arg(long)]
+    pub tls: bool,
+}
+
+/// Creates (once) a self-signed certificate for localhost under `dir/tls`.
+fn dev_cert(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let tls = dir.join("tls");
+    let (cert, key) = (tls.join("cert.pem"), tls.join("key.pem"));
+    if !cert.exists() || !key.exists() {
+        std::fs::create_dir_all(&tls)?;
+        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+        let generated = rcgen::generate_simple_self_signed(names)?;
+        std::fs::write(&cert, generated.cert.pem())?;
+        std::fs::write(&key, generated.key_pair.serialize_pem())?;
+    }
+    Ok((cert.canonicalize()?, key.canonicalize()?))
 }
 
 /// Locates a PostgreSQL server binary: PATH first, then the newest /usr/lib/postgresql/*/bin.
@@ -170,8 +188,18 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     let password = dev_password(&args.dir)?;
     let api_key = dev_api_key(&args.dir)?;
+    let mut tls_server = String::new();
+    let mut tls_http = String::new();
+    let cert = if args.tls {
+        let (cert, key) = dev_cert(&args.dir)?;
+        tls_server = format!("tls_cert = {:?}\ntls_key = {:?}\n", cert, key);
+        tls_http = format!("[http]\n{tls_server}\n");
+        Some(cert)
+    } else {
+        None
+    };
     let toml = format!(
-        "[server]\npg_listen = {:?}\nhttp_listen = {:?}\nadmin_listen = {:?}\n\n[[databases]]\nname = \"app\"\nurl = {:?}\npool_size = 10\n\n[[users]]\nname = \"dev\"\npassword = {:?}\n\n[[api_keys]]\nsha256 = {:?}\ndatabase = \"app\"\nlabel = \"dev\"\n",
+        "{tls_http}[server]\n{tls_server}pg_listen = {:?}\nhttp_listen = {:?}\nadmin_listen = {:?}\n\n[[databases]]\nname = \"app\"\nurl = {:?}\npool_size = 10\n\n[[users]]\nname = \"dev\"\npassword = {:?}\n\n[[api_keys]]\nsha256 = {:?}\ndatabase = \"app\"\nlabel = \"dev\"\n",
         args.pg_listen, args.http_listen, args.admin_listen, upstream, password, hex::encode(crate::keys::hash_key(&api_key))
     );
     let result = async {
@@ -182,13 +210,21 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         println!("\ntidepool dev is running (upstream {:?}). Connection strings:\n", UpstreamUrl::parse(&upstream).map_err(anyhow::Error::msg)?);
         println!("  Postgres (psql, drivers):  postgres://dev:{password}@{pg}/app");
         if let Some(h) = b.http {
-            println!("  Prisma (accelerateUrl):    prisma+postgres://localhost:{}/?api_key={api_key}", h.port());
-            println!("  Neon SQL over HTTP:        http://{h}/sql   (Neon-Connection-String: postgres://dev:{password}@{h}/app)");
-            println!("  WebSocket (Neon Pool):     ws://{h}/v2");
+            match &cert {
+                Some(cert) => {
+                    println!("  Prisma (accelerateUrl):    prisma://localhost:{}/?api_key={api_key}", h.port());
+                    println!("      trust the dev certificate: NODE_EXTRA_CA_CERTS={}", cert.display());
+                }
+                None => println!("  Prisma (accelerateUrl):    prisma+postgres://localhost:{}/?api_key={api_key}", h.port()),
+            }
+            let scheme = if cert.is_some() { "https" } else { "http" };
+            println!("  Neon SQL over HTTP:        {scheme}://{h}/sql   (Neon-Connection-String: postgres://dev:{password}@{h}/app)");
+            let ws = if cert.is_some() { "wss" } else { "ws" };
+            println!("  WebSocket (Neon Pool):     {ws}://{h}/v2");
             println!("\n  neonConfig for @neondatabase/serverless:");
-            println!("    neonConfig.fetchEndpoint = () => 'http://{h}/sql';");
+            println!("    neonConfig.fetchEndpoint = () => '{scheme}://{h}/sql';");
             println!("    neonConfig.wsProxy = () => '{h}/v2';");
-            println!("    neonConfig.useSecureWebSocket = false;");
+            println!("    neonConfig.useSecureWebSocket = {};", cert.is_some());
             println!("    neonConfig.pipelineConnect = 'password';");
         }
         if let Some(a) = b.admin {

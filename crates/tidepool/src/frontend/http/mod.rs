@@ -2,6 +2,7 @@
 //! carry the Postgres protocol into the same session code as the TCP listener, and the JSON APIs.
 
 mod lease;
+mod tls_listener;
 mod neon;
 pub mod prisma;
 mod ws_io;
@@ -87,9 +88,27 @@ pub(crate) async fn drain(mut body: axum::body::Body, max: usize) {
     .await;
 }
 
+/// Serves the HTTP APIs; HTTPS when `[http] tls_cert`/`tls_key` are set.
 pub async fn serve(app: Arc<App>, listener: TcpListener) {
     let shutdown = app.shutdown.clone();
-    let r = axum::serve(listener, router(app)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+    let stop = async move { shutdown.cancelled().await };
+    let tls = match (&app.config.http.tls_cert, &app.config.http.tls_key) {
+        (Some(c), Some(k)) => match crate::net::server_tls_config(c, k, &[b"h2", b"http/1.1"]) {
+            Ok(cfg) => Some(cfg),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot load the HTTPS certificate; HTTP listener not started");
+                return;
+            }
+        },
+        _ => None,
+    };
+    let r = match tls {
+        Some(cfg) => match tls_listener::TlsListener::new(listener, cfg) {
+            Ok(l) => axum::serve(l, router(app)).with_graceful_shutdown(stop).await,
+            Err(e) => Err(e),
+        },
+        None => axum::serve(listener, router(app)).with_graceful_shutdown(stop).await,
+    };
     if let Err(e) = r {
         tracing::error!(error = %e, "HTTP server failed");
     }

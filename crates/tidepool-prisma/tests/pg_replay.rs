@@ -2,8 +2,8 @@
 //! client suite (recorded against Prisma's reference executor on PostgreSQL 15) is replayed
 //! through the interpreter on a fresh database, and our response must equal the captured one.
 //!
-//! Skips when no server answers on `TIDEPOOL_TEST_PG` (default `127.0.0.1:5432`, user
-//! `postgres`, trust auth) or when the fixtures are absent. Values that are random per run
+//! Runs on the test kit's throwaway cluster (started by the test; `TIDEPOOL_TEST_PG=host:port`
+//! points it at another trust-auth server instead). Skips only when the fixtures are absent. Values that are random per run
 //! (generated ids, `now()`) are normalised before comparing.
 
 mod common;
@@ -17,8 +17,10 @@ use tidepool_prisma::{handle_query, Executor, Limits, QueryContext, TransactionO
 
 const DB: &str = "tidepool_prisma_replay";
 
+static ADDR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 fn addr() -> String {
-    std::env::var("TIDEPOOL_TEST_PG").unwrap_or_else(|_| "127.0.0.1:5432".into())
+    ADDR.get().cloned().unwrap_or_default()
 }
 
 fn suite_dir() -> std::path::PathBuf {
@@ -149,9 +151,13 @@ async fn replay_fixtures_against_postgres() {
         eprintln!("no Prisma client suite; skipping");
         return;
     };
+    let target = match std::env::var("TIDEPOOL_TEST_PG") {
+        Ok(a) => a,
+        Err(_) => tidepool_testkit::TestCluster::shared().await.expect("start the test cluster").addr().to_string(),
+    };
+    let _ = ADDR.set(target);
     let Some(mut admin) = PgConn::connect(&addr(), "postgres", "postgres") else {
-        eprintln!("no PostgreSQL at {}; skipping", addr());
-        return;
+        panic!("no PostgreSQL at {}", addr());
     };
     admin.simple(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)")).expect("drop");
     admin.simple(&format!("CREATE DATABASE {DB}")).expect("create");

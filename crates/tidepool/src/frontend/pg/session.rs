@@ -46,6 +46,8 @@ pub(super) struct Attached {
     /// The server is in COPY FROM STDIN (CopyInResponse seen, client has not ended it yet);
     /// `Some(true)` when a simple Query started it, `Some(false)` for an extended Execute.
     pub copy_in: Option<bool>,
+    /// Bytes written to the server stream but not flushed yet (TLS).
+    pub needs_flush: bool,
 }
 
 pub(super) struct Session<S> {
@@ -163,13 +165,14 @@ impl<S: Duplex> Session<S> {
         if self.to_client.is_empty() && self.to_client.capacity() > HIGH_WATER {
             self.to_client = BytesMut::new();
         }
-        let to_server_len = self.server.as_ref().map_or(0, |a| a.to_server.len());
         if let Some(a) = self.server.as_mut() {
-            let mut flush = false;
-            if let Err(e) = write_some(&mut a.lease.stream, &mut a.to_server, &mut flush, cx) {
+            if let Err(e) = write_some(&mut a.lease.stream, &mut a.to_server, &mut a.needs_flush, cx) {
                 return Poll::Ready(Event::ServerWrite(e));
             }
         }
+        // Measured after the write: a client read skipped because of a backlog that this very
+        // write cleared would never be woken again.
+        let to_server_len = self.server.as_ref().map_or(0, |a| a.to_server.len());
         if self.releasable() {
             return Poll::Ready(Event::Release);
         }
@@ -271,6 +274,7 @@ impl<S: Duplex> Session<S> {
             status: b'I',
             queue: VecDeque::new(),
             copy_in: None,
+            needs_flush: false,
         });
         Ok(())
     }

@@ -65,12 +65,15 @@ impl Setup {
     }
 
     pub fn toml(&self) -> String {
+        let mut server_extra = self.server_extra.clone();
+        if !server_extra.contains("shutdown_timeout") {
+            server_extra.push_str("shutdown_timeout = \"2s\"\n");
+        }
         format!(
             r#"
 [server]
 pg_listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
-shutdown_timeout = "2s"
 scram_iterations = {iters}
 {server_extra}
 
@@ -94,7 +97,7 @@ name = "{TRUST_CLIENT}"
 auth = "trust"
 "#,
             iters = self.scram_iterations,
-            server_extra = self.server_extra,
+            server_extra = server_extra,
             url = self.url,
             db_extra = self.db_extra,
         )

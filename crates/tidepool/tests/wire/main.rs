@@ -16,3 +16,5 @@ mod tls;
 mod copy;
 mod tools;
 mod bad_input;
+mod lifecycle;
+mod protocol;

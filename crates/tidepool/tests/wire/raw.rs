@@ -101,6 +101,10 @@ pub struct Raw {
 }
 
 impl Raw {
+    pub fn from_stream(s: TcpStream) -> Raw {
+        Raw { s, buf: Vec::new() }
+    }
+
     pub async fn connect(addr: SocketAddr) -> Result<Raw> {
         let s = TcpStream::connect(addr).await?;
         Ok(Raw { s, buf: Vec::new() })

@@ -1,6 +1,6 @@
 //! Recognises statements that leave session state behind on a server connection (session `SET`,
-//! `RESET`, temp tables, advisory locks, `LISTEN`, SQL `PREPARE`, cursors `WITH HOLD`, `LOAD`,
-//! `set_config`), so a transaction-mode connection is reset (`DISCARD ALL`) before its next client.
+//! `RESET`, temp tables, advisory locks, `LISTEN`, SQL `PREPARE`/`DEALLOCATE`, cursors `WITH HOLD`,
+//! `LOAD`, `set_config`), so a transaction-mode connection is reset (`DISCARD ALL`) before its next client.
 //!
 //! The scan is conservative and cheap: it looks at the first keywords of each statement and for a
 //! few function names anywhere; a false positive only costs one `DISCARD ALL`.
@@ -33,7 +33,8 @@ fn statement_is_stateful(stmt: &str) -> bool {
     let second = words.next().unwrap_or("");
     match first {
         "set" => second != "local" && second != "transaction" && second != "constraints",
-        "reset" | "listen" | "prepare" | "load" | "discard" => true,
+        // DEALLOCATE also drops tidepool's own statements: the reset makes it forget them.
+        "reset" | "listen" | "prepare" | "deallocate" | "load" | "discard" => true,
         "declare" => stmt.contains("with hold"),
         // `SELECT … INTO TEMP t` creates a temporary table.
         "select" | "with" => selects_into_temp(stmt),
@@ -71,6 +72,8 @@ mod tests {
             "select pg_advisory_lock(1)",
             "SELECT set_config('a.b', 'c', false)",
             "PREPARE p AS select 1",
+            "DEALLOCATE ALL",
+            "deallocate prepare p",
             "declare c cursor with hold for select 1",
             "SELECT 1 AS x INTO TEMP TABLE t",
             "select a, b into temporary t from x",

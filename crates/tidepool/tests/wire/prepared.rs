@@ -109,3 +109,67 @@ async fn pgbench_prepared_extended_and_simple_modes() -> Result<()> {
     p.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_deallocate_and_discard_do_not_break_other_clients_statements() -> Result<()> {
+    let cluster = TestCluster::shared().await?;
+    let db = cluster.unique_database("deallocate").await?;
+    let p = Setup::new(cluster, &db).db("pool_size = 1").start().await?;
+    let a = p.client().await?;
+    let b = p.client().await?;
+    let stmt = a.prepare("SELECT $1::int * 3").await?;
+    assert_eq!(a.query_one(&stmt, &[&1i32]).await?.get::<_, i32>(0), 3);
+    for (i, sql) in ["DEALLOCATE ALL", "DISCARD ALL", "BEGIN; DEALLOCATE ALL; COMMIT", "DISCARD PLANS"].into_iter().enumerate() {
+        // B wipes the statements of the (only) server connection with SQL.
+        b.batch_execute(sql).await.map_err(|e| anyhow::anyhow!("{sql}: {e}"))?;
+        let n = i as i32 + 2;
+        let row = a.query_one(&stmt, &[&n]).await.map_err(|e| anyhow::anyhow!("A's statement after B's {sql}: {e}"))?;
+        assert_eq!(row.get::<_, i32>(0), n * 3);
+    }
+    drop((a, b));
+    p.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statement_limits() -> Result<()> {
+    let cluster = TestCluster::shared().await?;
+    let db = cluster.unique_database("prepared_limits").await?;
+    let p = Setup::new(cluster, &db).db("pool_size = 1").db("max_prepared_statements = 5").start().await?;
+    let a = p.client().await?;
+    let b = p.client().await?;
+    // Each client keeps 4 statements of its own: the server sees 8 > 5 and is cleaned up
+    // (DEALLOCATE ALL) after transactions; statements are re-created on demand.
+    let mut sa = Vec::new();
+    let mut sb = Vec::new();
+    for k in 0..4 {
+        sa.push(a.prepare(&format!("SELECT $1::int + {k}")).await?);
+        sb.push(b.prepare(&format!("SELECT $1::int - {k}")).await?);
+    }
+    for round in 0..5i32 {
+        for k in 0..4 {
+            assert_eq!(a.query_one(&sa[k], &[&round]).await?.get::<_, i32>(0), round + k as i32);
+            assert_eq!(b.query_one(&sb[k], &[&round]).await?.get::<_, i32>(0), round - k as i32);
+        }
+    }
+    let on_server: i64 = a.query_one("SELECT count(*) FROM pg_prepared_statements", &[]).await?.get(0);
+    assert!(on_server <= 6, "{on_server} statements kept on the server with max_prepared_statements 5");
+    // A client that goes past the limit itself is refused.
+    let mut kept = Vec::new();
+    let mut refused = None;
+    for k in 0..10 {
+        match a.prepare(&format!("SELECT {k} + $1::int")).await {
+            Ok(s) => kept.push(s),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let e = refused.expect("more than max_prepared_statements statements were accepted");
+    assert_eq!(code(&e).as_deref(), Some("54000"), "{e:?}");
+    assert_eq!(b.query_one(&sb[0], &[&7i32]).await?.get::<_, i32>(0), 7);
+    drop((a, b));
+    p.stop().await;
+    Ok(())
+}

@@ -67,6 +67,12 @@ pub enum Pending {
         /// tidepool injected this Parse: its ParseComplete is not the client's.
         injected: bool,
     },
+    /// A client Parse of a statement the server already has: tidepool sent a Close of a statement
+    /// that does not exist instead, and turns its CloseComplete into the client's ParseComplete
+    /// (an unnamed Parse would have replaced the client's own unnamed statement).
+    ParseStandIn { client_name: String },
+    /// A client Close: answered by CloseComplete.
+    Close,
     /// A Sync message: answered by ReadyForQuery, unless it reaches the server during
     /// COPY FROM STDIN (ignored there).
     Sync,

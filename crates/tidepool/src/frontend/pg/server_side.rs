@@ -3,7 +3,7 @@
 //! answers owed) and what each server message does to the session (ReadyForQuery bookkeeping,
 //! swallowing answers to tidepool's own messages, parameter tracking).
 
-use tidepool_proto::backend::{parse_parameter_status, parse_ready, ErrorFields};
+use tidepool_proto::backend::{self, parse_parameter_status, parse_ready, ErrorFields};
 use tidepool_proto::frontend::{self, FrontendMsg};
 use tidepool_proto::framing::{try_frame, MAX_MESSAGE_CEILING};
 use tidepool_proto::{sqlstate, Frame};
@@ -46,9 +46,12 @@ impl<S: Duplex> Session<S> {
                     }
                     let stmt = Statement::new(query, &param_types);
                     if a.lease.prepared.contains(&stmt.server_name) {
-                        // The server has it already: an unnamed Parse yields the ParseComplete the client expects.
-                        frontend::parse(&mut a.to_server, "", query, &param_types);
-                        a.queue.push_back(Pending::Parse { server_name: None, client_name: Some(name.to_owned()), injected: false });
+                        // The server has it already. The client still expects a ParseComplete, in
+                        // order: a Close of a statement that does not exist yields exactly one
+                        // answer and changes nothing (an unnamed Parse would replace the client's
+                        // own unnamed statement).
+                        frontend::close(&mut a.to_server, b'S', NO_STATEMENT);
+                        a.queue.push_back(Pending::ParseStandIn { client_name: name.to_owned() });
                     } else {
                         frontend::parse(&mut a.to_server, &stmt.server_name, query, &param_types);
                         a.lease.prepared.insert(stmt.server_name.clone());
@@ -85,6 +88,7 @@ impl<S: Duplex> Session<S> {
                 // Statements stay cached on servers (shared by name hash); the client's name goes.
                 self.stmts.remove(name);
                 frontend::close(&mut a.to_server, b'S', NO_STATEMENT);
+                a.queue.push_back(Pending::Close);
                 return Ok(());
             }
             // During COPY FROM STDIN the server ignores Sync: nothing will answer it.
@@ -103,7 +107,11 @@ impl<S: Duplex> Session<S> {
                 Some(simple) => a.unsynced |= !simple,
                 None => a.queue.push_back(Pending::CopyEnd),
             },
-            FrontendMsg::Bind { .. } | FrontendMsg::Describe { .. } | FrontendMsg::Close { .. } | FrontendMsg::Execute { .. } => {
+            FrontendMsg::Close { .. } => {
+                a.unsynced = true;
+                a.queue.push_back(Pending::Close);
+            }
+            FrontendMsg::Bind { .. } | FrontendMsg::Describe { .. } | FrontendMsg::Execute { .. } => {
                 a.unsynced = true;
             }
             FrontendMsg::Flush | FrontendMsg::CopyData => {}
@@ -145,19 +153,34 @@ impl<S: Duplex> Session<S> {
                         }
                     }
                 }
+                b'3' => match a.queue.front() {
+                    Some(Pending::ParseStandIn { .. }) => {
+                        a.queue.pop_front();
+                        backend::parse_complete(&mut self.to_client);
+                        continue;
+                    }
+                    Some(Pending::Close) => {
+                        a.queue.pop_front();
+                    }
+                    _ => {}
+                },
                 b'G' => copy_in_started(a),
                 b'E' => {
                     // An error ends COPY FROM STDIN on the server side: Syncs count again.
                     a.copy_in = None;
                     // Messages up to the next Sync are skipped by the server: their Parses never happen.
-                    while let Some(Pending::Parse { .. }) = a.queue.front() {
-                        if let Some(Pending::Parse { server_name, client_name, .. }) = a.queue.pop_front() {
-                            if let Some(n) = server_name {
-                                a.lease.prepared.remove(&n);
+                    while matches!(a.queue.front(), Some(Pending::Parse { .. } | Pending::ParseStandIn { .. } | Pending::Close)) {
+                        match a.queue.pop_front() {
+                            Some(Pending::Parse { server_name, client_name, .. }) => {
+                                if let Some(n) = server_name {
+                                    a.lease.prepared.remove(&n);
+                                }
+                                if let Some(c) = client_name {
+                                    self.stmts.remove(&c);
+                                }
                             }
-                            if let Some(c) = client_name {
-                                self.stmts.remove(&c);
-                            }
+                            Some(Pending::ParseStandIn { client_name }) => self.stmts.remove(&client_name),
+                            _ => {}
                         }
                     }
                     if ErrorFields::parse(f.body()).is_ok_and(|e| e.severity() == "FATAL" || e.severity() == "PANIC") {

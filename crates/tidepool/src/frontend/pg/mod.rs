@@ -65,8 +65,9 @@ pub async fn send_fatal<S: Duplex>(s: &mut S, code: &str, message: &str) {
 pub async fn listen(app: Arc<App>, listener: TcpListener) {
     loop {
         let accepted = tokio::select! {
-            r = listener.accept() => r,
+            biased;
             _ = app.shutdown.cancelled() => return,
+            r = listener.accept() => r,
         };
         match accepted {
             Ok((tcp, peer)) => {
@@ -92,7 +93,11 @@ async fn serve_tcp(app: Arc<App>, tcp: TcpStream, _peer: SocketAddr) {
         Ok((_, Ok(Negotiated::Done))) => {}
         Ok((Some(mut s), Err(e))) => fail_login(&app, &mut s, e).await,
         Ok((None, Err(e))) => tracing::debug!(error = %e, "startup failed"),
-        Ok((_, Ok(Negotiated::Startup { stream, rbuf, params }))) => {
+        Ok((_, Ok(Negotiated::Startup { mut stream, rbuf, params }))) => {
+            if app.shutdown.is_cancelled() {
+                // Accepted just as the drain began: no new sessions from now on.
+                return fail_login(&app, &mut stream, LoginError::Fatal(sqlstate::ADMIN_SHUTDOWN, "tidepool is shutting down".into())).await;
+            }
             session::run(app, stream, rbuf, params, deadline, false).await;
         }
     }
@@ -118,6 +123,9 @@ pub async fn serve_stream<S: Duplex>(app: Arc<App>, mut s: S) {
         Err(_) => {}
         Ok(Err(e)) => fail_login(&app, &mut s, e).await,
         Ok(Ok(None)) => {}
+        Ok(Ok(Some(_))) if app.shutdown.is_cancelled() => {
+            fail_login(&app, &mut s, LoginError::Fatal(sqlstate::ADMIN_SHUTDOWN, "tidepool is shutting down".into())).await
+        }
         Ok(Ok(Some(params))) => session::run(app, s, rbuf, params, deadline, true).await,
     }
 }

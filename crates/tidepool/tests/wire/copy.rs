@@ -19,7 +19,7 @@ async fn copy_in_and_out_with_tokio_postgres() -> Result<()> {
     let cluster = TestCluster::shared().await?;
     let db = cluster.unique_database("copy").await?;
     cluster.client_as(SCRAM_USER, &db).await?.batch_execute("CREATE TABLE t (id int PRIMARY KEY, name text)").await?;
-    let p = Setup::new(cluster, &db).db("pool_size = 1").db("pool_timeout = \"2s\"").start().await?;
+    let p = Setup::new(cluster, &db).db("pool_size = 1").db("pool_timeout = \"5s\"").start().await?;
     let a = p.client().await?;
     let b = p.client().await?;
 
@@ -110,7 +110,7 @@ async fn pipelined_copy_from_stdin_returns_the_server() -> Result<()> {
     let cluster = TestCluster::shared().await?;
     let db = cluster.unique_database("copy_pipelined").await?;
     cluster.client_as(SCRAM_USER, &db).await?.batch_execute("CREATE TABLE t (id int, name text)").await?;
-    let p = Setup::new(cluster, &db).db("pool_size = 1").db("pool_timeout = \"2s\"").start().await?;
+    let p = Setup::new(cluster, &db).db("pool_size = 1").db("pool_timeout = \"5s\"").start().await?;
     let (mut r, _) = Raw::login_trust(p.pg, TRUST_CLIENT, DB, &[]).await?;
     let b = p.client().await?;
 
@@ -186,7 +186,7 @@ async fn psql_copy_through_tidepool() -> Result<()> {
     let cluster = TestCluster::shared().await?;
     let db = cluster.unique_database("psql_copy").await?;
     cluster.client_as(SCRAM_USER, &db).await?.batch_execute("CREATE TABLE t (id int, name text)").await?;
-    let p = Setup::new(cluster, &db).db("pool_size = 1").db("pool_timeout = \"2s\"").start().await?;
+    let p = Setup::new(cluster, &db).db("pool_size = 1").db("pool_timeout = \"5s\"").start().await?;
     let url = p.url(SCRAM_CLIENT, Some(SCRAM_CLIENT_PW));
     let dir = tempfile::tempdir()?;
     let input = dir.path().join("in.tsv");

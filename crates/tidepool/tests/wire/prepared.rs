@@ -14,7 +14,7 @@ async fn prepared_statements_follow_clients_across_transactions_and_connections(
     let cluster = TestCluster::shared().await?;
     let db = cluster.unique_database("prepared").await?;
     cluster.client_as(SCRAM_USER, &db).await?.batch_execute("CREATE TABLE items (client int, n int, label text)").await?;
-    let p = Setup::new(cluster, &db).db("pool_size = 3").db("pool_timeout = \"30s\"").start().await?;
+    let p = Setup::new(cluster, &db).db("pool_size = 3").db("pool_timeout = \"60s\"").server("login_timeout = \"60s\"").start().await?;
 
     let mut tasks = Vec::new();
     for i in 0..CLIENTS {
@@ -170,6 +170,69 @@ async fn prepared_statement_limits() -> Result<()> {
     assert_eq!(code(&e).as_deref(), Some("54000"), "{e:?}");
     assert_eq!(b.query_one(&sb[0], &[&7i32]).await?.get::<_, i32>(0), 7);
     drop((a, b));
+    p.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_parse_of_a_shared_statement_keeps_the_unnamed_statement() -> Result<()> {
+    use crate::raw::*;
+    let cluster = TestCluster::shared().await?;
+    let db = cluster.unique_database("unnamed").await?;
+    let p = Setup::new(cluster, &db).db("pool_size = 1").start().await?;
+    let (mut r, _) = Raw::login_trust(p.pg, TRUST_CLIENT, DB, &[]).await?;
+    let tags = |msgs: &[Msg]| msgs.iter().map(|m| m.tag as char).collect::<String>();
+    let rows = |msgs: &[Msg]| msgs.iter().filter(|m| m.tag == b'D').map(|m| m.row()[0].clone().unwrap_or_default()).collect::<Vec<_>>();
+
+    // The server gets "SELECT 1" prepared (as tidepool's shared statement).
+    let mut w = parse_msg("s1", "SELECT 1");
+    w.extend(sync_msg());
+    r.send(&w).await?;
+    assert_eq!(tags(&r.until_ready().await?), "1Z");
+
+    // Unnamed statement, then a named Parse of text the server already has, then Bind of the
+    // unnamed statement: the unnamed statement must still be the client's own.
+    let mut w = parse_msg("", "SELECT 'unnamed'");
+    w.extend(parse_msg("s2", "SELECT 1"));
+    w.extend(bind_msg("", ""));
+    w.extend(execute_msg(""));
+    w.extend(bind_msg("", "s2"));
+    w.extend(execute_msg(""));
+    w.extend(sync_msg());
+    r.send(&w).await?;
+    let msgs = r.until_ready().await?;
+    assert_eq!(tags(&msgs), "112DC2DCZ", "{msgs:?}");
+    assert_eq!(rows(&msgs), vec!["unnamed", "1"]);
+
+    // The same inside a batch that fails first: nothing after the error happens, s3 never exists.
+    let mut w = parse_msg("", "SELECT * FROM no_such_table");
+    w.extend(parse_msg("s3", "SELECT 1"));
+    w.extend(sync_msg());
+    r.send(&w).await?;
+    let msgs = r.until_ready().await?;
+    assert_eq!(tags(&msgs), "EZ", "{msgs:?}");
+    let mut w = bind_msg("", "s3");
+    w.extend(execute_msg(""));
+    w.extend(sync_msg());
+    r.send(&w).await?;
+    let msgs = r.until_ready().await?;
+    assert_eq!(msgs.iter().find(|m| m.tag == b'E').and_then(|m| m.code()).as_deref(), Some("26000"), "{msgs:?}");
+
+    // Close, Parse again under the same name, Flush only: the ParseComplete comes without a Sync.
+    let mut w = vec![b'C', 0, 0, 0, 8, b'S', b's', b'1', 0];
+    w.extend(parse_msg("s1", "SELECT 1"));
+    w.extend([b'H', 0, 0, 0, 4]);
+    r.send(&w).await?;
+    let first = r.read_msg().await?.expect("CloseComplete");
+    let second = r.read_msg().await?.expect("ParseComplete");
+    assert_eq!((first.tag, second.tag), (b'3', b'1'));
+    let mut w = bind_msg("", "s1");
+    w.extend(execute_msg(""));
+    w.extend(sync_msg());
+    r.send(&w).await?;
+    let msgs = r.until_ready().await?;
+    assert_eq!(rows(&msgs), vec!["1"], "{msgs:?}");
+    drop(r);
     p.stop().await;
     Ok(())
 }

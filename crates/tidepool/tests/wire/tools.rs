@@ -13,7 +13,7 @@ use crate::common::*;
 async fn psql_runs_through_tidepool() -> Result<()> {
     let cluster = TestCluster::shared().await?;
     let db = cluster.unique_database("psql").await?;
-    let p = Setup::new(cluster, &db).db("pool_size = 1").db("pool_timeout = \"2s\"").start().await?;
+    let p = Setup::new(cluster, &db).db("pool_size = 1").db("pool_timeout = \"5s\"").start().await?;
     for (user, password) in [(SCRAM_CLIENT, Some(SCRAM_CLIENT_PW)), (MD5_CLIENT, Some(MD5_CLIENT_PW)), (TRUST_CLIENT, None)] {
         let url = p.url(user, password);
         let out = run_psql(&url, &format!("SELECT current_database() = $${db}$$, 40 + 2")).await?.ok()?;

@@ -111,7 +111,7 @@ rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # ---------------------------------------------------------------- lifecycle
 
 bench_init_run_dir() {
-    RUN_DIR=$(mktemp -d "${BENCH_TMP:-/tmp}/tidepool-bench.XXXXXX")
+    RUN_DIR=$(mktemp -d "${BENCH_TMP:-/tmp}/bench-run.XXXXXX")
     chmod 755 "$RUN_DIR"
     [[ $(id -u) -eq 0 ]] && chown "$PG_OS_USER:" "$RUN_DIR"
     mkdir -p "$OUT_DIR/logs"
@@ -258,7 +258,14 @@ start_tidepool() {
     ports=$(free_ports 2)
     TP_PORT=${ports%% *}
     TP_ADMIN_PORT=${ports##* }
-    local cfg=$RUN_DIR/tidepool.toml
+    # Run a snapshot of the binary under a neutral name: a concurrent
+    # `cargo build` cannot swap the binary between restarts, and someone
+    # else's `pkill -f "tidepool serve"` on this shared machine does not hit
+    # the proxy being measured (seen here: runs died with exit status 0 =
+    # SIGTERM drain).
+    local bin=$RUN_DIR/pooler-under-test
+    [[ -x $bin ]] || cp -f "$TIDEPOOL_BIN" "$bin"
+    local cfg=$RUN_DIR/pooler.toml
     cat >"$cfg" <<EOF
 [server]
 pg_listen    = "127.0.0.1:$TP_PORT"
@@ -275,8 +282,8 @@ max_client_conn = 20000
 name     = "$BENCH_USER"
 password = "$BENCH_PASSWORD"
 EOF
-    log "starting tidepool ($TIDEPOOL_BIN) on port $TP_PORT (admin $TP_ADMIN_PORT)"
-    (cd "$RUN_DIR" && exec env RUST_LOG="${TIDEPOOL_LOG:-warn}" "$TIDEPOOL_BIN" serve --config "$cfg" >"$RUN_DIR/tidepool.log" 2>&1) &
+    log "starting tidepool (snapshot of $TIDEPOOL_BIN) on port $TP_PORT (admin $TP_ADMIN_PORT)"
+    (cd "$RUN_DIR" && exec env RUST_LOG="${TIDEPOOL_LOG:-warn}" "$bin" serve --config "$cfg" >"$RUN_DIR/tidepool.log" 2>&1) &
     TP_PID=$!
     PIDS_TO_KILL+=("$TP_PID")
     if ! wait_port "$TP_PORT" 30; then

@@ -137,6 +137,35 @@ run_one() {
     fi
 }
 
+EVENTS=()
+# ensure_alive TARGET ROWLABEL: if the proxy process has exited, record how
+# (exit status / signal, its log kept as logs/<target>.died-<n>.log) and
+# start it again on new ports, so one crash does not void the whole matrix.
+ensure_alive() {
+    local t=$1 pid
+    case $t in
+        pgbouncer) pid=${PGB_PID:-} ;;
+        tidepool) pid=${TP_PID:-} ;;
+        *) return 0 ;;
+    esac
+    [[ -z $pid || -z ${PORT[$t]:-} ]] && return 0
+    kill -0 "$pid" 2>/dev/null && return 0
+    local rc=0
+    wait "$pid" 2>/dev/null || rc=$?
+    local what="exited with status $rc"
+    ((rc > 128)) && what="was killed by signal $((rc - 128)) ($(kill -l $((rc - 128)) 2>/dev/null || echo '?'))"
+    local n=$((${#EVENTS[@]} + 1))
+    cp -f "$RUN_DIR/$t.log" "$OUT_DIR/logs/$t.died-$n.log" 2>/dev/null || true
+    log "$t $what $2; restarting it (log: logs/$t.died-$n.log)"
+    EVENTS+=("$t $what $2 (log: logs/$t.died-$n.log); restarted")
+    unset "PORT[$t]"
+    if [[ $t == tidepool ]]; then
+        start_tidepool "$POOL_SIZE" && PORT[tidepool]=$TP_PORT
+    else
+        start_pgbouncer "$POOL_SIZE" && PORT[pgbouncer]=$PGB_PORT
+    fi
+}
+
 ratio() { # a b -> a/b formatted, or "-"
     if [[ $1 =~ ^[0-9]+$ && $2 =~ ^[0-9]+$ && $2 -gt 0 ]]; then
         awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'
@@ -161,10 +190,16 @@ for w in $WORKLOADS; do
             for m in $CONNECT_MODES; do
                 i=$((i + 1))
                 declare -A R=()
-                for t in direct pgbouncer tidepool; do
-                    if want "$t"; then R[$t]=$(run_one "$t" "$w" "$p" "$c" "$m"); else R[$t]="n/a"; fi
-                done
                 label="$( [[ $w == select ]] && echo "select-only" || echo "tpcb-like" ) -M $p, $c clients, $m"
+                for t in direct pgbouncer tidepool; do
+                    if want "$t"; then
+                        ensure_alive "$t" "before \"$label\""
+                        R[$t]=$(run_one "$t" "$w" "$p" "$c" "$m")
+                    else
+                        R[$t]="n/a"
+                    fi
+                done
+                for t in pgbouncer tidepool; do ensure_alive "$t" "during \"$label\""; done
                 log "[$i/$total] $label: direct=${R[direct]} pgbouncer=${R[pgbouncer]} tidepool=${R[tidepool]}"
                 echo "$w,$p,$c,$m,${R[direct]},${R[pgbouncer]},${R[tidepool]}" >>"$CSV"
                 ROWS+=("| $label | ${R[direct]} | ${R[pgbouncer]} | ${R[tidepool]} | $(ratio "${R[tidepool]}" "${R[pgbouncer]}") | $(ratio "${R[tidepool]}" "${R[direct]}") |")
@@ -189,6 +224,12 @@ MD=$OUT_DIR/results.md
     echo "|---|---:|---:|---:|---:|---:|"
     printf '%s\n' "${ROWS[@]}"
     echo
+    if ((${#EVENTS[@]})); then
+        echo "**Proxy process deaths during the run:**"
+        echo
+        printf -- '- %s\n' "${EVENTS[@]}"
+        echo
+    fi
     echo "N* = pgbench aborted some clients on errors (partial result, no ratio); ERR = no result;" \
         "n/a = target not run. See runs/*.log. PgBouncer < 1.21 has no prepared statements in transaction mode."
 } >"$MD"

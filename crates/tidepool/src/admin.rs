@@ -1,5 +1,5 @@
 //! The admin listener: Prometheus `/metrics` and `/healthz` (200 while serving, 503 while
-//! draining), on its own address so it can stay private.
+//! draining), on its own address so it can stay private. It stays up until draining is over.
 
 use std::sync::Arc;
 
@@ -29,7 +29,7 @@ async fn healthz(State(app): State<Arc<App>>) -> impl IntoResponse {
 }
 
 pub async fn serve(app: Arc<App>, listener: TcpListener) {
-    let shutdown = app.shutdown.clone();
+    let shutdown = app.stopped.clone();
     let r = axum::serve(listener, router(app)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
     if let Err(e) = r {
         tracing::error!(error = %e, "admin server failed");

@@ -48,6 +48,9 @@ pub struct Database {
     pub clients: AtomicUsize,
     /// ParameterStatus values of a pristine server connection, learned on first use.
     pub defaults: Mutex<Option<Vec<(String, String)>>>,
+    /// Startup parameters already validated on a server: (name, value) → the ParameterStatus
+    /// values applying it produced. Lets logins skip a lease for parameter sets seen before.
+    pub validated: Mutex<HashMap<(String, String), Vec<(String, String)>>>,
 }
 
 /// Counts a connected client against `max_client_conn`; decrements on drop.
@@ -84,6 +87,45 @@ impl Database {
                 Err(LeaseError::Upstream(e))
             }
         }
+    }
+
+    /// The ParameterStatus values a client with startup parameters `session` should see: the
+    /// server defaults overlaid with what applying its parameters reports. Parameters are
+    /// validated on a real server the first time a (name, value) pair is seen, then cached, so
+    /// later logins need no free connection.
+    pub async fn greeting_params(&self, session: &HashMap<String, String>) -> Result<HashMap<String, String>, LeaseError> {
+        let mut status: HashMap<String, String> = self.server_defaults().await?.into_iter().collect();
+        let unknown: Vec<(String, String)> = {
+            let cache = self.validated.lock();
+            session
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .filter(|kv| kv.0 != "application_name" && !cache.contains_key(kv))
+                .collect()
+        };
+        if !unknown.is_empty() {
+            let lease = self.lease_with(session).await?;
+            let defaults = status.clone();
+            let reported: Vec<(String, String)> =
+                lease.params.iter().filter(|(k, v)| defaults.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+            lease.release();
+            let mut cache = self.validated.lock();
+            for kv in unknown {
+                // Attribute each changed report to the parameter of the same name (case-insensitive).
+                let mine = reported.iter().filter(|(k, _)| k.eq_ignore_ascii_case(&kv.0)).cloned().collect();
+                cache.insert(kv, mine);
+            }
+        }
+        let cache = self.validated.lock();
+        for kv in session.iter().map(|(k, v)| (k.clone(), v.clone())) {
+            if let Some(reports) = cache.get(&kv) {
+                status.extend(reports.iter().cloned());
+            }
+        }
+        if let Some(name) = session.get("application_name") {
+            status.insert("application_name".into(), name.clone());
+        }
+        Ok(status)
     }
 
     /// Server defaults for ParameterStatus, from a connection whose parameters are reset.
@@ -126,9 +168,10 @@ pub async fn sync_params(conn: &mut ServerConn, want: &HashMap<String, String>) 
     if sql.is_empty() {
         return Ok(());
     }
-    let r = conn.simple(&sql).await;
+    // The batch is one implicit transaction: on error nothing was applied.
+    conn.simple(&sql).await?;
     conn.applied = want.clone();
-    r
+    Ok(())
 }
 
 pub struct App {
@@ -138,7 +181,10 @@ pub struct App {
     pub cancels: Arc<CancelRegistry>,
     pub registry: Mutex<Registry>,
     pub metrics: FrontMetrics,
+    /// Cancelled when draining starts: listeners stop accepting, idle sessions end.
     pub shutdown: CancellationToken,
+    /// Cancelled when draining is over: the admin listener (which reports 503 meanwhile) stops.
+    pub stopped: CancellationToken,
     pub tracker: TaskTracker,
     pub pg_tls: Option<tokio_rustls::TlsAcceptor>,
     pub api_keys: crate::keys::ApiKeys,
@@ -177,7 +223,13 @@ impl App {
             };
             let pool = Pool::new(settings, Upstream { target });
             pool.stats().register(registry.sub_registry_with_label(("database".into(), db.name.clone().into())));
-            let database = Database { config: db.clone(), pool, clients: AtomicUsize::new(0), defaults: Mutex::new(None) };
+            let database = Database {
+                config: db.clone(),
+                pool,
+                clients: AtomicUsize::new(0),
+                defaults: Mutex::new(None),
+                validated: Mutex::new(HashMap::new()),
+            };
             databases.insert(db.name.clone(), Arc::new(database));
         }
         let pg_tls = match (&config.server.tls_cert, &config.server.tls_key) {
@@ -193,6 +245,7 @@ impl App {
             registry: Mutex::new(registry),
             metrics,
             shutdown: CancellationToken::new(),
+            stopped: CancellationToken::new(),
             tracker: TaskTracker::new(),
             pg_tls,
             api_keys,

@@ -111,13 +111,14 @@ fn main() -> std::process::ExitCode {
         Command::Serve { config } => match Config::load(&config, std::env::vars()) {
             Ok(c) => {
                 init_logging(c.server.log_format, &c.server.log_level);
-                runtime().and_then(|rt| rt.block_on(tidepool::run::serve(c)))
+                runtime(c.server.effective_worker_threads()).and_then(|rt| rt.block_on(tidepool::run::serve(c)))
             }
             Err(e) => Err(e.into()),
         },
         Command::Dev(args) => {
             init_logging(LogFormat::Human, "info");
-            runtime().and_then(|rt| rt.block_on(tidepool::dev::run(args)))
+            let threads = tidepool::config::ServerConfig::default().effective_worker_threads();
+            runtime(threads).and_then(|rt| rt.block_on(tidepool::dev::run(args)))
         }
     };
     match result {
@@ -129,8 +130,8 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(worker_threads).enable_all().build()?)
 }
 
 fn hash_password(password: Option<String>, iterations: u32) -> anyhow::Result<()> {

@@ -59,6 +59,7 @@ impl Running {
         for db in app.databases.values() {
             db.pool.close();
         }
+        app.stopped.cancel();
     }
 }
 

@@ -204,7 +204,6 @@ async fn temp_tables_advisory_locks_listen_cursors_do_not_leak() -> Result<()> {
 /// A login whose startup parameters the server rejects must not leave tidepool believing those
 /// parameters are set on the server connection it tried them on (the SETs were rolled back).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug in app.rs sync_params: a failed SET batch is recorded as applied"]
 async fn rejected_startup_parameters_do_not_confuse_the_next_client() -> Result<()> {
     let cluster = TestCluster::shared().await?;
     let db = cluster.unique_database("bad_params").await?;

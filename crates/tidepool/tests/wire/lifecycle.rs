@@ -79,12 +79,11 @@ async fn session_mode_keeps_one_server_per_client_and_resets_it() -> Result<()> 
     Ok(())
 }
 
-/// Known issue: a login with any startup parameter
+/// Regression: a login with any startup parameter
 /// besides application_name (tokio-postgres always sends client_encoding) leases a server
 /// connection to check it, so while every server is inside a transaction nobody can log in; after
 /// pool_timeout the login fails with 08006.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known issue: login needs a free server connection when the client sends startup parameters"]
 async fn login_does_not_need_a_free_server_connection() -> Result<()> {
     let cluster = TestCluster::shared().await?;
     let db = cluster.unique_database("login_busy").await?;

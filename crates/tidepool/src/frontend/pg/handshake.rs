@@ -150,18 +150,7 @@ pub async fn login<S: Duplex>(
         LoginError::Fatal(sqlstate::TOO_MANY_CONNECTIONS, format!("too many clients for database \"{dbname}\" (max_client_conn {})", database.config.max_client_conn))
     })?;
 
-    let mut status: HashMap<String, String> = database.server_defaults().await.map_err(lease_to_login)?.into_iter().collect();
-    if session.keys().any(|k| k != "application_name") {
-        // Validate the client's parameters on a real server and learn their normalised values.
-        let lease = database.lease_with(&session).await.map_err(lease_to_login)?;
-        status.extend(lease.params.iter().map(|(k, v)| (k.clone(), v.clone())));
-        lease.release();
-    }
-    if let Some(app_name) = session.get("application_name") {
-        status.insert("application_name".into(), app_name.clone());
-    } else {
-        status.insert("application_name".into(), String::new());
-    }
+    let mut status = database.greeting_params(&session).await.map_err(lease_to_login)?;
     status.insert("session_authorization".into(), user.clone());
     let mut out = BytesMut::new();
     let mut keys: Vec<_> = status.iter().collect();
@@ -178,6 +167,7 @@ pub async fn login<S: Duplex>(
 fn lease_to_login(e: LeaseError) -> LoginError {
     match e {
         LeaseError::Params(f) => LoginError::Fatal(static_code(f.code()), f.message().to_owned()),
+        e @ LeaseError::Pool(crate::pool::PoolError::Timeout { .. }) => LoginError::Fatal(sqlstate::TOO_MANY_CONNECTIONS, e.to_string()),
         other => LoginError::Fatal(sqlstate::CONNECTION_FAILURE, other.to_string()),
     }
 }

@@ -186,8 +186,10 @@ impl<S: Duplex> Session<S> {
             }
         }
         if to_server_len < HIGH_WATER {
-            // Idle clients keep a small buffer: memory per idle connection stays low.
-            reserve(&mut self.crbuf, if self.server.is_some() { 16 * 1024 } else { 1024 });
+            // Idle clients keep a small buffer (memory per idle connection stays low); a
+            // partial message or an attached server gets a large one.
+            let want = if self.server.is_some() || !self.crbuf.is_empty() { 16 * 1024 } else { 256 };
+            reserve(&mut self.crbuf, want);
             if let Poll::Ready(r) = poll_read_buf(Pin::new(&mut self.client), cx, &mut self.crbuf) {
                 return Poll::Ready(Event::Client(r));
             }
@@ -226,7 +228,7 @@ impl<S: Duplex> Session<S> {
             }
             self.on_client_frame(frame)?;
         }
-        if self.server.is_none() && self.crbuf.is_empty() && self.crbuf.capacity() > 4096 {
+        if self.server.is_none() && self.crbuf.is_empty() && self.crbuf.capacity() > 1024 {
             self.crbuf = BytesMut::new();
         }
         Ok(())
@@ -283,6 +285,13 @@ impl<S: Duplex> Session<S> {
     async fn release(&mut self) {
         let Some(a) = self.server.take() else { return };
         self.key.slot.set(None).await;
+        // Between transactions a client holds no large buffers.
+        if self.crbuf.is_empty() && self.crbuf.capacity() > 1024 {
+            self.crbuf = BytesMut::new();
+        }
+        if self.to_client.is_empty() && self.to_client.capacity() > 1024 {
+            self.to_client = BytesMut::new();
+        }
         let mut lease = a.lease;
         if lease.broken {
             return lease.discard();

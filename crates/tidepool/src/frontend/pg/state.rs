@@ -47,6 +47,9 @@ fn statement_is_stateful(stmt: &str) -> bool {
 }
 
 fn selects_into_temp(stmt: &str) -> bool {
+    if !stmt.contains("into") || !stmt.contains("temp") {
+        return false; // the common case, without tokenising
+    }
     let words: Vec<&str> = stmt.split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',').filter(|w| !w.is_empty()).collect();
     let temp = |w: Option<&&str>| matches!(w.copied(), Some("temp" | "temporary"));
     words.iter().enumerate().any(|(i, w)| {

@@ -132,6 +132,9 @@ pub async fn serve_stream<S: Duplex>(app: Arc<App>, mut s: S) {
 
 async fn handshake_generic<S: Duplex>(app: &App, s: &mut S, rbuf: &mut BytesMut) -> Result<Option<Vec<(String, String)>>, LoginError> {
     use tidepool_proto::startup::StartupPacket;
+    // Room for a whole pipelined first message (startup + password + first query), so that the
+    // login can see whether a password is already waiting.
+    rbuf.reserve(16 * 1024);
     for _ in 0..3 {
         let body = loop {
             if let Some(b) = tidepool_proto::framing::try_startup(rbuf, tidepool_proto::framing::MAX_STARTUP_PACKET)? {

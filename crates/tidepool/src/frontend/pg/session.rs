@@ -126,6 +126,12 @@ impl<S: Duplex> Session<S> {
     async fn run_loop(&mut self) -> End {
         let shutdown = self.app.shutdown.clone();
         let mut shutdown = std::pin::pin!(shutdown.cancelled_owned());
+        // Messages pipelined behind the login are already buffered.
+        if !self.crbuf.is_empty() {
+            if let Err(end) = self.on_client_data().await {
+                return end;
+            }
+        }
         loop {
             let ev = poll_fn(|cx| self.poll_io(cx, shutdown.as_mut())).await;
             let r = match ev {

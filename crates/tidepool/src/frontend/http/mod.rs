@@ -26,7 +26,22 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/sql", post(neon::sql).options(neon::preflight))
         .merge(prisma::routes())
         .fallback(websocket)
+        .layer(axum::middleware::from_fn(trace_request))
         .with_state(app)
+}
+
+/// One `tracing` span per HTTP request (method, path), with the status logged at the end.
+async fn trace_request(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument;
+    let span = tracing::info_span!("http", method = %req.method(), path = %req.uri().path());
+    async move {
+        let started = std::time::Instant::now();
+        let r = next.run(req).await;
+        tracing::debug!(status = r.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request done");
+        r
+    }
+    .instrument(span)
+    .await
 }
 
 async fn health(State(app): State<Arc<App>>) -> impl IntoResponse {
@@ -45,11 +60,9 @@ async fn websocket(State(app): State<Arc<App>>, ws: Result<WebSocketUpgrade, Web
     let max = app.config.http.max_ws_message_size;
     let idle = app.config.http.ws_idle_timeout;
     ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| async move {
-        let span = tracing::info_span!("ws");
-        let _e = span.enter();
+        use tracing::Instrument;
         let stream = ws_io::WsStream::new(socket, idle);
-        drop(_e);
-        crate::frontend::pg::serve_stream(app, stream).await;
+        crate::frontend::pg::serve_stream(app, stream).instrument(tracing::info_span!("ws")).await;
     })
 }
 

@@ -535,7 +535,10 @@ impl Inner {
         let os_user = crate::os_user()?;
         let base = temp_base(os_user.is_some());
         let dir = tempfile::Builder::new()
-            .prefix("tidepool-pg.")
+            // No "tidepool" in paths that end up in process command lines:
+            // a `pkill -f tidepool` elsewhere on a shared machine must not
+            // take test servers down.
+            .prefix("testkit-pg.")
             .tempdir_in(&base)
             .with_context(|| format!("creating temp dir in {}", base.display()))?;
         let root = dir.path().to_path_buf();
@@ -807,7 +810,7 @@ rm -rf "$1"
         let child = Command::new("/bin/sh")
             .arg("-c")
             .arg(SCRIPT)
-            .arg("tidepool-testkit-watchdog")
+            .arg("testkit-pg-watchdog")
             .arg(&self.root)
             .arg(&self.data)
             .current_dir("/")

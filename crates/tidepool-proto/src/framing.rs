@@ -58,7 +58,7 @@ pub fn try_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, ProtoE
         return Err(ProtoError::TooLarge { len: total, max });
     }
     if buf.len() < total {
-        buf.reserve(total - buf.len());
+        reserve_frame(buf, total);
         return Ok(None);
     }
     let tag = buf[0];
@@ -79,12 +79,26 @@ pub fn try_startup(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, Prot
         return Err(ProtoError::TooLarge { len: total, max });
     }
     if buf.len() < total {
-        buf.reserve(total - buf.len());
+        reserve_frame(buf, total);
         return Ok(None);
     }
     let mut packet = buf.split_to(total);
     packet.advance(4);
     Ok(Some(packet.freeze()))
+}
+
+/// Makes room for a whole frame of `total` bytes (already checked against the limit), allocating
+/// exactly that. `BytesMut::reserve` is not bounded by `total`: it keeps the bytes already split
+/// off the front of the allocation (a frame just consumed) in front of the new room, and grows a
+/// `Vec`-backed buffer by doubling, so a peer could make one connection hold up to about twice
+/// the limit.
+fn reserve_frame(buf: &mut BytesMut, total: usize) {
+    if buf.capacity() >= total {
+        return;
+    }
+    let mut grown = BytesMut::with_capacity(total);
+    grown.extend_from_slice(buf);
+    *buf = grown;
 }
 
 /// Writes a tagged message: `tag`, the length placeholder, `body` from the closure, then patches the length.

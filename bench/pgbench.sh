@@ -112,6 +112,11 @@ run_one() {
     local port=${PORT[$target]:-}
     if [[ -z $port ]]; then echo "n/a"; return; fi
     local jobs=$((JOBS < clients ? JOBS : clients))
+    # pgbench 15 prepares statements synchronously (PQprepare) per thread: with fewer threads
+    # than clients, a thread blocks preparing one client while its other clients hold every
+    # pooled server inside a transaction, and any transaction pooler deadlocks until its queue
+    # timeout. Prepared rows therefore run one thread per client, for every target alike.
+    if [ "$proto" = prepared ]; then jobs=$clients; fi
     local args=(-n -T "$BENCH_SECONDS" -c "$clients" -j "$jobs" -M "$proto")
     [[ $workload == select ]] && args+=(-S)
     [[ $connect == connect ]] && args+=(-C)

@@ -303,7 +303,6 @@ async fn session_settings_do_not_leak_between_requests() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: SET run inside a DO block (or a function) is not noticed, so it leaks into the next /sql request on the same connection"]
 async fn set_inside_do_block_does_not_leak() -> Result<()> {
     let p = Setup::new("neon_set_do").await?.db("pool_size = 1").start().await?;
     let default_path = only(&p.neon_rows("SHOW search_path").await?);
@@ -362,7 +361,6 @@ async fn query_timeout_cancels_the_query() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: when the HTTP client goes away mid-query the handler future is dropped, so query_timeout never fires and no cancel is sent; the query keeps running upstream while the pool opens a replacement (pool_size exceeded)"]
 async fn client_disconnect_still_cancels_the_query() -> Result<()> {
     let p = Setup::new("neon_disconnect").await?.http("query_timeout = \"1s\"").db("pool_size = 1").start().await?;
     let cs = p.conn_str(USER, Some(USER_PW), DB);

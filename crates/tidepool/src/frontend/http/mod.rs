@@ -66,6 +66,21 @@ async fn websocket(State(app): State<Arc<App>>, ws: Result<WebSocketUpgrade, Web
     })
 }
 
+/// Runs a request's work in its own task, so a client that goes away cannot cancel it midway:
+/// leases are returned, transactions reach commit/rollback and timeouts still cancel queries.
+pub(crate) async fn detached<F>(work: F) -> Response
+where
+    F: std::future::Future<Output = Response> + Send + 'static,
+{
+    match tokio::spawn(work).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "request task failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(serde_json::json!({"message": "internal error"}))).into_response()
+        }
+    }
+}
+
 /// Reads a body of at most `max` bytes; past that, drains the rest (bounded) so the client can
 /// read the error response, and returns `None`.
 pub(crate) async fn read_limited(body: axum::body::Body, max: usize) -> Option<axum::body::Bytes> {

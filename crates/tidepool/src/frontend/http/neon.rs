@@ -23,13 +23,16 @@ pub async fn preflight() -> Response<Body> {
 }
 
 pub async fn sql(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response<Body> {
-    match handle(&app, &headers, body).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::debug!(error = %e, "/sql request failed");
-            to_http(neon::error_response(&e))
+    super::detached(async move {
+        match handle(&app, &headers, body).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "/sql request failed");
+                to_http(neon::error_response(&e))
+            }
         }
-    }
+    })
+    .await
 }
 
 async fn handle(app: &App, headers: &HeaderMap, body: Body) -> Result<Response<Body>, NeonError> {

@@ -34,7 +34,8 @@ fn statement_is_stateful(stmt: &str) -> bool {
     match first {
         "set" => second != "local" && second != "transaction" && second != "constraints",
         // DEALLOCATE also drops tidepool's own statements: the reset makes it forget them.
-        "reset" | "listen" | "prepare" | "deallocate" | "load" | "discard" => true,
+        // A DO block can run anything, SET included.
+        "reset" | "listen" | "prepare" | "deallocate" | "load" | "discard" | "do" => true,
         "declare" => stmt.contains("with hold"),
         // `SELECT … INTO TEMP t` creates a temporary table.
         "select" | "with" => selects_into_temp(stmt),

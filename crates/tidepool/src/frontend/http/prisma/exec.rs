@@ -9,6 +9,14 @@ use crate::upstream::{ServerConn, UpstreamError};
 pub struct PgExecutor<'a> {
     pub conn: &'a mut ServerConn,
     pub max_bytes: usize,
+    /// A result exceeded `max_bytes` (the response must be P6009, whatever the plan made of it).
+    pub too_large: bool,
+}
+
+impl<'a> PgExecutor<'a> {
+    pub fn new(conn: &'a mut ServerConn, max_bytes: usize) -> Self {
+        PgExecutor { conn, max_bytes, too_large: false }
+    }
 }
 
 fn db_error(e: UpstreamError) -> DbError {
@@ -36,7 +44,13 @@ impl PgExecutor<'_> {
         note_sql(self.conn, sql);
         let types: Vec<u32> = params.iter().map(|p| p.type_oid).collect();
         let values: Vec<Option<String>> = params.iter().map(|p| p.value.clone()).collect();
-        self.conn.query_text(sql, &types, &values, self.max_bytes).await.map_err(db_error)
+        match self.conn.query_text(sql, &types, &values, self.max_bytes).await {
+            Err(UpstreamError::TooLarge(_)) => {
+                self.too_large = true;
+                Err(DbError::Other(format!("result exceeds {} bytes", self.max_bytes)))
+            }
+            r => r.map_err(db_error),
+        }
     }
 }
 

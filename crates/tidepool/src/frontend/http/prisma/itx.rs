@@ -40,7 +40,7 @@ impl Itx {
 pub struct ItxRegistry {
     open: Mutex<HashMap<String, Arc<Itx>>>,
     per_key: Mutex<HashMap<[u8; 32], usize>>,
-    closed: Mutex<VecDeque<(String, Closed)>>,
+    closed: Mutex<VecDeque<(String, [u8; 32], Closed)>>,
 }
 
 const TOMBSTONES: usize = 1000;
@@ -82,8 +82,8 @@ impl ItxRegistry {
             // A foreign key's id is indistinguishable from an unknown one.
             return if tidepool_proto::auth::ct_eq(&t.key, key) { Lookup::Open(t.clone()) } else { Lookup::Unknown };
         }
-        match self.closed.lock().iter().find(|(i, _)| i == id) {
-            Some((_, c)) => Lookup::Closed(*c),
+        match self.closed.lock().iter().find(|(i, k, _)| i == id && tidepool_proto::auth::ct_eq(k, key)) {
+            Some((_, _, c)) => Lookup::Closed(*c),
             None => Lookup::Unknown,
         }
     }
@@ -98,7 +98,7 @@ impl ItxRegistry {
         if c.len() >= TOMBSTONES {
             c.pop_front();
         }
-        c.push_back((itx.id.clone(), how));
+        c.push_back((itx.id.clone(), itx.key, how));
     }
 
     pub fn open_count(&self) -> usize {

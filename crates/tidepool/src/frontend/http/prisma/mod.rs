@@ -96,6 +96,10 @@ fn lease_failed(e: LeaseError) -> Response {
     }
 }
 
+fn too_large(limit: usize) -> Response {
+    error(413, "P6009", format!("The response size of the query exceeded the maximum of {limit} bytes."), json!({}))
+}
+
 fn timed_out(d: Duration) -> Response {
     error(504, "P6004", format!("Query timeout exceeded ({} ms); the query was cancelled.", d.as_millis()), json!({}))
 }
@@ -115,6 +119,10 @@ async fn invalidate(State(app): State<Arc<App>>, headers: HeaderMap) -> Response
 }
 
 async fn query(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    super::detached(query_inner(app, headers, body)).await
+}
+
+async fn query_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Response {
     let (_key, db) = match authenticate(&app, &headers) {
         Ok(k) => k,
         Err(r) => return r,
@@ -131,13 +139,14 @@ async fn query(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> R
     let timeout = app.config.http.prisma_query_timeout;
     let r = lease::run_bounded(conn, timeout, move |c| {
         Box::pin(async move {
-            let mut exec = PgExecutor { conn: c, max_bytes: limits.max_response_bytes };
-            Ok(tidepool_prisma::handle_query(&mut exec, &body, &QueryContext::default(), &limits).await)
+            let mut exec = PgExecutor::new(c, limits.max_response_bytes);
+            let r = tidepool_prisma::handle_query(&mut exec, &body, &QueryContext::default(), &limits).await;
+            Ok(if exec.too_large { too_large(limits.max_response_bytes) } else { from_interp(r) })
         })
     })
     .await;
     match r {
-        Ok(resp) => from_interp(resp),
+        Ok(resp) => resp,
         Err(HttpLeaseError::Timeout(d)) => timed_out(d),
         Err(e) => error(500, "P6000", e.to_string(), json!({})),
     }
@@ -163,6 +172,18 @@ fn not_found() -> Response {
 }
 
 async fn start(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    // Set when this handler is dropped (client gone): a transaction begun for nobody is undone.
+    struct Gone(Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let gone = Gone(Default::default());
+    super::detached(start_inner(app, headers, body, gone.0.clone())).await
+}
+
+async fn start_inner(app: Arc<App>, headers: HeaderMap, body: Body, gone: Arc<std::sync::atomic::AtomicBool>) -> Response {
     let (key, db) = match authenticate(&app, &headers) {
         Ok(k) => k,
         Err(r) => return r,
@@ -211,6 +232,13 @@ async fn start(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> R
             return p2028("Unable to start a transaction in the given time.".into(), json!({}));
         }
     };
+    if gone.load(std::sync::atomic::Ordering::Relaxed) {
+        let mut conn = conn;
+        let _ = conn.simple("ROLLBACK").await;
+        lease::finish(conn).await;
+        app.itx.unreserve(&key.sha256);
+        return p2028("Unable to start a transaction: the client went away.".into(), json!({}));
+    }
     let mut raw = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut raw);
     let id = hex::encode(raw);
@@ -253,6 +281,10 @@ fn expired_now(itx: &Itx) -> Closed {
 }
 
 async fn itx_query(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>, body: Body) -> Response {
+    super::detached(itx_query_inner(app, headers, id, body)).await
+}
+
+async fn itx_query_inner(app: Arc<App>, headers: HeaderMap, id: String, body: Body) -> Response {
     let itx = match lookup(&app, &headers, &id, "query") {
         Ok(t) => t,
         Err(r) => return r,
@@ -279,9 +311,11 @@ async fn itx_query(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Pa
     let budget = app.config.http.prisma_query_timeout.min(itx.deadline() - now);
     let cancel = conn.cancel.clone();
     let ctx = QueryContext { in_transaction: true, ..Default::default() };
-    let mut exec = PgExecutor { conn, max_bytes: limits.max_response_bytes };
+    let mut exec = PgExecutor::new(conn, limits.max_response_bytes);
     let r = tokio::time::timeout(budget, tidepool_prisma::handle_query(&mut exec, &body, &ctx, &limits)).await;
+    let too_large_hit = exec.too_large;
     match r {
+        Ok(_) if too_large_hit => too_large(limits.max_response_bytes),
         Ok(resp) => from_interp(resp),
         Err(_) => {
             tokio::spawn(async move {
@@ -335,9 +369,9 @@ async fn end(app: Arc<App>, headers: HeaderMap, id: String, commit: bool) -> Res
 }
 
 async fn commit(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    end(app, headers, id, true).await
+    super::detached(end(app, headers, id, true)).await
 }
 
 async fn rollback(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    end(app, headers, id, false).await
+    super::detached(end(app, headers, id, false)).await
 }

@@ -3,6 +3,12 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+
+/// jemalloc: less fragmentation than the system allocator for many small, long-lived sessions
+/// interleaved with short-lived login state (measured in docs/benchmarks.md, idle clients).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use tidepool::config::{Config, LogFormat};
 
 #[derive(Parser)]

@@ -72,9 +72,7 @@ pub async fn listen(app: Arc<App>, listener: TcpListener) {
         match accepted {
             Ok((tcp, peer)) => {
                 let _ = tcp.set_nodelay(true);
-                let app2 = app.clone();
-                let span = tracing::info_span!("pg", %peer);
-                app.tracker.spawn(serve_tcp(app2, tcp, peer).instrument(span));
+                app.tracker.spawn(serve_tcp(app.clone(), tcp, peer));
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -85,20 +83,23 @@ pub async fn listen(app: Arc<App>, listener: TcpListener) {
     }
 }
 
-async fn serve_tcp(app: Arc<App>, tcp: TcpStream, _peer: SocketAddr) {
+/// One TCP client. The login phases run boxed, so an idle session's task holds only the
+/// session loop's state (memory per idle client stays small).
+async fn serve_tcp(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) {
     let deadline = tokio::time::Instant::now() + app.config.server.login_timeout;
-    let negotiated = tokio::time::timeout_at(deadline, negotiate_tcp(&app, tcp)).await;
+    let span = tracing::info_span!("pg", %peer);
+    let negotiated = Box::pin(tokio::time::timeout_at(deadline, negotiate_tcp(&app, tcp)).instrument(span.clone())).await;
     match negotiated {
         Err(_) => tracing::debug!("login timed out during startup"),
         Ok((_, Ok(Negotiated::Done))) => {}
-        Ok((Some(mut s), Err(e))) => fail_login(&app, &mut s, e).await,
+        Ok((Some(mut s), Err(e))) => Box::pin(fail_login(&app, &mut s, e)).instrument(span).await,
         Ok((None, Err(e))) => tracing::debug!(error = %e, "startup failed"),
         Ok((_, Ok(Negotiated::Startup { mut stream, rbuf, params }))) => {
             if app.shutdown.is_cancelled() {
                 // Accepted just as the drain began: no new sessions from now on.
-                return fail_login(&app, &mut stream, LoginError::Fatal(sqlstate::ADMIN_SHUTDOWN, "tidepool is shutting down".into())).await;
+                return Box::pin(fail_login(&app, &mut stream, LoginError::Fatal(sqlstate::ADMIN_SHUTDOWN, "tidepool is shutting down".into()))).await;
             }
-            session::run(app, stream, rbuf, params, deadline, false).await;
+            session::run(app, stream, rbuf, params, deadline, Some(peer)).await;
         }
     }
 }
@@ -118,15 +119,15 @@ async fn fail_login<S: Duplex>(app: &App, s: &mut S, e: LoginError) {
 pub async fn serve_stream<S: Duplex>(app: Arc<App>, mut s: S) {
     let deadline = tokio::time::Instant::now() + app.config.server.login_timeout;
     let mut rbuf = BytesMut::new();
-    let r = tokio::time::timeout_at(deadline, handshake_generic(&app, &mut s, &mut rbuf)).await;
+    let r = Box::pin(tokio::time::timeout_at(deadline, handshake_generic(&app, &mut s, &mut rbuf))).await;
     match r {
         Err(_) => {}
-        Ok(Err(e)) => fail_login(&app, &mut s, e).await,
+        Ok(Err(e)) => Box::pin(fail_login(&app, &mut s, e)).await,
         Ok(Ok(None)) => {}
         Ok(Ok(Some(_))) if app.shutdown.is_cancelled() => {
             fail_login(&app, &mut s, LoginError::Fatal(sqlstate::ADMIN_SHUTDOWN, "tidepool is shutting down".into())).await
         }
-        Ok(Ok(Some(params))) => session::run(app, s, rbuf, params, deadline, true).await,
+        Ok(Ok(Some(params))) => session::run(app, s, rbuf, params, deadline, None).await,
     }
 }
 

@@ -63,7 +63,7 @@ pub(super) struct Session<S> {
     pub params: HashMap<String, String>,
     pub stmts: ClientStatements,
     pub key: CancelKey,
-    pub server: Option<Attached>,
+    pub server: Option<Box<Attached>>,
     /// After a failed lease in the middle of an extended-protocol batch: drop messages until Sync.
     pub skip_until_sync: bool,
     _slot: ClientSlot,
@@ -86,40 +86,52 @@ pub(super) enum End {
     Fatal(&'static str, String),
 }
 
-pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: BytesMut, params: Vec<(String, String)>, deadline: Instant, websocket: bool) {
+/// Logs a client in and runs its session. `peer` is the TCP peer (None for WebSocket clients).
+pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: BytesMut, params: Vec<(String, String)>, deadline: Instant, peer: Option<std::net::SocketAddr>) {
     let key = app.cancels.register();
-    let logged = match tokio::time::timeout_at(deadline, login(&app, &mut client, &mut rbuf, params, (key.pid, key.secret), websocket)).await {
-        Err(_) => return fail_login(&app, &mut client, LoginError::Fatal(sqlstate::PROTOCOL_VIOLATION, "login timed out".into())).await,
-        Ok(Err(e)) => return fail_login(&app, &mut client, e).await,
+    let websocket = peer.is_none();
+    // Boxed: the login's state is freed once it is done.
+    let logged = Box::pin(tokio::time::timeout_at(deadline, login(&app, &mut client, &mut rbuf, params, (key.pid, key.secret), websocket))).await;
+    let logged = match logged {
+        Err(_) => return Box::pin(fail_login(&app, &mut client, LoginError::Fatal(sqlstate::PROTOCOL_VIOLATION, "login timed out".into()))).await,
+        Ok(Err(e)) => return Box::pin(fail_login(&app, &mut client, e)).await,
         Ok(Ok(l)) => l,
     };
-    let span = tracing::info_span!("session", user = %logged.user, db = %logged.database.config.name);
-    async move {
-        tracing::debug!("client logged in");
-        app.metrics.clients.inc();
-        let db = logged.database;
-        let mut session = Session {
-            mode: db.config.pool_mode,
-            max_msg: db.config.max_message_size,
-            app: app.clone(),
-            db,
-            client,
-            crbuf: rbuf,
-            to_client: BytesMut::new(),
-            client_needs_flush: false,
-            params: logged.params.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect(),
-            stmts: ClientStatements::default(),
-            key,
-            server: None,
-            skip_until_sync: false,
-            _slot: logged.slot,
-        };
-        let end = session.run_loop().await;
-        session.finish(end).await;
+    let span = match peer {
+        Some(peer) => tracing::info_span!("session", %peer, user = %logged.user, db = %logged.database.config.name),
+        None => tracing::info_span!("session", transport = "websocket", user = %logged.user, db = %logged.database.config.name),
+    };
+    tracing::debug!(parent: &span, "client logged in");
+    app.metrics.clients.inc();
+    let db = logged.database;
+    let session = Session {
+        mode: db.config.pool_mode,
+        max_msg: db.config.max_message_size,
+        app: app.clone(),
+        db,
+        client,
+        crbuf: rbuf,
+        to_client: BytesMut::new(),
+        client_needs_flush: false,
+        params: logged.params.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect(),
+        stmts: ClientStatements::default(),
+        key,
+        server: None,
+        skip_until_sync: false,
+        _slot: logged.slot,
+    };
+    // The session gets a task of its own: this one (with the login's larger state) ends here,
+    // so an idle client costs only the session loop's memory.
+    app.tracker.spawn(session.serve().instrument(span));
+}
+
+impl<S: Duplex> Session<S> {
+    async fn serve(mut self) {
+        let end = self.run_loop().await;
+        let app = self.app.clone();
+        Box::pin(self.finish(end)).await;
         app.metrics.clients.dec();
     }
-    .instrument(span)
-    .await
 }
 
 impl<S: Duplex> Session<S> {
@@ -148,7 +160,8 @@ impl<S: Duplex> Session<S> {
                 }
                 Event::Server(Ok(_)) => self.on_server_data(),
                 Event::Release => {
-                    self.release().await;
+                    // Boxed (like attach): allocated once per transaction, not held while idle.
+                    Box::pin(self.release()).await;
                     Ok(())
                 }
                 Event::Shutdown => return End::Fatal(sqlstate::ADMIN_SHUTDOWN, "tidepool is shutting down".into()),
@@ -227,7 +240,7 @@ impl<S: Duplex> Session<S> {
                 continue;
             }
             if self.server.is_none() {
-                if let Err(e) = self.attach().await {
+                if let Err(e) = Box::pin(self.attach()).await {
                     self.lease_failed(frame.tag, e)?;
                     continue;
                 }
@@ -274,7 +287,7 @@ impl<S: Duplex> Session<S> {
             }
         };
         self.key.slot.set(Some(lease.cancel.clone())).await;
-        self.server = Some(Attached {
+        self.server = Some(Box::new(Attached {
             lease,
             to_server: BytesMut::with_capacity(1024),
             pending: 0,
@@ -283,7 +296,7 @@ impl<S: Duplex> Session<S> {
             queue: VecDeque::new(),
             copy_in: None,
             needs_flush: false,
-        });
+        }));
         Ok(())
     }
 

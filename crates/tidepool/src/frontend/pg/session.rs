@@ -388,7 +388,13 @@ impl<S: Duplex> Session<S> {
 }
 
 fn reserve(buf: &mut BytesMut, want: usize) {
-    if buf.capacity() - buf.len() < want / 4 {
+    let spare = buf.capacity() - buf.len();
+    // A partial message whose header was seen already has exactly its size reserved by the
+    // framing layer; growing it here could double a large buffer.
+    if buf.len() >= 5 && spare > 0 {
+        return;
+    }
+    if spare < want / 4 {
         buf.reserve(want);
     }
 }

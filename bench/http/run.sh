@@ -36,9 +36,12 @@
 #   POOL_SIZE [20]       tidepool pool_size                   SCALE [10] pgbench scale
 #   SEED_USERS [10000]   Prisma users seeded (findUnique ids) PG_MAX_CONNECTIONS [200]
 #   SKIP_BUILD [0]       TIDEPOOL_BIN [target/release/tidepool]
+#   TIDEPOOL_REV         revision label for the report [git describe --dirty when
+#                        TIDEPOOL_BIN is the default]
 #   SKIP_REFERENCE [0]   1: no @prisma/query-plan-executor runs (columns n/a)
 #   CONNECT_JOBS [CONNECTIONS]  pgbench -j of the connect-per-request run (one
 #                        thread per client: pgbench connects synchronously)
+#   WAIT_QUIET [0]       wait up to this many seconds for an idle machine first
 #   OUT_DIR [bench/http/out/http-<timestamp>]   PG_BINDIR (PostgreSQL bin dir)
 # Needs: wrk (installed with apt-get when missing and root), pgbench/initdb,
 # node (for the reference; tests/clients/prisma/setup.sh must have run once).
@@ -230,8 +233,10 @@ sha256   = "$key_sha"
 database = "$DB"
 label    = "bench/http"
 EOF
-    log "starting tidepool ($TIDEPOOL_BIN): wire 127.0.0.1:$TP_PG_PORT, http 127.0.0.1:$TP_HTTP_PORT"
-    (cd "$RUN_DIR" && exec env RUST_LOG="${TIDEPOOL_LOG:-warn}" "$TIDEPOOL_BIN" serve --config "$cfg" >"$RUN_DIR/tidepool.log" 2>&1) &
+    # Run a copy: a concurrent `cargo build` may replace target/release/tidepool mid-run.
+    cp -f "$TIDEPOOL_BIN" "$RUN_DIR/tidepool"
+    log "starting tidepool ($TIDEPOOL_BIN, $TP_REV): wire 127.0.0.1:$TP_PG_PORT, http 127.0.0.1:$TP_HTTP_PORT"
+    (cd "$RUN_DIR" && exec env RUST_LOG="${TIDEPOOL_LOG:-warn}" "$RUN_DIR/tidepool" serve --config "$cfg" >"$RUN_DIR/tidepool.log" 2>&1) &
     TP_PID=$!
     wait_port "$TP_HTTP_PORT" 30 && wait_port "$TP_PG_PORT" 10 ||
         { tail -n 20 "$RUN_DIR/tidepool.log" >&2; die "tidepool did not start"; }
@@ -293,8 +298,8 @@ pg_ticks() { # postmaster (with reaped children) + live children
 }
 
 machine_busy_ticks() { # all CPUs, non-idle time (user nice system irq softirq steal)
-    local _c u n s i w irq sirq st _rest
-    read -r _c u n s i w irq sirq st _rest </proc/stat
+    local _c u n s _idle _iowait irq sirq st _rest
+    read -r _c u n s _idle _iowait irq sirq st _rest </proc/stat
     echo $((u + n + s + irq + sirq + st))
 }
 
@@ -484,6 +489,13 @@ if [[ ${SKIP_BUILD:-0} != 1 ]]; then
         { tail -n 20 "$LOGS/cargo-build.log" >&2; die "cargo build failed"; }
 fi
 [[ -x $TIDEPOOL_BIN ]] || die "no tidepool binary at $TIDEPOOL_BIN"
+if [[ -n ${TIDEPOOL_REV:-} ]]; then
+    TP_REV=$TIDEPOOL_REV
+elif [[ $TIDEPOOL_BIN == "$REPO_ROOT/target/release/tidepool" ]]; then
+    TP_REV=$(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo '?')
+else
+    TP_REV="binary $TIDEPOOL_BIN"
+fi
 
 BODIES=$OUT_DIR/bodies
 python3 "$HERE/make_bodies.py" "$PRISMA_DIR/fixtures" "$BODIES"
@@ -518,11 +530,11 @@ NEON_KEY_HDR=("Content-Type: application/json" "Neon-Raw-Text-Output: true" "Neo
 
 log "sanity checks (one request per endpoint)"
 FIND_OK='r["data"]["id"] == 42 and r["data"]["email"] == "user42@example.com"'
-CREATE_OK='r["data"]["email"] == "bench-check-%s@example.com"'
+create_ok() { echo "r[\"data\"][\"email\"] == \"bench-check-$1@example.com\""; }
 NEON_OK='r["rowCount"] == 1 and len(r["rows"]) == 1'
 check_json tp-find "$TP/query" "$BODIES/prisma-find-unique.json" 42 "$FIND_OK" "${TP_PRISMA_HDR[@]}" ||
     die "tidepool findUnique"
-check_json tp-create "$TP/query" "$BODIES/prisma-create.json" check-tp "$(printf "$CREATE_OK" tp)" "${TP_PRISMA_HDR[@]}" ||
+check_json tp-create "$TP/query" "$BODIES/prisma-create.json" check-tp "$(create_ok tp)" "${TP_PRISMA_HDR[@]}" ||
     die "tidepool createOne"
 check_json tp-neon-pw "$TP/sql" "$BODIES/neon-point-select.json" 42 "$NEON_OK" "${NEON_PW_HDR[@]}" ||
     die "tidepool /sql (password)"
@@ -532,7 +544,7 @@ if ((HAVE_REF)); then
     REF=http://127.0.0.1:$REF_PORT
     check_json ref-find "$REF/query" "$BODIES/prisma-find-unique.json" 42 "$FIND_OK" "${REF_PRISMA_HDR[@]}" ||
         die "reference findUnique"
-    check_json ref-create "$REF/query" "$BODIES/prisma-create.json" check-ref "$(printf "$CREATE_OK" ref)" "${REF_PRISMA_HDR[@]}" ||
+    check_json ref-create "$REF/query" "$BODIES/prisma-create.json" check-ref "$(create_ok ref)" "${REF_PRISMA_HDR[@]}" ||
         die "reference createOne"
     # Same plan, same row: both servers must answer with the same data.
     python3 - "$RUNS/check-tp-find.resp" "$RUNS/check-ref-find.resp" <<'EOF' || die "tidepool and reference disagree on findUnique"
@@ -544,6 +556,16 @@ fi
 PGPASSWORD=$DB_PASSWORD "$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$TP_PG_PORT" -U "$DB_USER" -d "$DB" \
     -c "SELECT count(*) FROM pgbench_branches" >/dev/null || die "tidepool wire listener"
 
+if ((${WAIT_QUIET:-0} > 0)); then
+    # Other work on the machine skews everything: wait (bounded) until the
+    # machine is idle, i.e. below 0.3 busy cores over 5 s, before measuring.
+    log "waiting up to ${WAIT_QUIET}s for a quiet machine"
+    quiet_deadline=$((SECONDS + WAIT_QUIET))
+    while ((SECONDS < quiet_deadline)); do
+        b0=$(machine_busy_ticks); sleep 5; b1=$(machine_busy_ticks)
+        (((b1 - b0) * 10 < 3 * 5 * CLK_TCK)) && { log "machine quiet"; break; }
+    done
+fi
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "load average before: $LOAD_BEFORE"
 
@@ -575,7 +597,6 @@ row() { # LABEL NAME
 
 CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 MEM_GIB=$(awk '/^MemTotal:/ {printf "%.1f", $2 / 1048576}' /proc/meminfo)
-TP_REV=$(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo '?')
 REF_LABEL="query-plan-executor ${REF_VERSION:-n/a}"
 
 MD=$OUT_DIR/results.md

@@ -8,6 +8,7 @@ use tidepool_proto::auth::ScramVerifier;
 
 use crate::config::{ClientAuth, Config};
 
+#[derive(Clone)]
 pub enum Credential {
     Scram(ScramVerifier),
     Md5 { password: String },
@@ -29,7 +30,13 @@ impl User {
 pub struct UserStore {
     users: HashMap<String, User>,
     pub decoy: ScramVerifier,
+    /// Keyed digests of (user, password) pairs already verified, so HTTP requests that carry a
+    /// password do not run PBKDF2 every time. Only successes are cached; bounded.
+    verified: parking_lot::Mutex<std::collections::HashSet<[u8; 32]>>,
+    cache_key: [u8; 32],
 }
+
+const VERIFIED_CACHE_MAX: usize = 10_000;
 
 impl UserStore {
     pub fn from_config(config: &Config) -> Self {
@@ -48,26 +55,68 @@ impl UserStore {
                 (u.name.clone(), User { credential, databases: u.databases.clone() })
             })
             .collect();
-        UserStore { users, decoy: ScramVerifier::from_password(&rand_password(), iterations) }
+        let mut cache_key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut cache_key);
+        UserStore {
+            users,
+            decoy: ScramVerifier::from_password(&rand_password(), iterations),
+            verified: Default::default(),
+            cache_key,
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&User> {
         self.users.get(name)
     }
 
-    /// Checks a plaintext password (HTTP front ends) against the user's credential.
+    fn cache_token(&self, name: &str, password: &str) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(self.cache_key);
+        h.update((name.len() as u64).to_be_bytes());
+        h.update(name.as_bytes());
+        h.update(password.as_bytes());
+        h.finalize().into()
+    }
+
+    /// Checks a plaintext password without blocking the runtime: a pair verified before is
+    /// answered from the cache; otherwise PBKDF2 runs on a blocking thread.
+    pub async fn verify_password(&self, name: &str, password: &str) -> bool {
+        let token = self.cache_token(name, password);
+        if self.verified.lock().contains(&token) {
+            return true;
+        }
+        let credential = self.users.get(name).map(|u| u.credential.clone());
+        let decoy = self.decoy.clone();
+        let password = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || check_credential(credential.as_ref(), &decoy, &password)).await.unwrap_or(false);
+        if ok {
+            let mut v = self.verified.lock();
+            if v.len() >= VERIFIED_CACHE_MAX {
+                v.clear();
+            }
+            v.insert(token);
+        }
+        ok
+    }
+
+    /// Checks a plaintext password against the user's credential (runs PBKDF2 for SCRAM users).
     pub fn check_password(&self, name: &str, password: &str) -> bool {
-        match self.users.get(name).map(|u| &u.credential) {
-            Some(Credential::Trust) => true,
-            Some(Credential::Md5 { password: p }) => tidepool_proto::auth::ct_eq(p.as_bytes(), password.as_bytes()),
-            Some(Credential::Scram(v)) => {
-                let candidate = ScramVerifier::with_salt(password, v.salt.clone(), v.iterations);
-                tidepool_proto::auth::ct_eq(&candidate.stored_key, &v.stored_key)
-            }
-            None => {
-                let _ = ScramVerifier::with_salt(password, self.decoy.salt.clone(), self.decoy.iterations);
-                false
-            }
+        check_credential(self.users.get(name).map(|u| &u.credential), &self.decoy, password)
+    }
+}
+
+fn check_credential(credential: Option<&Credential>, decoy: &ScramVerifier, password: &str) -> bool {
+    match credential {
+        Some(Credential::Trust) => true,
+        Some(Credential::Md5 { password: p }) => tidepool_proto::auth::ct_eq(p.as_bytes(), password.as_bytes()),
+        Some(Credential::Scram(v)) => {
+            let candidate = ScramVerifier::with_salt(password, v.salt.clone(), v.iterations);
+            tidepool_proto::auth::ct_eq(&candidate.stored_key, &v.stored_key)
+        }
+        None => {
+            let _ = ScramVerifier::with_salt(password, decoy.salt.clone(), decoy.iterations);
+            false
         }
     }
 }

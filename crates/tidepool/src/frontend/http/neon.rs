@@ -47,7 +47,10 @@ async fn handle(app: &App, headers: &HeaderMap, body: Body) -> Result<Response<B
     let user = &request.connection.user;
     let authorized_db = match &request.credentials {
         Credentials::Password(p) => {
-            let ok = p.as_str().is_some_and(|p| app.users.check_password(user, p));
+            let ok = match p.as_str() {
+                Some(p) => app.users.verify_password(user, p).await,
+                None => false,
+            };
             if !ok {
                 return Err(NeonError::AuthenticationFailed { user: user.clone() });
             }

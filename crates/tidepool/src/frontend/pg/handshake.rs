@@ -254,7 +254,7 @@ async fn authenticate_cleartext<S: Duplex>(app: &App, s: &mut S, rbuf: &mut Byte
     send(s, &out).await?;
     let f = expect_password(s, rbuf).await?;
     let given = std::str::from_utf8(frontend::parse_password(f.body())?).map_err(|_| ProtoError::Utf8("password"))?;
-    if !app.users.check_password(user, given) {
+    if !app.users.verify_password(user, given).await {
         return Err(LoginError::Fatal(sqlstate::INVALID_PASSWORD, format!("password authentication failed for user \"{user}\"")));
     }
     out.clear();

@@ -39,6 +39,9 @@ impl Manager for Upstream {
 }
 
 pub type ServerLease = Lease<Upstream>;
+
+/// Most distinct startup (name, value) pairs remembered per database as validated.
+const VALIDATED_PARAMS_MAX: usize = 4096;
 pub type UpstreamPoolError = PoolError<UpstreamError>;
 
 /// One configured database at run time.
@@ -110,6 +113,10 @@ impl Database {
                 lease.params.iter().filter(|(k, v)| defaults.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
             lease.release();
             let mut cache = self.validated.lock();
+            // Bounded: clients choose these values.
+            if cache.len() + unknown.len() > VALIDATED_PARAMS_MAX {
+                cache.clear();
+            }
             for kv in unknown {
                 // Attribute each changed report to the parameter of the same name (case-insensitive).
                 let mine = reported.iter().filter(|(k, _)| k.eq_ignore_ascii_case(&kv.0)).cloned().collect();

@@ -39,8 +39,12 @@ pub fn hash_key(key: &str) -> [u8; 32] {
 
 struct FileState {
     modified: Option<SystemTime>,
+    /// Last time the file's modification time was looked at (at most once per second).
+    checked: Option<std::time::Instant>,
     keys: Vec<ApiKey>,
 }
+
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct ApiKeys {
     from_config: Vec<ApiKey>,
@@ -53,16 +57,22 @@ impl ApiKeys {
         let keys = ApiKeys {
             from_config: config.api_keys.iter().filter_map(parse_entry).collect(),
             file: config.http.api_key_file.clone(),
-            state: Mutex::new(FileState { modified: None, keys: Vec::new() }),
+            state: Mutex::new(FileState { modified: None, checked: None, keys: Vec::new() }),
         };
         keys.refresh();
         keys
     }
 
+    /// Re-reads the key file if it changed; looks at it at most once per second, so requests do
+    /// not each pay a blocking `stat` on the runtime.
     fn refresh(&self) {
         let Some(path) = &self.file else { return };
-        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
         let mut st = self.state.lock();
+        if st.checked.is_some_and(|t| t.elapsed() < RECHECK) {
+            return;
+        }
+        st.checked = Some(std::time::Instant::now());
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
         if modified == st.modified && modified.is_some() {
             return;
         }

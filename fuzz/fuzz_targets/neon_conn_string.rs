@@ -16,10 +16,7 @@ use libfuzzer_sys::fuzz_target;
 use tidepool_neon::{ConnectionString, FORWARDED_PARAMS};
 
 fn encode(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|&b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
+    bytes.iter().map(|&b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 fuzz_target!(|data: &[u8]| {

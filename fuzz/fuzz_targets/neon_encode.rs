@@ -24,11 +24,7 @@ fuzz_target!(|data: &[u8]| {
     let batch = input.flags & 1 != 0;
     let options = OutputOptions { raw_text: input.flags & 2 != 0, array_mode: input.flags & 4 != 0 };
     let max = if input.max_bytes == 0 { DEFAULT_MAX_BYTES } else { input.max_bytes };
-    let fields: Vec<Field> = input
-        .fields
-        .iter()
-        .map(|(oid, name)| Field::new(String::from_utf8_lossy(name), *oid))
-        .collect();
+    let fields: Vec<Field> = input.fields.iter().map(|(oid, name)| Field::new(String::from_utf8_lossy(name), *oid)).collect();
     let tag = input.command_tag.map(String::from_utf8_lossy);
 
     let mut response = if batch { ResponseEncoder::batch(max) } else { ResponseEncoder::single(max) };
@@ -58,8 +54,7 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => panic!("finish(): {e}"),
     };
     assert!(body.len() <= max, "body of {} bytes passed the limit {max}", body.len());
-    let json: Value = serde_json::from_slice(&body)
-        .unwrap_or_else(|e| panic!("response is not JSON ({e}): {}", String::from_utf8_lossy(&body)));
+    let json: Value = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("response is not JSON ({e}): {}", String::from_utf8_lossy(&body)));
 
     let results: Vec<&Value> = if batch { json["results"].as_array().expect("results").iter().collect() } else { vec![&json] };
     assert_eq!(results.len(), statements);

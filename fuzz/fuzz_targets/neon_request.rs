@@ -23,10 +23,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use tidepool_fuzz::format::HttpRequest;
-use tidepool_neon::{
-    check_content_length, oid, parse_request, success_response, Field, Limits, OutputOptions, Payload, ResponseEncoder,
-    DEFAULT_MAX_BYTES,
-};
+use tidepool_neon::{check_content_length, oid, parse_request, success_response, Field, Limits, OutputOptions, Payload, ResponseEncoder, DEFAULT_MAX_BYTES};
 
 /// Checks one element read back from the array literal against the JSON the client sent.
 fn check_element(sent: &RawValue, read: &Value) {

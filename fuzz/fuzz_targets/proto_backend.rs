@@ -13,8 +13,7 @@
 use bytes::{BufMut, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use tidepool_proto::backend::{
-    parse_auth, parse_backend_key, parse_command_complete, parse_data_row, parse_parameter_status, parse_ready,
-    parse_row_description, AuthRequest, ErrorFields,
+    parse_auth, parse_backend_key, parse_command_complete, parse_data_row, parse_parameter_status, parse_ready, parse_row_description, AuthRequest, ErrorFields,
 };
 use tidepool_proto::framing::{put_cstr, try_frame, write_msg, MAX_MESSAGE_CEILING};
 

@@ -147,11 +147,7 @@ fuzz_target!(|data: &[u8]| {
             };
             let largest = LARGEST.load(Ordering::Relaxed);
             assert!(largest <= limit + SLACK, "allocated {largest} bytes with limit {limit}");
-            assert!(
-                buf.capacity() <= cap_before.max(limit + SLACK),
-                "capacity grew from {cap_before} to {} with limit {limit}",
-                buf.capacity()
-            );
+            assert!(buf.capacity() <= cap_before.max(limit + SLACK), "capacity grew from {cap_before} to {} with limit {limit}", buf.capacity());
             match result {
                 Ok(Some((total, bytes))) => {
                     let declared = declared.expect("a frame needs a header");

@@ -56,10 +56,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(stmt2, input.name.as_bytes());
         assert_eq!(params2, params);
         if let Ok(FrontendMsg::Bind { portal, .. }) = parsed {
-            assert_eq!(
-                FrontendMsg::parse(&again).expect("a rewritten Bind parses"),
-                FrontendMsg::Bind { portal, statement: &input.name }
-            );
+            assert_eq!(FrontendMsg::parse(&again).expect("a rewritten Bind parses"), FrontendMsg::Bind { portal, statement: &input.name });
         }
     }
 

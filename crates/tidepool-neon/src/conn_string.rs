@@ -94,16 +94,12 @@ impl ConnectionString {
     /// Parses a connection string.
     pub fn parse(input: &str) -> Result<Self, ConnStringError> {
         let input = input.trim_matches(|c: char| c <= ' ');
-        let (scheme, rest) = input.split_once("://").ok_or(ConnStringError::Malformed(
-            "expected postgres://user:password@host/database",
-        ))?;
+        let (scheme, rest) = input.split_once("://").ok_or(ConnStringError::Malformed("expected postgres://user:password@host/database"))?;
         if !scheme.eq_ignore_ascii_case("postgres") && !scheme.eq_ignore_ascii_case("postgresql") {
             return Err(ConnStringError::IncorrectScheme);
         }
 
-        let rest = rest
-            .split_once('#')
-            .map_or(rest, |(before, _fragment)| before);
+        let rest = rest.split_once('#').map_or(rest, |(before, _fragment)| before);
         let (rest, query) = match rest.split_once('?') {
             Some((before, query)) => (before, Some(query)),
             None => (rest, None),
@@ -130,14 +126,12 @@ impl ConnectionString {
         if raw_database.is_empty() {
             return Err(ConnStringError::MissingDatabase);
         }
-        let database = String::from_utf8(percent_decode(raw_database, false))
-            .map_err(|_| ConnStringError::InvalidDatabase)?;
+        let database = String::from_utf8(percent_decode(raw_database, false)).map_err(|_| ConnStringError::InvalidDatabase)?;
         if database.contains('\0') {
             return Err(ConnStringError::InvalidDatabase);
         }
 
-        let user = String::from_utf8(percent_decode(raw_user, false))
-            .map_err(|_| ConnStringError::InvalidUser("invalid utf-8 sequence"))?;
+        let user = String::from_utf8(percent_decode(raw_user, false)).map_err(|_| ConnStringError::InvalidUser("invalid utf-8 sequence"))?;
         if user.is_empty() {
             return Err(ConnStringError::MissingUser);
         }
@@ -145,9 +139,7 @@ impl ConnectionString {
             return Err(ConnStringError::InvalidUser("contains a NUL byte"));
         }
 
-        let password = raw_password
-            .filter(|p| !p.is_empty())
-            .map(|p| Password(percent_decode(p, false)));
+        let password = raw_password.filter(|p| !p.is_empty()).map(|p| Password(percent_decode(p, false)));
 
         let params = query
             .map(|q| {
@@ -161,22 +153,12 @@ impl ConnectionString {
             })
             .unwrap_or_default();
 
-        Ok(Self {
-            user,
-            password,
-            database,
-            host: host.to_owned(),
-            port,
-            params,
-        })
+        Ok(Self { user, password, database, host: host.to_owned(), port, params })
     }
 
     /// The first value of query parameter `key`.
     pub fn param(&self, key: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.params.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// `application_name` from the query string (the JS driver always sends one).
@@ -187,24 +169,13 @@ impl ConnectionString {
     /// The query parameters Neon forwards as startup parameters (see [`FORWARDED_PARAMS`]),
     /// last value wins.
     pub fn startup_params(&self) -> Vec<(&str, &str)> {
-        FORWARDED_PARAMS
-            .iter()
-            .filter_map(|&key| {
-                self.params
-                    .iter()
-                    .rev()
-                    .find(|(k, _)| k == key)
-                    .map(|(_, v)| (key, v.as_str()))
-            })
-            .collect()
+        FORWARDED_PARAMS.iter().filter_map(|&key| self.params.iter().rev().find(|(k, _)| k == key).map(|(_, v)| (key, v.as_str()))).collect()
     }
 }
 
 fn split_host_port(hostport: &str) -> Result<(&str, Option<u16>), ConnStringError> {
     let (host, port) = if hostport.starts_with('[') {
-        let close = hostport
-            .find(']')
-            .ok_or(ConnStringError::Malformed("unterminated IPv6 address"))?;
+        let close = hostport.find(']').ok_or(ConnStringError::Malformed("unterminated IPv6 address"))?;
         let after = &hostport[close + 1..];
         let port = match after.strip_prefix(':') {
             Some(port) => Some(port),
@@ -220,11 +191,9 @@ fn split_host_port(hostport: &str) -> Result<(&str, Option<u16>), ConnStringErro
     };
     let port = match port {
         None | Some("") => None,
-        Some(digits) if digits.bytes().all(|b| b.is_ascii_digit()) => Some(
-            digits
-                .parse::<u16>()
-                .map_err(|_| ConnStringError::Malformed("invalid port number"))?,
-        ),
+        Some(digits) if digits.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(digits.parse::<u16>().map_err(|_| ConnStringError::Malformed("invalid port number"))?)
+        }
         Some(_) => return Err(ConnStringError::Malformed("invalid port number")),
     };
     Ok((host, port))
@@ -246,10 +215,7 @@ fn percent_decode(s: &str, plus_is_space: bool) -> Vec<u8> {
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
-                let decoded = bytes
-                    .get(i + 1)
-                    .and_then(|&h| hex(h))
-                    .zip(bytes.get(i + 2).and_then(|&l| hex(l)));
+                let decoded = bytes.get(i + 1).and_then(|&h| hex(h)).zip(bytes.get(i + 2).and_then(|&l| hex(l)));
                 match decoded {
                     Some((h, l)) => {
                         out.push(h << 4 | l);

@@ -35,14 +35,7 @@ pub struct Field {
 impl Field {
     /// A computed column (no source table) of the given type, with size and modifier -1.
     pub fn new(name: impl Into<String>, type_oid: u32) -> Self {
-        Self {
-            name: name.into(),
-            table_oid: 0,
-            column_id: 0,
-            type_oid,
-            type_size: -1,
-            type_modifier: -1,
-        }
+        Self { name: name.into(), table_oid: 0, column_id: 0, type_oid, type_size: -1, type_modifier: -1 }
     }
 }
 
@@ -54,11 +47,7 @@ impl Field {
 pub fn parse_command_tag(tag: &str) -> (&str, Option<i64>) {
     match tag.split_once(' ') {
         None => (tag, None),
-        Some(("INSERT", rest)) => (
-            "INSERT",
-            rest.split_once(' ')
-                .and_then(|(_oid, rows)| rows.parse().ok()),
-        ),
+        Some(("INSERT", rest)) => ("INSERT", rest.split_once(' ').and_then(|(_oid, rows)| rows.parse().ok())),
         Some((command, rest)) => (command, rest.parse().ok()),
     }
 }
@@ -109,13 +98,7 @@ impl ResponseEncoder {
     }
 
     fn new(shape: Shape, max_bytes: usize) -> Self {
-        Self {
-            buf: Vec::new(),
-            max_bytes,
-            shape,
-            finished_statements: 0,
-            open_statement: false,
-        }
+        Self { buf: Vec::new(), max_bytes, shape, finished_statements: 0, open_statement: false }
     }
 
     /// Bytes written so far.
@@ -129,18 +112,12 @@ impl ResponseEncoder {
     }
 
     /// Starts the next statement's object and writes its `fields`.
-    pub fn statement(
-        &mut self,
-        fields: &[Field],
-        options: OutputOptions,
-    ) -> Result<StatementEncoder<'_>, EncodeError> {
+    pub fn statement(&mut self, fields: &[Field], options: OutputOptions) -> Result<StatementEncoder<'_>, EncodeError> {
         if self.open_statement {
             return Err(EncodeError::Misuse("previous statement not finished"));
         }
         if self.shape == Shape::Single && self.finished_statements > 0 {
-            return Err(EncodeError::Misuse(
-                "a single-statement response holds one statement",
-            ));
+            return Err(EncodeError::Misuse("a single-statement response holds one statement"));
         }
         if self.finished_statements > 0 {
             self.buf.push(b',');
@@ -157,18 +134,10 @@ impl ResponseEncoder {
             let mut key = Vec::with_capacity(field.name.len() + 3);
             write_json_str(&mut key, &field.name);
             key.push(b':');
-            columns.push(Column {
-                key,
-                conversion: conversion_for(field.type_oid),
-            });
+            columns.push(Column { key, conversion: conversion_for(field.type_oid) });
         }
         self.buf.extend_from_slice(b"],\"rows\":[");
-        let statement = StatementEncoder {
-            response: self,
-            columns,
-            options,
-            rows: 0,
-        };
+        let statement = StatementEncoder { response: self, columns, options, rows: 0 };
         statement.response.check_size()?;
         Ok(statement)
     }
@@ -179,9 +148,7 @@ impl ResponseEncoder {
             return Err(EncodeError::Misuse("statement not finished"));
         }
         match self.shape {
-            Shape::Single if self.finished_statements != 1 => Err(EncodeError::Misuse(
-                "a single-statement response needs one statement",
-            )),
+            Shape::Single if self.finished_statements != 1 => Err(EncodeError::Misuse("a single-statement response needs one statement")),
             Shape::Single => Ok(self.buf),
             Shape::Batch => {
                 self.buf.extend_from_slice(b"]}");
@@ -193,9 +160,7 @@ impl ResponseEncoder {
 
     fn check_size(&self) -> Result<(), EncodeError> {
         if self.buf.len() > self.max_bytes {
-            Err(EncodeError::ResponseTooLarge {
-                limit: self.max_bytes,
-            })
+            Err(EncodeError::ResponseTooLarge { limit: self.max_bytes })
         } else {
             Ok(())
         }
@@ -246,19 +211,12 @@ impl StatementEncoder<'_> {
     }
 
     /// Like [`push_row`](Self::push_row), for values borrowed straight from a `DataRow` message.
-    pub fn push_row_iter<'v>(
-        &mut self,
-        row: impl IntoIterator<Item = Option<&'v [u8]>>,
-    ) -> Result<(), EncodeError> {
+    pub fn push_row_iter<'v>(&mut self, row: impl IntoIterator<Item = Option<&'v [u8]>>) -> Result<(), EncodeError> {
         let buf = &mut self.response.buf;
         if self.rows > 0 {
             buf.push(b',');
         }
-        let (open, close) = if self.options.array_mode {
-            (b'[', b']')
-        } else {
-            (b'{', b'}')
-        };
+        let (open, close) = if self.options.array_mode { (b'[', b']') } else { (b'{', b'}') };
         buf.push(open);
         let mut got = 0;
         for (i, value) in row.into_iter().enumerate() {
@@ -284,10 +242,7 @@ impl StatementEncoder<'_> {
             written.map_err(|source| EncodeError::InvalidValue { column: i, source })?;
         }
         if got != self.columns.len() {
-            return Err(EncodeError::ColumnCountMismatch {
-                expected: self.columns.len(),
-                got,
-            });
+            return Err(EncodeError::ColumnCountMismatch { expected: self.columns.len(), got });
         }
         buf.push(close);
         self.rows += 1;
@@ -312,11 +267,7 @@ impl StatementEncoder<'_> {
             None => buf.extend_from_slice(b"null"),
         }
         buf.extend_from_slice(b",\"rowAsArray\":");
-        buf.extend_from_slice(if self.options.array_mode {
-            b"true"
-        } else {
-            b"false"
-        });
+        buf.extend_from_slice(if self.options.array_mode { b"true" } else { b"false" });
         buf.push(b'}');
         self.response.open_statement = false;
         self.response.finished_statements += 1;
@@ -336,20 +287,12 @@ pub struct StatementResult {
 }
 
 /// Encodes the results of a request's statements in one go (one result per statement, in order).
-pub fn encode_results(
-    request: &crate::SqlRequest,
-    results: &[StatementResult],
-    max_bytes: usize,
-) -> Result<Vec<u8>, EncodeError> {
+pub fn encode_results(request: &crate::SqlRequest, results: &[StatementResult], max_bytes: usize) -> Result<Vec<u8>, EncodeError> {
     let statements = request.statements();
     if statements.len() != results.len() {
         return Err(EncodeError::Misuse("one result per statement is required"));
     }
-    let mut response = if request.is_batch() {
-        ResponseEncoder::batch(max_bytes)
-    } else {
-        ResponseEncoder::single(max_bytes)
-    };
+    let mut response = if request.is_batch() { ResponseEncoder::batch(max_bytes) } else { ResponseEncoder::single(max_bytes) };
     for (statement, result) in statements.iter().zip(results) {
         let mut encoder = response.statement(&result.fields, request.output_for(statement))?;
         for row in &result.rows {

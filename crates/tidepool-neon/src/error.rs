@@ -80,11 +80,7 @@ impl PgErrorFields {
     /// protocol (`select 1; select 2`). The host normally relays PostgreSQL's own error; this is
     /// for hosts that detect the case themselves.
     pub fn multiple_statements() -> Self {
-        Self::new(
-            "ERROR",
-            "42601",
-            "cannot insert multiple commands into a prepared statement",
-        )
+        Self::new("ERROR", "42601", "cannot insert multiple commands into a prepared statement")
     }
 
     /// Collects fields from `(field type, value)` pairs; unknown types are ignored and a repeated
@@ -124,22 +120,15 @@ impl PgErrorFields {
         let mut fields = Vec::new();
         let mut rest = body;
         loop {
-            let (&kind, after) = rest
-                .split_first()
-                .ok_or(MalformedErrorResponse("missing terminator"))?;
+            let (&kind, after) = rest.split_first().ok_or(MalformedErrorResponse("missing terminator"))?;
             if kind == 0 {
                 break;
             }
-            let end = after
-                .iter()
-                .position(|&b| b == 0)
-                .ok_or(MalformedErrorResponse("unterminated field"))?;
+            let end = after.iter().position(|&b| b == 0).ok_or(MalformedErrorResponse("unterminated field"))?;
             fields.push((kind, String::from_utf8_lossy(&after[..end])));
             rest = &after[end + 1..];
         }
-        Ok(Self::from_fields(
-            fields.iter().map(|(k, v)| (*k, v.as_ref())),
-        ))
+        Ok(Self::from_fields(fields.iter().map(|(k, v)| (*k, v.as_ref()))))
     }
 
     fn body<'a>(&'a self, fallback_message: &'a str) -> ErrorBody<'a> {
@@ -147,11 +136,7 @@ impl PgErrorFields {
         // `p`/`q`.
         let (position, internal_position, internal_query) = match &self.position {
             Some(p) => (Some(p.as_str()), None, None),
-            None => (
-                None,
-                self.internal_position.as_deref(),
-                self.internal_query.as_deref(),
-            ),
+            None => (None, self.internal_position.as_deref(), self.internal_query.as_deref()),
         };
         ErrorBody {
             message: self.message.as_deref().unwrap_or(fallback_message),
@@ -161,11 +146,7 @@ impl PgErrorFields {
             position,
             internal_position,
             internal_query,
-            severity: self
-                .severity
-                .as_deref()
-                .or(self.severity_nonlocalized.as_deref())
-                .unwrap_or(""),
+            severity: self.severity.as_deref().or(self.severity_nonlocalized.as_deref()).unwrap_or(""),
             where_: self.where_.as_deref(),
             table: self.table.as_deref(),
             column: self.column.as_deref(),
@@ -319,9 +300,7 @@ impl From<EncodeError> for NeonError {
     fn from(e: EncodeError) -> Self {
         match e {
             EncodeError::ResponseTooLarge { limit } => Self::ResponseTooLarge { limit },
-            other => Self::InvalidResult {
-                detail: other.to_string(),
-            },
+            other => Self::InvalidResult { detail: other.to_string() },
         }
     }
 }
@@ -366,10 +345,7 @@ impl NeonError {
     pub fn body(&self) -> Vec<u8> {
         let message = self.to_string();
         let encoded = match self {
-            Self::Cancelled => serde_json::to_vec(&CancelledBody {
-                message: &message,
-                code: "08P01",
-            }),
+            Self::Cancelled => serde_json::to_vec(&CancelledBody { message: &message, code: "08P01" }),
             Self::Postgres(fields) => serde_json::to_vec(&fields.body(&message)),
             Self::AuthenticationFailed { .. } => {
                 let fields = PgErrorFields::new("FATAL", "28P01", message.clone());

@@ -96,20 +96,15 @@ mod types;
 mod value;
 
 pub use conn_string::{ConnStringError, ConnectionString, Password, FORWARDED_PARAMS};
-pub use encode::{
-    encode_results, parse_command_tag, Field, ResponseEncoder, StatementEncoder, StatementResult,
-};
-pub use error::{
-    EncodeError, MalformedErrorResponse, NeonError, PgErrorFields, RequiredCredential,
-};
+pub use encode::{encode_results, parse_command_tag, Field, ResponseEncoder, StatementEncoder, StatementResult};
+pub use error::{EncodeError, MalformedErrorResponse, NeonError, PgErrorFields, RequiredCredential};
 pub use options::{
-    BatchOptions, IsolationLevel, OutputOptions, RequestOptions, ARRAY_MODE, BATCH_DEFERRABLE,
-    BATCH_ISOLATION_LEVEL, BATCH_READ_ONLY, CONNECTION_STRING, POOL_OPT_IN, RAW_TEXT_OUTPUT,
+    BatchOptions, IsolationLevel, OutputOptions, RequestOptions, ARRAY_MODE, BATCH_DEFERRABLE, BATCH_ISOLATION_LEVEL, BATCH_READ_ONLY, CONNECTION_STRING,
+    POOL_OPT_IN, RAW_TEXT_OUTPUT,
 };
 pub use params::json_param_to_text;
 pub use request::{
-    check_content_length, connection_string, parse_payload, parse_request, BearerToken,
-    Credentials, Limits, Payload, SqlRequest, Statement, DEFAULT_MAX_BYTES,
+    check_content_length, connection_string, parse_payload, parse_request, BearerToken, Credentials, Limits, Payload, SqlRequest, Statement, DEFAULT_MAX_BYTES,
 };
 pub use response::{error_response, preflight_response, success_response, CORS_ALLOW_HEADERS};
 pub use types::{array_element, oid};

@@ -112,10 +112,7 @@ impl BatchOptions {
             headers.insert(BATCH_DEFERRABLE, yes);
         }
         if let Some(level) = self.isolation_level {
-            headers.insert(
-                BATCH_ISOLATION_LEVEL,
-                HeaderValue::from_static(level.header_value()),
-            );
+            headers.insert(BATCH_ISOLATION_LEVEL, HeaderValue::from_static(level.header_value()));
         }
     }
 }
@@ -143,32 +140,21 @@ pub struct RequestOptions {
 impl RequestOptions {
     /// Reads the option headers. Fails only on an unknown isolation level.
     pub fn from_headers(headers: &HeaderMap) -> Result<Self, NeonError> {
-        let is_true =
-            |name: &HeaderName| headers.get(name).is_some_and(|v| v.as_bytes() == b"true");
+        let is_true = |name: &HeaderName| headers.get(name).is_some_and(|v| v.as_bytes() == b"true");
         let isolation_level = match headers.get(BATCH_ISOLATION_LEVEL) {
-            Some(value) => Some(
-                IsolationLevel::from_header(value.as_bytes())
-                    .ok_or(NeonError::InvalidIsolationLevel)?,
-            ),
+            Some(value) => Some(IsolationLevel::from_header(value.as_bytes()).ok_or(NeonError::InvalidIsolationLevel)?),
             None => None,
         };
         Ok(Self {
             raw_text_output: is_true(&RAW_TEXT_OUTPUT),
             array_mode: is_true(&ARRAY_MODE),
-            batch: BatchOptions {
-                isolation_level,
-                read_only: is_true(&BATCH_READ_ONLY),
-                deferrable: is_true(&BATCH_DEFERRABLE),
-            },
+            batch: BatchOptions { isolation_level, read_only: is_true(&BATCH_READ_ONLY), deferrable: is_true(&BATCH_DEFERRABLE) },
         })
     }
 
     /// Output options for a statement whose body may carry its own `arrayMode`.
     pub fn output(&self, statement_array_mode: Option<bool>) -> OutputOptions {
-        OutputOptions {
-            raw_text: self.raw_text_output,
-            array_mode: statement_array_mode.unwrap_or(self.array_mode),
-        }
+        OutputOptions { raw_text: self.raw_text_output, array_mode: statement_array_mode.unwrap_or(self.array_mode) }
     }
 }
 
@@ -179,10 +165,7 @@ mod tests {
     fn headers(pairs: &[(&HeaderName, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
-            map.insert(
-                (*name).clone(),
-                HeaderValue::from_str(value).expect("test header"),
-            );
+            map.insert((*name).clone(), HeaderValue::from_str(value).expect("test header"));
         }
         map
     }
@@ -220,40 +203,17 @@ mod tests {
     fn isolation_levels() {
         for (value, level, sql) in [
             ("Serializable", IsolationLevel::Serializable, "SERIALIZABLE"),
-            (
-                "ReadUncommitted",
-                IsolationLevel::ReadUncommitted,
-                "READ UNCOMMITTED",
-            ),
-            (
-                "ReadCommitted",
-                IsolationLevel::ReadCommitted,
-                "READ COMMITTED",
-            ),
-            (
-                "RepeatableRead",
-                IsolationLevel::RepeatableRead,
-                "REPEATABLE READ",
-            ),
+            ("ReadUncommitted", IsolationLevel::ReadUncommitted, "READ UNCOMMITTED"),
+            ("ReadCommitted", IsolationLevel::ReadCommitted, "READ COMMITTED"),
+            ("RepeatableRead", IsolationLevel::RepeatableRead, "REPEATABLE READ"),
         ] {
-            let o = RequestOptions::from_headers(&headers(&[(&BATCH_ISOLATION_LEVEL, value)]))
-                .expect("ok");
+            let o = RequestOptions::from_headers(&headers(&[(&BATCH_ISOLATION_LEVEL, value)])).expect("ok");
             assert_eq!(o.batch.isolation_level, Some(level));
             assert_eq!(level.header_value(), value);
-            assert_eq!(
-                o.batch.begin_sql(),
-                format!("START TRANSACTION ISOLATION LEVEL {sql}")
-            );
+            assert_eq!(o.batch.begin_sql(), format!("START TRANSACTION ISOLATION LEVEL {sql}"));
         }
-        for bad in [
-            "serializable",
-            "SERIALIZABLE",
-            "Read Committed",
-            "",
-            "Snapshot",
-        ] {
-            let err = RequestOptions::from_headers(&headers(&[(&BATCH_ISOLATION_LEVEL, bad)]))
-                .expect_err(bad);
+        for bad in ["serializable", "SERIALIZABLE", "Read Committed", "", "Snapshot"] {
+            let err = RequestOptions::from_headers(&headers(&[(&BATCH_ISOLATION_LEVEL, bad)])).expect_err(bad);
             assert!(matches!(err, NeonError::InvalidIsolationLevel));
             assert_eq!(err.to_string(), "invalid isolation level");
         }
@@ -261,24 +221,11 @@ mod tests {
 
     #[test]
     fn begin_sql_combinations() {
-        let all = BatchOptions {
-            isolation_level: Some(IsolationLevel::Serializable),
-            read_only: true,
-            deferrable: true,
-        };
-        assert_eq!(
-            all.begin_sql(),
-            "START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE"
-        );
-        let ro = BatchOptions {
-            read_only: true,
-            ..BatchOptions::default()
-        };
+        let all = BatchOptions { isolation_level: Some(IsolationLevel::Serializable), read_only: true, deferrable: true };
+        assert_eq!(all.begin_sql(), "START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE");
+        let ro = BatchOptions { read_only: true, ..BatchOptions::default() };
         assert_eq!(ro.begin_sql(), "START TRANSACTION READ ONLY");
-        let d = BatchOptions {
-            deferrable: true,
-            ..BatchOptions::default()
-        };
+        let d = BatchOptions { deferrable: true, ..BatchOptions::default() };
         assert_eq!(d.begin_sql(), "START TRANSACTION DEFERRABLE");
     }
 
@@ -289,43 +236,16 @@ mod tests {
         assert!(h.is_empty());
 
         let mut h = HeaderMap::new();
-        BatchOptions {
-            isolation_level: Some(IsolationLevel::RepeatableRead),
-            read_only: true,
-            deferrable: false,
-        }
-        .write_response_headers(&mut h);
-        assert_eq!(
-            h.get(BATCH_ISOLATION_LEVEL).map(HeaderValue::as_bytes),
-            Some(&b"RepeatableRead"[..])
-        );
-        assert_eq!(
-            h.get(BATCH_READ_ONLY).map(HeaderValue::as_bytes),
-            Some(&b"true"[..])
-        );
+        BatchOptions { isolation_level: Some(IsolationLevel::RepeatableRead), read_only: true, deferrable: false }.write_response_headers(&mut h);
+        assert_eq!(h.get(BATCH_ISOLATION_LEVEL).map(HeaderValue::as_bytes), Some(&b"RepeatableRead"[..]));
+        assert_eq!(h.get(BATCH_READ_ONLY).map(HeaderValue::as_bytes), Some(&b"true"[..]));
         assert!(h.get(BATCH_DEFERRABLE).is_none());
     }
 
     #[test]
     fn statement_array_mode_overrides_header() {
-        let o = RequestOptions {
-            raw_text_output: true,
-            array_mode: true,
-            ..Default::default()
-        };
-        assert_eq!(
-            o.output(None),
-            OutputOptions {
-                raw_text: true,
-                array_mode: true
-            }
-        );
-        assert_eq!(
-            o.output(Some(false)),
-            OutputOptions {
-                raw_text: true,
-                array_mode: false
-            }
-        );
+        let o = RequestOptions { raw_text_output: true, array_mode: true, ..Default::default() };
+        assert_eq!(o.output(None), OutputOptions { raw_text: true, array_mode: true });
+        assert_eq!(o.output(Some(false)), OutputOptions { raw_text: true, array_mode: false });
     }
 }

@@ -112,10 +112,7 @@ mod tests {
         assert_eq!(convert("-1.50"), Some("-1.50".into()));
         assert_eq!(convert("1e400"), Some("1e400".into()));
         assert_eq!(convert("9007199254740993"), Some("9007199254740993".into()));
-        assert_eq!(
-            convert("123456789012345678901234567890.000000000000000001"),
-            Some("123456789012345678901234567890.000000000000000001".into())
-        );
+        assert_eq!(convert("123456789012345678901234567890.000000000000000001"), Some("123456789012345678901234567890.000000000000000001".into()));
     }
 
     #[test]
@@ -128,46 +125,22 @@ mod tests {
 
     #[test]
     fn objects_become_compact_json_text() {
-        assert_eq!(
-            convert(r#"{ "a" : 1 , "b": [true, null] }"#),
-            Some(r#"{"a":1,"b":[true,null]}"#.into())
-        );
+        assert_eq!(convert(r#"{ "a" : 1 , "b": [true, null] }"#), Some(r#"{"a":1,"b":[true,null]}"#.into()));
         assert_eq!(convert(r#"{"z":1,"a":2}"#), Some(r#"{"z":1,"a":2}"#.into()));
-        assert_eq!(
-            convert(r#"{"s":"x \" y \\ z"}"#),
-            Some(r#"{"s":"x \" y \\ z"}"#.into())
-        );
-        assert_eq!(
-            convert(r#"{"n":1.0000000000000001}"#),
-            Some(r#"{"n":1.0000000000000001}"#.into())
-        );
+        assert_eq!(convert(r#"{"s":"x \" y \\ z"}"#), Some(r#"{"s":"x \" y \\ z"}"#.into()));
+        assert_eq!(convert(r#"{"n":1.0000000000000001}"#), Some(r#"{"n":1.0000000000000001}"#.into()));
     }
 
     #[test]
     fn arrays_become_postgres_literals() {
         assert_eq!(convert("[]"), Some("{}".into()));
         assert_eq!(convert("[1, 2, 3]"), Some("{1,2,3}".into()));
-        assert_eq!(
-            convert(r#"[true, false, null, "NULL", 42, "foo", "bar\"-\\"]"#),
-            Some(r#"{true,false,NULL,"NULL",42,"foo","bar\"-\\"}"#.into())
-        );
-        assert_eq!(
-            convert(r#"[[true, false], [null, 42], ["foo", "bar\"-\\"]]"#),
-            Some(r#"{{true,false},{NULL,42},{"foo","bar\"-\\"}}"#.into())
-        );
-        assert_eq!(
-            convert(r#"[{"foo": 1},{"bar": 2}]"#),
-            Some(r#"{"{\"foo\":1}","{\"bar\":2}"}"#.into())
-        );
-        assert_eq!(
-            convert(r#"["", "a b", "{x}"]"#),
-            Some(r#"{"","a b","{x}"}"#.into())
-        );
+        assert_eq!(convert(r#"[true, false, null, "NULL", 42, "foo", "bar\"-\\"]"#), Some(r#"{true,false,NULL,"NULL",42,"foo","bar\"-\\"}"#.into()));
+        assert_eq!(convert(r#"[[true, false], [null, 42], ["foo", "bar\"-\\"]]"#), Some(r#"{{true,false},{NULL,42},{"foo","bar\"-\\"}}"#.into()));
+        assert_eq!(convert(r#"[{"foo": 1},{"bar": 2}]"#), Some(r#"{"{\"foo\":1}","{\"bar\":2}"}"#.into()));
+        assert_eq!(convert(r#"["", "a b", "{x}"]"#), Some(r#"{"","a b","{x}"}"#.into()));
         // A newline inside an element stays a newline (PostgreSQL has no \n escape in arrays).
         assert_eq!(convert(r#"["a\nb"]"#), Some("{\"a\nb\"}".into()));
-        assert_eq!(
-            convert("[9007199254740993]"),
-            Some("{9007199254740993}".into())
-        );
+        assert_eq!(convert("[9007199254740993]"), Some("{9007199254740993}".into()));
     }
 }

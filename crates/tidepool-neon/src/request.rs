@@ -26,10 +26,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            max_request_bytes: DEFAULT_MAX_BYTES,
-            max_response_bytes: DEFAULT_MAX_BYTES,
-        }
+        Self { max_request_bytes: DEFAULT_MAX_BYTES, max_response_bytes: DEFAULT_MAX_BYTES }
     }
 }
 
@@ -64,26 +61,13 @@ pub enum Credentials {
 
 impl Credentials {
     /// Reads `Authorization`, falling back to the connection string's password.
-    pub fn from_headers(
-        headers: &HeaderMap,
-        connection: &ConnectionString,
-    ) -> Result<Self, NeonError> {
+    pub fn from_headers(headers: &HeaderMap, connection: &ConnectionString) -> Result<Self, NeonError> {
         if let Some(value) = headers.get(AUTHORIZATION) {
-            let value = value
-                .to_str()
-                .map_err(|_| NeonError::InvalidHeader("authorization"))?;
-            let token = value
-                .strip_prefix("Bearer ")
-                .ok_or(NeonError::MissingCredentials(
-                    RequiredCredential::BearerToken,
-                ))?;
+            let value = value.to_str().map_err(|_| NeonError::InvalidHeader("authorization"))?;
+            let token = value.strip_prefix("Bearer ").ok_or(NeonError::MissingCredentials(RequiredCredential::BearerToken))?;
             return Ok(Self::BearerToken(BearerToken(token.to_owned())));
         }
-        connection
-            .password
-            .clone()
-            .map(Self::Password)
-            .ok_or(NeonError::MissingCredentials(RequiredCredential::Password))
+        connection.password.clone().map(Self::Password).ok_or(NeonError::MissingCredentials(RequiredCredential::Password))
     }
 }
 
@@ -143,21 +127,12 @@ impl SqlRequest {
 
 /// Parses a complete request. Checks, in Neon's order: the connection string, the credentials,
 /// the option headers, the body size, the body.
-pub fn parse_request(
-    headers: &HeaderMap,
-    body: &[u8],
-    limits: &Limits,
-) -> Result<SqlRequest, NeonError> {
+pub fn parse_request(headers: &HeaderMap, body: &[u8], limits: &Limits) -> Result<SqlRequest, NeonError> {
     let connection = connection_string(headers)?;
     let credentials = Credentials::from_headers(headers, &connection)?;
     let options = RequestOptions::from_headers(headers)?;
     let payload = parse_payload(body, limits)?;
-    Ok(SqlRequest {
-        connection,
-        credentials,
-        options,
-        payload,
-    })
+    Ok(SqlRequest { connection, credentials, options, payload })
 }
 
 /// Reads and parses `Neon-Connection-String`.
@@ -173,14 +148,9 @@ pub fn connection_string(headers: &HeaderMap) -> Result<ConnectionString, NeonEr
 /// Rejects a request early when its `Content-Length` already exceeds the limit, before the body
 /// is read. A missing or unparsable `Content-Length` passes; the body check still applies.
 pub fn check_content_length(headers: &HeaderMap, limits: &Limits) -> Result<(), NeonError> {
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     match declared {
-        Some(len) if len > limits.max_request_bytes as u64 => Err(NeonError::RequestTooLarge {
-            limit: limits.max_request_bytes,
-        }),
+        Some(len) if len > limits.max_request_bytes as u64 => Err(NeonError::RequestTooLarge { limit: limits.max_request_bytes }),
         _ => Ok(()),
     }
 }
@@ -212,44 +182,20 @@ struct StatementRepr<'a> {
 /// `text/plain`). A body with `query` is a single statement, otherwise `queries` makes a batch.
 pub fn parse_payload(body: &[u8], limits: &Limits) -> Result<Payload, NeonError> {
     if body.len() > limits.max_request_bytes {
-        return Err(NeonError::RequestTooLarge {
-            limit: limits.max_request_bytes,
-        });
+        return Err(NeonError::RequestTooLarge { limit: limits.max_request_bytes });
     }
     let invalid = |e: serde_json::Error| NeonError::InvalidBody(e.to_string());
     let repr: BodyRepr<'_> = serde_json::from_slice(body).map_err(invalid)?;
     match (repr.query, repr.queries) {
-        (Some(query), _) => Ok(Payload::Single(statement(
-            query,
-            &repr.params,
-            repr.array_mode,
-        )?)),
-        (None, Some(queries)) => queries
-            .into_iter()
-            .map(|s| statement(s.query, &s.params, s.array_mode))
-            .collect::<Result<_, _>>()
-            .map(Payload::Batch),
-        (None, None) => Err(NeonError::InvalidBody(
-            "expected {\"query\": …} or {\"queries\": […]}".to_owned(),
-        )),
+        (Some(query), _) => Ok(Payload::Single(statement(query, &repr.params, repr.array_mode)?)),
+        (None, Some(queries)) => queries.into_iter().map(|s| statement(s.query, &s.params, s.array_mode)).collect::<Result<_, _>>().map(Payload::Batch),
+        (None, None) => Err(NeonError::InvalidBody("expected {\"query\": …} or {\"queries\": […]}".to_owned())),
     }
 }
 
-fn statement(
-    query: String,
-    params: &[&RawValue],
-    array_mode: Option<bool>,
-) -> Result<Statement, NeonError> {
-    let params = params
-        .iter()
-        .map(|p| json_param_to_text(p))
-        .collect::<Result<_, _>>()
-        .map_err(|e| NeonError::InvalidBody(e.to_string()))?;
-    Ok(Statement {
-        query,
-        params,
-        array_mode,
-    })
+fn statement(query: String, params: &[&RawValue], array_mode: Option<bool>) -> Result<Statement, NeonError> {
+    let params = params.iter().map(|p| json_param_to_text(p)).collect::<Result<_, _>>().map_err(|e| NeonError::InvalidBody(e.to_string()))?;
+    Ok(Statement { query, params, array_mode })
 }
 
 #[cfg(test)]

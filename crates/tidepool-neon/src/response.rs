@@ -1,9 +1,6 @@
 //! Complete HTTP responses (status, headers, body) for the host to send as they are.
 
-use http::header::{
-    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, ALLOW,
-    CONTENT_TYPE,
-};
+use http::header::{ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, ALLOW, CONTENT_TYPE};
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::error::NeonError;
@@ -11,8 +8,7 @@ use crate::request::SqlRequest;
 
 /// Headers a browser may send on `/sql`: Neon's list plus `Neon-Batch-Deferrable`, which Neon's
 /// list lacks although the driver sends it.
-pub const CORS_ALLOW_HEADERS: &str =
-    "Authorization, Neon-Connection-String, Neon-Raw-Text-Output, \
+pub const CORS_ALLOW_HEADERS: &str = "Authorization, Neon-Connection-String, Neon-Raw-Text-Output, \
      Neon-Array-Mode, Neon-Pool-Opt-In, Neon-Batch-Read-Only, Neon-Batch-Isolation-Level, \
      Neon-Batch-Deferrable";
 
@@ -29,10 +25,7 @@ fn json(status: StatusCode, body: Vec<u8>) -> Response<Vec<u8>> {
 pub fn success_response(request: &SqlRequest, body: Vec<u8>) -> Response<Vec<u8>> {
     let mut response = json(StatusCode::OK, body);
     if request.is_batch() {
-        request
-            .options
-            .batch
-            .write_response_headers(response.headers_mut());
+        request.options.batch.write_response_headers(response.headers_mut());
     }
     response
 }
@@ -48,10 +41,7 @@ pub fn preflight_response() -> Response<Vec<u8>> {
     let headers = response.headers_mut();
     headers.insert(ALLOW, HeaderValue::from_static("OPTIONS, POST"));
     headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    headers.insert(
-        ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static(CORS_ALLOW_HEADERS),
-    );
+    headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(CORS_ALLOW_HEADERS));
     headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
     response
 }
@@ -111,11 +101,7 @@ mod tests {
         assert_eq!(r.headers()[ALLOW], "OPTIONS, POST");
         assert_eq!(r.headers()[ACCESS_CONTROL_MAX_AGE], "86400");
         let allowed = r.headers()[ACCESS_CONTROL_ALLOW_HEADERS].to_str().unwrap();
-        for name in [
-            "Neon-Connection-String",
-            "Neon-Batch-Deferrable",
-            "Authorization",
-        ] {
+        for name in ["Neon-Connection-String", "Neon-Batch-Deferrable", "Authorization"] {
             assert!(allowed.contains(name), "{name}");
         }
     }

@@ -93,10 +93,7 @@ pub(crate) fn scalar_for(type_oid: u32) -> Scalar {
 
 pub(crate) fn conversion_for(type_oid: u32) -> Conversion {
     match array_element(type_oid) {
-        Some(element) => Conversion::Array {
-            element: scalar_for(element),
-            delimiter: if element == oid::BOX { ';' } else { ',' },
-        },
+        Some(element) => Conversion::Array { element: scalar_for(element), delimiter: if element == oid::BOX { ';' } else { ',' } },
         None => Conversion::Scalar(scalar_for(type_oid)),
     }
 }
@@ -200,56 +197,20 @@ mod tests {
         assert_eq!(conversion_for(oid::INT2), Conversion::Scalar(Scalar::Int));
         assert_eq!(conversion_for(oid::INT4), Conversion::Scalar(Scalar::Int));
         assert_eq!(conversion_for(oid::INT8), Conversion::Scalar(Scalar::Text));
-        assert_eq!(
-            conversion_for(oid::NUMERIC),
-            Conversion::Scalar(Scalar::Text)
-        );
-        assert_eq!(
-            conversion_for(oid::FLOAT4),
-            Conversion::Scalar(Scalar::Float)
-        );
+        assert_eq!(conversion_for(oid::NUMERIC), Conversion::Scalar(Scalar::Text));
+        assert_eq!(conversion_for(oid::FLOAT4), Conversion::Scalar(Scalar::Float));
         assert_eq!(conversion_for(oid::JSONB), Conversion::Scalar(Scalar::Json));
         assert_eq!(conversion_for(999_999), Conversion::Scalar(Scalar::Text));
-        assert_eq!(
-            conversion_for(oid::INT2VECTOR),
-            Conversion::Scalar(Scalar::Text)
-        );
-        assert_eq!(
-            conversion_for(oid::OIDVECTOR),
-            Conversion::Scalar(Scalar::Text)
-        );
+        assert_eq!(conversion_for(oid::INT2VECTOR), Conversion::Scalar(Scalar::Text));
+        assert_eq!(conversion_for(oid::OIDVECTOR), Conversion::Scalar(Scalar::Text));
     }
 
     #[test]
     fn arrays() {
-        assert_eq!(
-            conversion_for(oid::INT4_ARRAY),
-            Conversion::Array {
-                element: Scalar::Int,
-                delimiter: ','
-            }
-        );
-        assert_eq!(
-            conversion_for(3807),
-            Conversion::Array {
-                element: Scalar::Json,
-                delimiter: ','
-            }
-        );
-        assert_eq!(
-            conversion_for(1016),
-            Conversion::Array {
-                element: Scalar::Text,
-                delimiter: ','
-            }
-        );
-        assert_eq!(
-            conversion_for(1020),
-            Conversion::Array {
-                element: Scalar::Text,
-                delimiter: ';'
-            }
-        );
+        assert_eq!(conversion_for(oid::INT4_ARRAY), Conversion::Array { element: Scalar::Int, delimiter: ',' });
+        assert_eq!(conversion_for(3807), Conversion::Array { element: Scalar::Json, delimiter: ',' });
+        assert_eq!(conversion_for(1016), Conversion::Array { element: Scalar::Text, delimiter: ',' });
+        assert_eq!(conversion_for(1020), Conversion::Array { element: Scalar::Text, delimiter: ';' });
         // int2vector[] is a real array of (space-separated) int2vector values.
         assert_eq!(array_element(1006), Some(oid::INT2VECTOR));
     }

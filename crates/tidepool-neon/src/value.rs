@@ -86,11 +86,7 @@ pub(crate) fn write_raw(out: &mut Vec<u8>, value: &[u8]) -> Result<(), ValueErro
 }
 
 /// Appends one non-NULL value in JSON mode.
-pub(crate) fn write_converted(
-    out: &mut Vec<u8>,
-    value: &[u8],
-    conversion: Conversion,
-) -> Result<(), ValueError> {
+pub(crate) fn write_converted(out: &mut Vec<u8>, value: &[u8], conversion: Conversion) -> Result<(), ValueError> {
     let text = std::str::from_utf8(value).map_err(|_| ValueError::NotUtf8)?;
     match conversion {
         Conversion::Scalar(scalar) => write_scalar(out, text, scalar),
@@ -106,9 +102,7 @@ fn write_scalar(out: &mut Vec<u8>, text: &str, scalar: Scalar) -> Result<(), Val
             out.extend_from_slice(n.to_string().as_bytes());
         }
         Scalar::Float => {
-            let f: f64 = text
-                .parse()
-                .map_err(|_| ValueError::Float(text.to_owned()))?;
+            let f: f64 = text.parse().map_err(|_| ValueError::Float(text.to_owned()))?;
             if f.is_finite() {
                 // Shortest round-trip form, as Neon writes it: `1.5`, `1e30`, `100.0`.
                 out.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes());
@@ -117,8 +111,7 @@ fn write_scalar(out: &mut Vec<u8>, text: &str, scalar: Scalar) -> Result<(), Val
             }
         }
         Scalar::Json => {
-            let raw: &RawValue =
-                serde_json::from_str(text).map_err(|e| ValueError::Json(e.to_string()))?;
+            let raw: &RawValue = serde_json::from_str(text).map_err(|e| ValueError::Json(e.to_string()))?;
             out.extend_from_slice(raw.get().as_bytes());
         }
         Scalar::Text => write_json_str(out, text),
@@ -127,24 +120,14 @@ fn write_scalar(out: &mut Vec<u8>, text: &str, scalar: Scalar) -> Result<(), Val
 }
 
 /// Parses a PostgreSQL array literal and appends it as a JSON array.
-fn write_array(
-    out: &mut Vec<u8>,
-    text: &str,
-    element: Scalar,
-    delimiter: char,
-) -> Result<(), ValueError> {
+fn write_array(out: &mut Vec<u8>, text: &str, element: Scalar, delimiter: char) -> Result<(), ValueError> {
     let mut rest = text;
     // `[1:2][3:4]={…}`: bounds cannot be represented in JSON and are dropped.
     if rest.starts_with('[') {
         let (_bounds, array) = rest.split_once('=').ok_or(ValueError::UnbalancedArray)?;
         rest = array;
     }
-    let mut parser = ArrayParser {
-        out,
-        element,
-        delimiter,
-        scratch: String::new(),
-    };
+    let mut parser = ArrayParser { out, element, delimiter, scratch: String::new() };
     let rest = parser.level(trim_start(rest), 0)?;
     if !rest.is_empty() {
         return Err(ValueError::UnbalancedArray);
@@ -200,9 +183,7 @@ impl ArrayParser<'_> {
             write_scalar(self.out, &self.scratch, self.element)?;
             return Ok(trim_start(after));
         }
-        let end = s
-            .find([self.delimiter, '}'])
-            .ok_or(ValueError::UnbalancedArray)?;
+        let end = s.find([self.delimiter, '}']).ok_or(ValueError::UnbalancedArray)?;
         let (bare, after) = s.split_at(end);
         let bare = bare.trim_end_matches(is_pg_space);
         if bare == "NULL" {

@@ -19,16 +19,9 @@ fn cases() -> Vec<Case> {
 
 fn encode(case: &Case, raw_text: bool) -> Value {
     let mut response = ResponseEncoder::single(DEFAULT_MAX_BYTES);
-    let options = OutputOptions {
-        raw_text,
-        array_mode: true,
-    };
-    let mut statement = response
-        .statement(&[Field::new("v", case.type_oid)], options)
-        .expect("fields");
-    statement
-        .push_row(&[Some(case.text.as_str())])
-        .unwrap_or_else(|e| panic!("{}: {e}", case.sql));
+    let options = OutputOptions { raw_text, array_mode: true };
+    let mut statement = response.statement(&[Field::new("v", case.type_oid)], options).expect("fields");
+    statement.push_row(&[Some(case.text.as_str())]).unwrap_or_else(|e| panic!("{}: {e}", case.sql));
     statement.finish(Some("SELECT 1")).expect("finish");
     let body: Value = serde_json::from_slice(&response.finish().expect("body")).expect("JSON");
     body["rows"][0][0].clone()
@@ -63,17 +56,8 @@ fn json_mode_matches_postgres() {
     let cases = cases();
     assert!(cases.len() >= 25);
     for case in &cases {
-        let expected = case
-            .array_to_json
-            .clone()
-            .unwrap_or_else(|| expected_without_oracle(&case.sql));
-        assert_eq!(
-            encode(case, false),
-            expected,
-            "{}\n  text: {:?}",
-            case.sql,
-            case.text
-        );
+        let expected = case.array_to_json.clone().unwrap_or_else(|| expected_without_oracle(&case.sql));
+        assert_eq!(encode(case, false), expected, "{}\n  text: {:?}", case.sql, case.text);
     }
 }
 

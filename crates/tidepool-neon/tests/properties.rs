@@ -46,16 +46,13 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>()
-            .prop_filter("finite", |f| f.is_finite())
-            .prop_map(|f| json!(f)),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
         ".{0,12}".prop_map(Value::String),
     ];
     leaf.prop_recursive(4, 32, 6, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            proptest::collection::btree_map("[a-z\"\\\\ ]{0,6}", inner, 0..6)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            proptest::collection::btree_map("[a-z\"\\\\ ]{0,6}", inner, 0..6).prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
@@ -64,18 +61,9 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..200),
         ".{0,200}".prop_map(String::into_bytes),
-        (
-            ".{0,20}",
-            proptest::collection::vec(json_value(), 0..5),
-            any::<Option<bool>>()
-        )
-            .prop_map(|(query, params, array_mode)| {
-                json!({"query": query, "params": params, "arrayMode": array_mode})
-                    .to_string()
-                    .into_bytes()
-            }),
-        proptest::collection::vec(json_value(), 0..4)
-            .prop_map(|queries| json!({ "queries": queries }).to_string().into_bytes()),
+        (".{0,20}", proptest::collection::vec(json_value(), 0..5), any::<Option<bool>>())
+            .prop_map(|(query, params, array_mode)| { json!({"query": query, "params": params, "arrayMode": array_mode}).to_string().into_bytes() }),
+        proptest::collection::vec(json_value(), 0..4).prop_map(|queries| json!({ "queries": queries }).to_string().into_bytes()),
     ]
 }
 
@@ -83,12 +71,7 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
 fn pg_quote(s: &str) -> String {
     let needs_quotes = s.is_empty()
         || s.eq_ignore_ascii_case("NULL")
-        || s.chars().any(|c| {
-            matches!(
-                c,
-                '{' | '}' | ',' | '"' | '\\' | ' ' | '\t' | '\n' | '\r' | '\u{b}' | '\u{c}'
-            )
-        });
+        || s.chars().any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\' | ' ' | '\t' | '\n' | '\r' | '\u{b}' | '\u{c}'));
     if !needs_quotes {
         return s.to_owned();
     }
@@ -103,11 +86,7 @@ fn pg_quote(s: &str) -> String {
     out
 }
 
-fn encode_one(
-    type_oid: u32,
-    value: Option<&[u8]>,
-    options: OutputOptions,
-) -> Result<Value, EncodeError> {
+fn encode_one(type_oid: u32, value: Option<&[u8]>, options: OutputOptions) -> Result<Value, EncodeError> {
     let mut response = ResponseEncoder::single(DEFAULT_MAX_BYTES);
     let mut statement = response.statement(&[Field::new("v", type_oid)], options)?;
     statement.push_row(&[value])?;
@@ -117,19 +96,10 @@ fn encode_one(
     Ok(parsed["rows"][0][0].clone())
 }
 
-const OIDS: [u32; 22] = [
-    16, 17, 20, 21, 23, 25, 114, 700, 701, 1082, 1184, 1186, 1700, 2950, 3802, 1000, 1007, 1009,
-    1020, 1022, 3807, 424_242,
-];
+const OIDS: [u32; 22] = [16, 17, 20, 21, 23, 25, 114, 700, 701, 1082, 1184, 1186, 1700, 2950, 3802, 1000, 1007, 1009, 1020, 1022, 3807, 424_242];
 
-const JSON_ARRAYS: OutputOptions = OutputOptions {
-    raw_text: false,
-    array_mode: true,
-};
-const RAW_ARRAYS: OutputOptions = OutputOptions {
-    raw_text: true,
-    array_mode: true,
-};
+const JSON_ARRAYS: OutputOptions = OutputOptions { raw_text: false, array_mode: true };
+const RAW_ARRAYS: OutputOptions = OutputOptions { raw_text: true, array_mode: true };
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]

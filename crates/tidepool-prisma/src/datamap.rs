@@ -108,7 +108,10 @@ impl DataMapper<'_> {
                 ResultNode::Object { fields: inner, serialized_name, skip_nulls } => {
                     let target = match serialized_name {
                         Some(s) => data.get(s).cloned().ok_or_else(|| {
-                            Error::data_mapper(format!("Missing data field (Object): '{name}'; node: {{\"type\":\"object\",\"serializedName\":\"{s}\"}}; data: {}", row.to_json()))
+                            Error::data_mapper(format!(
+                                "Missing data field (Object): '{name}'; node: {{\"type\":\"object\",\"serializedName\":\"{s}\"}}; data: {}",
+                                row.to_json()
+                            ))
                         })?,
                         None => row.clone(),
                     };
@@ -116,7 +119,10 @@ impl DataMapper<'_> {
                 }
                 ResultNode::Field { db_name, field_type } => {
                     let v = data.get(db_name).ok_or_else(|| {
-                        Error::data_mapper(format!("Missing data field (Value): '{db_name}'; node: {{\"type\":\"field\",\"dbName\":\"{db_name}\"}}; data: {}", row.to_json()))
+                        Error::data_mapper(format!(
+                            "Missing data field (Value): '{db_name}'; node: {{\"type\":\"field\",\"dbName\":\"{db_name}\"}}; data: {}",
+                            row.to_json()
+                        ))
                     })?;
                     self.field(v.clone(), db_name, field_type)?
                 }
@@ -214,7 +220,8 @@ impl DataMapper<'_> {
                     Value::String(s) => s.clone(),
                     other => other.to_js_string(),
                 };
-                let parsed = json::parse(text.as_bytes(), self.json_depth).map_err(|e| Error::internal(format!("Invalid JSON value in column '{col}': {e}")))?;
+                let parsed =
+                    json::parse(text.as_bytes(), self.json_depth).map_err(|e| Error::internal(format!("Invalid JSON value in column '{col}': {e}")))?;
                 tagged("Json", parsed.to_json())
             }
             FieldKind::Bytes(encoding) => {
@@ -224,7 +231,9 @@ impl DataMapper<'_> {
                         crate::decode::decode_hex_bytea(s).filter(|_| s.starts_with("\\x")).ok_or_else(|| mismatch("a hex-encoded byte array", col, &v))?
                     }
                     Value::String(s) => base64::engine::general_purpose::STANDARD.decode(s).map_err(|_| mismatch("a base64-encoded byte array", col, &v))?,
-                    Value::List(items) => items.iter().map(|x| x.as_f64().map(|n| n as u8)).collect::<Option<Vec<u8>>>().ok_or_else(|| mismatch("a byte array", col, &v))?,
+                    Value::List(items) => {
+                        items.iter().map(|x| x.as_f64().map(|n| n as u8)).collect::<Option<Vec<u8>>>().ok_or_else(|| mismatch("a byte array", col, &v))?
+                    }
                     other => return Err(mismatch("a byte array", col, other)),
                 };
                 tagged("Bytes", base64::engine::general_purpose::STANDARD.encode(bytes))

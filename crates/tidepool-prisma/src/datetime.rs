@@ -22,20 +22,8 @@ pub fn format_iso_millis(ms: i64) -> String {
         return "Invalid Date".into();
     };
     let year = dt.year();
-    let year_text = if (0..=9999).contains(&year) {
-        format!("{year:04}")
-    } else {
-        format!("{}{:06}", if year < 0 { '-' } else { '+' }, year.unsigned_abs())
-    };
-    format!(
-        "{year_text}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        dt.month(),
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second(),
-        dt.nanosecond() / 1_000_000 % 1000
-    )
+    let year_text = if (0..=9999).contains(&year) { format!("{year:04}") } else { format!("{}{:06}", if year < 0 { '-' } else { '+' }, year.unsigned_abs()) };
+    format!("{year_text}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", dt.month(), dt.day(), dt.hour(), dt.minute(), dt.second(), dt.nanosecond() / 1_000_000 % 1000)
 }
 
 /// The text `@prisma/adapter-pg` sends for a `datetime` parameter: UTC without offset, shaped by

@@ -118,13 +118,15 @@ fn map_server(e: &ServerError) -> Mapped {
             let user = e.message.split(' ').next_back().and_then(|w| w.split('"').nth(1)).map(str::to_owned);
             fields.push(("user", opt(user.as_deref())));
             let user = user.unwrap_or_else(|| "(not available)".into());
-            ("P1000", "AuthenticationFailed", format!("Authentication failed against the database server, the provided database credentials for `{user}` are not valid"))
+            (
+                "P1000",
+                "AuthenticationFailed",
+                format!("Authentication failed against the database server, the provided database credentials for `{user}` are not valid"),
+            )
         }
-        "40001" | "40P01" => (
-            "P2034",
-            "TransactionWriteConflict",
-            "Transaction failed due to a write conflict or a deadlock. Please retry your transaction".to_owned(),
-        ),
+        "40001" | "40P01" => {
+            ("P2034", "TransactionWriteConflict", "Transaction failed due to a write conflict or a deadlock. Please retry your transaction".to_owned())
+        }
         "42P01" => {
             let t = quoted_word(&e.message, 1);
             fields.push(("table", opt(t.as_deref())));
@@ -157,11 +159,7 @@ fn map_server(e: &ServerError) -> Mapped {
             ("P2039", "postgres", format!("Database error. Code: `{other}`. Message: `{}`", e.message))
         }
     };
-    let mut cause = vec![
-        ("originalCode", Value::from(e.code.as_str())),
-        ("originalMessage", Value::from(e.message.as_str())),
-        ("kind", Value::from(kind)),
-    ];
+    let mut cause = vec![("originalCode", Value::from(e.code.as_str())), ("originalMessage", Value::from(e.message.as_str())), ("kind", Value::from(kind))];
     cause.extend(fields);
     Mapped { code, message, cause: object(cause), original: Some((e.code.clone(), e.message.clone())), table }
 }
@@ -207,11 +205,9 @@ fn map_other(e: &DbError) -> Option<Mapped> {
             ]);
             ("P1001", msg, cause)
         }
-        DbError::Tls { reason } => (
-            "P1011",
-            format!("Error opening a TLS connection: {reason}"),
-            object([("kind", "TlsConnectionError".into()), ("reason", reason.as_str().into())]),
-        ),
+        DbError::Tls { reason } => {
+            ("P1011", format!("Error opening a TLS connection: {reason}"), object([("kind", "TlsConnectionError".into()), ("reason", reason.as_str().into())]))
+        }
         DbError::Other(_) => return None,
     };
     Some(Mapped { code, message, cause, original: None, table: None })

@@ -332,10 +332,7 @@ fn decode(t: ColType, text: &str, raw: bool, json_depth: usize) -> Result<Value>
 }
 
 fn column_types(columns: &[Column], raw: bool) -> Result<Vec<ColType>> {
-    columns
-        .iter()
-        .map(|c| classify(c.type_oid).map_err(|name| crate::db_error::unsupported_type(name, raw)))
-        .collect()
+    columns.iter().map(|c| classify(c.type_oid).map_err(|name| crate::db_error::unsupported_type(name, raw))).collect()
 }
 
 /// Rows as objects keyed by column name (a later duplicate name overwrites an earlier one).

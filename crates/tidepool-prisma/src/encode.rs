@@ -33,17 +33,15 @@ fn datetime_text(v: &Value, db_type: Option<&str>) -> Result<String> {
         Value::Number(n) if n.is_finite() => Some(*n as i64),
         _ => None,
     };
-    ms.and_then(|ms| format_db_datetime(ms, db_type))
-        .ok_or_else(|| Error::plan(format!("Invalid date value for a datetime parameter: {}", v.to_js_string())))
+    ms.and_then(|ms| format_db_datetime(ms, db_type)).ok_or_else(|| Error::plan(format!("Invalid date value for a datetime parameter: {}", v.to_js_string())))
 }
 
 fn bytes_text(v: &Value) -> Result<String> {
     match v {
         Value::Bytes(b) => Ok(hex(b)),
-        Value::String(s) => base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .map(|b| hex(&b))
-            .map_err(|_| Error::plan("Invalid base64 value for a bytes parameter")),
+        Value::String(s) => {
+            base64::engine::general_purpose::STANDARD.decode(s).map(|b| hex(&b)).map_err(|_| Error::plan("Invalid base64 value for a bytes parameter"))
+        }
         Value::List(items) => {
             let bytes: Option<Vec<u8>> = items.iter().map(|i| i.as_f64().filter(|n| (0.0..=255.0).contains(n)).map(|n| n as u8)).collect();
             bytes.map(|b| hex(&b)).ok_or_else(|| Error::plan("Invalid byte array for a bytes parameter"))

@@ -400,7 +400,11 @@ impl<E: Executor> Interpreter<'_, E> {
                 FieldOp::Multiply => Value::Number(as_number(&current)? * as_number(&operand)?),
                 FieldOp::Divide => {
                     let (l, r) = (as_number(&current)?, as_number(&operand)?);
-                    if r == 0.0 { Value::Null } else { Value::Number(l / r) }
+                    if r == 0.0 {
+                        Value::Null
+                    } else {
+                        Value::Number(l / r)
+                    }
                 }
             };
             record.insert(k.clone(), v);

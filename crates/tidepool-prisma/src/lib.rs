@@ -116,13 +116,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_json_depth: 128,
-            max_plan_depth: 64,
-            max_response_bytes: 5 * 1024 * 1024,
-            max_bind_values: Some(32766),
-            typed_params: false,
-        }
+        Limits { max_json_depth: 128, max_plan_depth: 64, max_response_bytes: 5 * 1024 * 1024, max_bind_values: Some(32766), typed_params: false }
     }
 }
 

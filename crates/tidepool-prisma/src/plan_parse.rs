@@ -49,10 +49,7 @@ fn list<'a>(v: &'a Value, what: &str) -> Result<&'a [Value]> {
 }
 
 fn strings(v: &Value, what: &str) -> Result<Vec<String>> {
-    list(v, what)?
-        .iter()
-        .map(|s| s.as_str().map(str::to_owned).ok_or_else(|| bad(format!("{what} must contain strings"))))
-        .collect()
+    list(v, what)?.iter().map(|s| s.as_str().map(str::to_owned).ok_or_else(|| bad(format!("{what} must contain strings")))).collect()
 }
 
 fn opt_strings(m: &Map, key: &str, what: &str) -> Result<Option<Vec<String>>> {
@@ -289,7 +286,9 @@ impl PlanParser {
                 if let Some(Value::String(kind)) = m.get("prisma__type") {
                     let pv = obj(member(m, "prisma__value", "prisma value")?, "prisma__value")?;
                     return match kind.as_str() {
-                        "param" => Ok(PValue::Placeholder { name: string(pv, "name", "placeholder")?, ty: opt_string(pv, "type", "placeholder")?.unwrap_or_default() }),
+                        "param" => {
+                            Ok(PValue::Placeholder { name: string(pv, "name", "placeholder")?, ty: opt_string(pv, "type", "placeholder")?.unwrap_or_default() })
+                        }
                         "generatorCall" => {
                             let args = match pv.get("args") {
                                 None | Some(Value::Null) => Vec::new(),
@@ -337,15 +336,14 @@ impl PlanParser {
             Some(t) => list(t, "argTypes")?,
         };
         match string(m, "type", "database query")?.as_str() {
-            "rawSql" => Ok(DbQuery::Raw {
-                sql: string(m, "sql", "rawSql")?,
-                args,
-                arg_types: raw_types.iter().map(arg_type).collect::<Result<_>>()?,
-            }),
+            "rawSql" => Ok(DbQuery::Raw { sql: string(m, "sql", "rawSql")?, args, arg_types: raw_types.iter().map(arg_type).collect::<Result<_>>()? }),
             "templateSql" => {
                 let fragments = list(member(m, "fragments", "templateSql")?, "fragments")?.iter().map(fragment).collect::<Result<_>>()?;
                 let placeholder = match m.get("placeholderFormat") {
-                    Some(Value::Object(p)) => PlaceholderFormat { prefix: string(p, "prefix", "placeholderFormat")?, has_numbering: opt_bool(p, "hasNumbering", "placeholderFormat")? },
+                    Some(Value::Object(p)) => PlaceholderFormat {
+                        prefix: string(p, "prefix", "placeholderFormat")?,
+                        has_numbering: opt_bool(p, "hasNumbering", "placeholderFormat")?,
+                    },
                     None | Some(Value::Null) => PlaceholderFormat { prefix: "$".into(), has_numbering: true },
                     Some(_) => return Err(bad("placeholderFormat must be an object")),
                 };
@@ -368,9 +366,15 @@ impl PlanParser {
                 for (k, f) in obj(member(m, "fields", "result object")?, "result fields")? {
                     fields.insert(k.clone(), self.result_node(f, d + 1)?);
                 }
-                Ok(ResultNode::Object { fields, serialized_name: opt_string(m, "serializedName", "result object")?, skip_nulls: opt_bool(m, "skipNulls", "result object")? })
+                Ok(ResultNode::Object {
+                    fields,
+                    serialized_name: opt_string(m, "serializedName", "result object")?,
+                    skip_nulls: opt_bool(m, "skipNulls", "result object")?,
+                })
             }
-            "field" => Ok(ResultNode::Field { db_name: string(m, "dbName", "result field")?, field_type: field_type(member(m, "fieldType", "result field")?)? }),
+            "field" => {
+                Ok(ResultNode::Field { db_name: string(m, "dbName", "result field")?, field_type: field_type(member(m, "fieldType", "result field")?)? })
+            }
             other => Err(bad(format!("unknown result node type '{other}'"))),
         }
     }

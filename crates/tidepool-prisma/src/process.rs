@@ -84,7 +84,11 @@ pub(crate) fn keys_match(record: &Value, cursor: &Map) -> bool {
 fn js_slice(len: usize, start: f64, end: f64) -> (usize, usize) {
     let clamp = |x: f64| {
         let x = if x.is_nan() { 0.0 } else { x.trunc() };
-        if x < 0.0 { (len as f64 + x).max(0.0) as usize } else { x.min(len as f64) as usize }
+        if x < 0.0 {
+            (len as f64 + x).max(0.0) as usize
+        } else {
+            x.min(len as f64) as usize
+        }
     };
     let (s, e) = (clamp(start), clamp(end));
     (s, e.max(s))

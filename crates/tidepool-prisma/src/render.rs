@@ -222,11 +222,7 @@ pub(crate) fn render(q: &DbQuery, args: Vec<Value>, max_bind: Option<usize>, typ
     let mut statements = match q {
         DbQuery::Raw { sql, arg_types, .. } => {
             let unknown = ArgType::unknown();
-            let params = args
-                .iter()
-                .enumerate()
-                .map(|(i, v)| encode_param(v, arg_types.get(i).unwrap_or(&unknown), typed))
-                .collect::<Result<_>>()?;
+            let params = args.iter().enumerate().map(|(i, v)| encode_param(v, arg_types.get(i).unwrap_or(&unknown), typed)).collect::<Result<_>>()?;
             vec![Statement { sql: sql.clone(), params }]
         }
         DbQuery::Template(t) => {
@@ -271,7 +267,6 @@ pub fn sql_comment(comments: &IndexMap<String, String>) -> String {
     }
     let mut keys: Vec<&String> = comments.keys().collect();
     keys.sort();
-    let parts: Vec<String> =
-        keys.iter().map(|k| format!("{}='{}'", uri_encode(k), uri_encode(&comments[*k]).replace('\'', "\\'"))).collect();
+    let parts: Vec<String> = keys.iter().map(|k| format!("{}='{}'", uri_encode(k), uri_encode(&comments[*k]).replace('\'', "\\'"))).collect();
     format!("/*{}*/", parts.join(","))
 }

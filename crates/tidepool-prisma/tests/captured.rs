@@ -78,10 +78,15 @@ async fn a8_to_a11_interactive_transaction_queries() {
 
 #[tokio::test]
 async fn a12_find_unique_or_throw_miss() {
-    let mut fake = Fake::with_rows(vec![user_row("1", "x", "y", "z").clone()].into_iter().map(|mut r| {
-        r.rows.clear();
-        r
-    }).collect());
+    let mut fake = Fake::with_rows(
+        vec![user_row("1", "x", "y", "z").clone()]
+            .into_iter()
+            .map(|mut r| {
+                r.rows.clear();
+                r
+            })
+            .collect(),
+    );
     check("A12", &mut fake, false).await;
 }
 

@@ -36,12 +36,20 @@ async fn sqlstates_map_to_prisma_codes() {
         (uq_fields, "P2002", "Unique constraint failed on the fields: (`a`, `b`)"),
         (server("22003", "integer out of range"), "P2020", "Value out of range for the type: integer out of range"),
         (server("22P02", "invalid input syntax for type integer: \"x\""), "P2007", "Invalid input value: invalid input syntax for type integer: \"x\""),
-        (server("40001", "could not serialize access due to concurrent update"), "P2034", "Transaction failed due to a write conflict or a deadlock. Please retry your transaction"),
+        (
+            server("40001", "could not serialize access due to concurrent update"),
+            "P2034",
+            "Transaction failed due to a write conflict or a deadlock. Please retry your transaction",
+        ),
         (server("40P01", "deadlock detected"), "P2034", "Transaction failed due to a write conflict or a deadlock. Please retry your transaction"),
         (server("42P01", "relation \"Nope\" does not exist"), "P2021", "The table `Nope` does not exist in the current database."),
         (server("42703", "column \"t0\".\"nope\" does not exist"), "P2022", "The column `t0.nope` does not exist in the current database."),
         (server("3D000", "database \"gone\" does not exist"), "P1003", "Database `gone` does not exist on the database server"),
-        (server("28P01", "password authentication failed for user \"bob\""), "P1000", "Authentication failed against the database server, the provided database credentials for `bob` are not valid"),
+        (
+            server("28P01", "password authentication failed for user \"bob\""),
+            "P1000",
+            "Authentication failed against the database server, the provided database credentials for `bob` are not valid",
+        ),
         (server("53300", "sorry, too many clients already"), "P2037", "Too many database connections opened: sorry, too many clients already"),
         (server("25P02", "current transaction is aborted"), "P2039", "Database error. Code: `25P02`. Message: `current transaction is aborted`"),
     ];
@@ -180,7 +188,11 @@ fn batch_and_transaction_bodies() {
     assert!(matches!(RequestBody::parse(arr.as_bytes(), &Limits::default()), Ok(RequestBody::Batch(v)) if v.len() == 2));
     let obj = format!(r#"{{"batch":[{single}]}}"#);
     assert!(matches!(RequestBody::parse(obj.as_bytes(), &Limits::default()), Ok(RequestBody::Batch(v)) if v.len() == 1));
-    let r = QueryRequest::parse(format!(r#"{{"model":"User","operation":"x","plan":{PLAN},"params":{{"%1":1}},"comments":{{"a":"b"}}}}"#).as_bytes(), &Limits::default()).unwrap();
+    let r = QueryRequest::parse(
+        format!(r#"{{"model":"User","operation":"x","plan":{PLAN},"params":{{"%1":1}},"comments":{{"a":"b"}}}}"#).as_bytes(),
+        &Limits::default(),
+    )
+    .unwrap();
     assert_eq!(r.model.as_deref(), Some("User"));
     assert_eq!(r.params.get("%1"), Some(&Value::Number(1.0)));
 

@@ -13,7 +13,14 @@ fn arb_json() -> impl Strategy<Value = String> {
         any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| f.to_string()),
         "[a-z%$@0-9 _\"\\\\]{0,8}".prop_map(|s| format!("{s:?}")),
         prop::sample::select(vec![
-            r#""type""#, r#""args""#, r#""prisma__type""#, r#""param""#, r#""%1""#, r#""templateSql""#, r#""rawSql""#, r#""parameterTuple""#,
+            r#""type""#,
+            r#""args""#,
+            r#""prisma__type""#,
+            r#""param""#,
+            r#""%1""#,
+            r#""templateSql""#,
+            r#""rawSql""#,
+            r#""parameterTuple""#,
         ])
         .prop_map(str::to_owned),
     ];
@@ -27,8 +34,29 @@ fn arb_json() -> impl Strategy<Value = String> {
 }
 
 const NODE_TYPES: &[&str] = &[
-    "value", "seq", "get", "let", "getFirstNonEmpty", "concat", "sum", "reverse", "unique", "required", "mapField", "join", "dataMap", "validate", "if",
-    "unit", "diff", "initializeRecord", "mapRecord", "process", "query", "execute", "transaction",
+    "value",
+    "seq",
+    "get",
+    "let",
+    "getFirstNonEmpty",
+    "concat",
+    "sum",
+    "reverse",
+    "unique",
+    "required",
+    "mapField",
+    "join",
+    "dataMap",
+    "validate",
+    "if",
+    "unit",
+    "diff",
+    "initializeRecord",
+    "mapRecord",
+    "process",
+    "query",
+    "execute",
+    "transaction",
 ];
 
 /// Random plan-shaped trees: real node names with random (often wrong) arguments.

@@ -135,7 +135,14 @@ async fn validate_rules_and_errors() {
             "P2025",
             "No 'User' record (needed to inline the relation) was found for a nested create on one-to-many relation 'PostToUser'.",
         ),
-        ("[1]", r#"{"type":"rowCountEq","args":2}"#, "INCOMPLETE_CONNECT_INPUT", r#"{"expectedRows":2}"#, "P2025", "Expected 2 records to be connected, found only 1."),
+        (
+            "[1]",
+            r#"{"type":"rowCountEq","args":2}"#,
+            "INCOMPLETE_CONNECT_INPUT",
+            r#"{"expectedRows":2}"#,
+            "P2025",
+            "Expected 2 records to be connected, found only 1.",
+        ),
         (
             "[1]",
             r#"{"type":"rowCountEq","args":2}"#,
@@ -144,8 +151,22 @@ async fn validate_rules_and_errors() {
             "P2018",
             "Expected 2 records to be connected after connect operation on one-to-many relation 'R', found 1.",
         ),
-        ("[]", r#"{"type":"never"}"#, "RELATION_VIOLATION", r#"{"relation":"R","modelA":"A","modelB":"B"}"#, "P2014", "would violate the required relation 'R' between the `A` and `B` models."),
-        ("[]", r#"{"type":"never"}"#, "RECORDS_NOT_CONNECTED", r#"{"relation":"R","parent":"P","child":"C"}"#, "P2017", "The records for relation `R` between the `P` and `C` models are not connected."),
+        (
+            "[]",
+            r#"{"type":"never"}"#,
+            "RELATION_VIOLATION",
+            r#"{"relation":"R","modelA":"A","modelB":"B"}"#,
+            "P2014",
+            "would violate the required relation 'R' between the `A` and `B` models.",
+        ),
+        (
+            "[]",
+            r#"{"type":"never"}"#,
+            "RECORDS_NOT_CONNECTED",
+            r#"{"relation":"R","parent":"P","child":"C"}"#,
+            "P2017",
+            "The records for relation `R` between the `P` and `C` models are not connected.",
+        ),
     ];
     for (value, rule, ident, ctx, code, msg) in cases {
         let (status, body) = eval(&val(value, rule, ident, ctx), "{}").await;
@@ -158,7 +179,9 @@ async fn validate_rules_and_errors() {
 
 #[tokio::test]
 async fn if_node() {
-    let plan = |x: &str| format!(r#"{{"type":"if","args":{{"value":{},"rule":{{"type":"rowCountEq","args":0}},"then":{},"else":{}}}}}"#, v(x), v(r#""empty""#), v(r#""rows""#));
+    let plan = |x: &str| {
+        format!(r#"{{"type":"if","args":{{"value":{},"rule":{{"type":"rowCountEq","args":0}},"then":{},"else":{}}}}}"#, v(x), v(r#""empty""#), v(r#""rows""#))
+    };
     assert_eq!(data(&plan("[]")).await, r#"{"data":"empty"}"#);
     assert_eq!(data(&plan("null")).await, r#"{"data":"empty"}"#);
     assert_eq!(data(&plan("[1]")).await, r#"{"data":"rows"}"#);
@@ -167,7 +190,11 @@ async fn if_node() {
 
 #[tokio::test]
 async fn diff_node() {
-    let plan = format!(r#"{{"type":"diff","args":{{"from":{},"to":{},"fields":["a","b"]}}}}"#, v(r#"[{"a":1,"b":2},{"a":1,"b":3},{"a":2,"b":2}]"#), v(r#"[{"a":1,"b":3,"c":9}]"#));
+    let plan = format!(
+        r#"{{"type":"diff","args":{{"from":{},"to":{},"fields":["a","b"]}}}}"#,
+        v(r#"[{"a":1,"b":2},{"a":1,"b":3},{"a":2,"b":2}]"#),
+        v(r#"[{"a":1,"b":3,"c":9}]"#)
+    );
     assert_eq!(data(&plan).await, r#"{"data":[{"a":1,"b":2},{"a":2,"b":2}]}"#);
 }
 

@@ -57,7 +57,11 @@ fn normalise(v: &Value) -> Value {
         Value::String(s) if s.len() >= 20 && (s.starts_with("202") || s.starts_with("203")) && tidepool_prisma::datetime::parse_js_date(s).is_some() => {
             let ms = tidepool_prisma::datetime::parse_js_date(s).unwrap_or_default();
             let now = tidepool_prisma::datetime::now_millis();
-            if (now - ms).abs() < 400 * 24 * 3600 * 1000 { Value::from("<now>") } else { v.clone() }
+            if (now - ms).abs() < 400 * 24 * 3600 * 1000 {
+                Value::from("<now>")
+            } else {
+                v.clone()
+            }
         }
         Value::List(items) => Value::List(items.iter().map(normalise).collect()),
         Value::Object(m) => Value::Object(m.iter().filter(|(k, _)| k.as_str() != "extensions").map(|(k, x)| (k.clone(), normalise(x))).collect()),

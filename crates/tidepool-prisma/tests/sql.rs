@@ -85,7 +85,8 @@ async fn parameter_tuple_is_chunked_inside_a_transaction() {
     let (r, _) = statements(&plan, "{}", &limits).await;
     assert_eq!(r.body, r#"{"code":"P2029","error":"The query parameter limit supported by your database is exceeded.","meta":{}}"#);
     // Chunking concatenates rows from every chunk; execute sums counts.
-    let mut fake = Fake::with_rows(vec![rows(&[("id", INT4)], &[&[Some("1")]]), rows(&[("id", INT4)], &[&[Some("5")], &[Some("6")]]), rows(&[("id", INT4)], &[])]);
+    let mut fake =
+        Fake::with_rows(vec![rows(&[("id", INT4)], &[&[Some("1")]]), rows(&[("id", INT4)], &[&[Some("5")], &[Some("6")]]), rows(&[("id", INT4)], &[])]);
     let plan = template(&frags, r#"["k",[1,2,3,4,5,6,7]]"#, &format!("[{TEXT_T},{INT}]"), true);
     let r = run_with(&mut fake, &body(&plan, "{}"), false, &limits).await;
     assert_eq!(r.body, r#"{"data":[{"id":1},{"id":5},{"id":6}]}"#);
@@ -101,7 +102,8 @@ async fn tuple_list_is_chunked_by_whole_tuples() {
     let frags = format!(r#"[{},{TUPLE_LIST}]"#, chunk("INSERT INTO t VALUES "));
     let arg_types = format!(r#"[{{"arity":"tuple","elements":[{INT},{INT}]}}]"#);
     let plan = template(&frags, "[[[1,2],[3,4],[5,6]]]", &arg_types, true);
-    let (r, fake) = statements(&plan.replacen(r#""type":"query""#, r#""type":"execute""#, 1), "{}", &Limits { max_bind_values: Some(5), ..Default::default() }).await;
+    let (r, fake) =
+        statements(&plan.replacen(r#""type":"query""#, r#""type":"execute""#, 1), "{}", &Limits { max_bind_values: Some(5), ..Default::default() }).await;
     assert_eq!(r.status, 200);
     let st = fake.statements();
     assert_eq!(st.iter().map(|s| s.sql().unwrap()).collect::<Vec<_>>(), ["INSERT INTO t VALUES ($1,$2),($3,$4)", "INSERT INTO t VALUES ($1,$2)"]);
@@ -185,8 +187,11 @@ async fn placeholders_and_missing_values() {
 
 #[tokio::test]
 async fn generators_in_args_and_unknown_generator() {
-    let gen = |name: &str, args: &str| format!(r#"{{"prisma__type":"generatorCall","prisma__value":{{"name":"{name}","args":{args},"returnType":{{"type":"String"}}}}}}"#);
-    let args = format!("[{},{},{},{},{},{}]", gen("now", "[]"), gen("now", "[]"), gen("uuid", "[7]"), gen("cuid", "[2]"), gen("ulid", "[]"), gen("nanoid", "[8]"));
+    let gen = |name: &str, args: &str| {
+        format!(r#"{{"prisma__type":"generatorCall","prisma__value":{{"name":"{name}","args":{args},"returnType":{{"type":"String"}}}}}}"#)
+    };
+    let args =
+        format!("[{},{},{},{},{},{}]", gen("now", "[]"), gen("now", "[]"), gen("uuid", "[7]"), gen("cuid", "[2]"), gen("ulid", "[]"), gen("nanoid", "[8]"));
     let plan = template(&format!("[{}]", [r#"{"type":"parameter"}"#; 6].join(",")), &args, "[]", true);
     let (r, fake) = statements(&plan, "{}", &Limits::default()).await;
     assert_eq!(r.status, 200);
@@ -222,7 +227,11 @@ async fn data_map_decodes_every_column_type() {
     let structure: Vec<String> = fields
         .iter()
         .map(|(n, t, _, _)| {
-            let ft = if *t == "bytes" { r#"{"arity":"required","type":"bytes","encoding":"array"}"#.to_owned() } else { format!(r#"{{"arity":"required","type":"{t}"}}"#) };
+            let ft = if *t == "bytes" {
+                r#"{"arity":"required","type":"bytes","encoding":"array"}"#.to_owned()
+            } else {
+                format!(r#"{{"arity":"required","type":"{t}"}}"#)
+            };
             format!(r#""{n}":{{"type":"field","dbName":"{n}","fieldType":{ft}}}"#)
         })
         .collect();
@@ -277,7 +286,17 @@ async fn data_map_enums_lists_nulls_skip_nulls_and_serialized_names() {
 async fn raw_query_result_types() {
     let raw = r#"{"type":"query","args":{"type":"rawSql","sql":"SELECT …","args":[1.5,"x",true,null],"argTypes":[{"arity":"scalar","scalarType":"decimal"},{"arity":"scalar","scalarType":"string"},{"arity":"scalar","scalarType":"unknown"},{"arity":"scalar","scalarType":"unknown"}]}}"#;
     let cols = [("i", 23), ("b", 20), ("n", 1700), ("j", 3802), ("by", 17), ("ts", 1184), ("arr", 1007), ("ja", 3807), ("e", 16385)];
-    let cells = [Some("1"), Some("2"), Some("3.10"), Some("{\"k\": [1]}"), Some("\\x00ff"), Some("2024-01-01 00:00:00+00"), Some("{1,NULL}"), Some(r#"{"{\"a\":1}"}"#), Some("ADMIN")];
+    let cells = [
+        Some("1"),
+        Some("2"),
+        Some("3.10"),
+        Some("{\"k\": [1]}"),
+        Some("\\x00ff"),
+        Some("2024-01-01 00:00:00+00"),
+        Some("{1,NULL}"),
+        Some(r#"{"{\"a\":1}"}"#),
+        Some("ADMIN"),
+    ];
     let mut fake = Fake::with_rows(vec![rows(&cols, &[&cells])]);
     let r = run(&mut fake, &body(raw, "{}")).await;
     assert_eq!(
@@ -291,5 +310,9 @@ async fn raw_query_result_types() {
     // Built-in types Prisma cannot read: P2010.
     let mut fake = Fake::with_rows(vec![rows(&[("iv", 1186)], &[&[Some("1 day")]])]);
     let r = run(&mut fake, &body(raw, "{}")).await;
-    assert!(r.body.starts_with(r#"{"code":"P2010","error":"Raw query failed. Code: `N/A`. Message: `Failed to deserialize column of type 'interval'."#), "{}", r.body);
+    assert!(
+        r.body.starts_with(r#"{"code":"P2010","error":"Raw query failed. Code: `N/A`. Message: `Failed to deserialize column of type 'interval'."#),
+        "{}",
+        r.body
+    );
 }

@@ -68,14 +68,7 @@ impl ScramVerifier {
 
 impl std::fmt::Display for ScramVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "SCRAM-SHA-256${}:{}${}:{}",
-            self.iterations,
-            B64.encode(&self.salt),
-            B64.encode(self.stored_key),
-            B64.encode(self.server_key)
-        )
+        write!(f, "SCRAM-SHA-256${}:{}${}:{}", self.iterations, B64.encode(&self.salt), B64.encode(self.stored_key), B64.encode(self.server_key))
     }
 }
 
@@ -92,10 +85,7 @@ impl ScramServer {
     pub fn start(verifier: ScramVerifier, client_first: &[u8]) -> Result<(Self, String), ProtoError> {
         let msg = std::str::from_utf8(client_first).map_err(|_| ProtoError::Utf8("SASL"))?;
         // gs2 header: "n,," (no channel binding) or "y,," (client supports it, we don't advertise it).
-        let bare = msg
-            .strip_prefix("n,,")
-            .or_else(|| msg.strip_prefix("y,,"))
-            .ok_or(ProtoError::Auth("unsupported SCRAM channel binding"))?;
+        let bare = msg.strip_prefix("n,,").or_else(|| msg.strip_prefix("y,,")).ok_or(ProtoError::Auth("unsupported SCRAM channel binding"))?;
         let client_nonce = bare
             .split(',')
             .find_map(|kv| kv.strip_prefix("r="))
@@ -105,10 +95,7 @@ impl ScramServer {
         rand::thread_rng().fill_bytes(&mut raw);
         let nonce = format!("{client_nonce}{}", B64.encode(raw));
         let server_first = format!("r={nonce},s={},i={}", B64.encode(&verifier.salt), verifier.iterations);
-        Ok((
-            ScramServer { verifier, client_first_bare: bare.to_owned(), server_first: server_first.clone(), nonce },
-            server_first,
-        ))
+        Ok((ScramServer { verifier, client_first_bare: bare.to_owned(), server_first: server_first.clone(), nonce }, server_first))
     }
 
     /// Verifies the client-final message. `Ok(Some(server_final))` on success, `Ok(None)` on a wrong
@@ -131,11 +118,7 @@ impl ScramServer {
         if nonce != Some(self.nonce.as_str()) {
             return Err(ProtoError::Auth("SCRAM nonce mismatch"));
         }
-        let proof: [u8; 32] = B64
-            .decode(proof)
-            .ok()
-            .and_then(|p| p.try_into().ok())
-            .ok_or(ProtoError::Auth("malformed SCRAM proof"))?;
+        let proof: [u8; 32] = B64.decode(proof).ok().and_then(|p| p.try_into().ok()).ok_or(ProtoError::Auth("malformed SCRAM proof"))?;
         let auth_message = format!("{},{},{}", self.client_first_bare, self.server_first, without_proof);
         let signature = hmac(&self.verifier.stored_key, auth_message.as_bytes());
         let mut client_key = [0u8; 32];

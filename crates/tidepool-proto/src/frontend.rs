@@ -10,12 +10,30 @@ use crate::ProtoError;
 /// A client message viewed by tag. Messages a pooler only forwards stay opaque.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FrontendMsg<'a> {
-    Query { sql: &'a str },
-    Parse { name: &'a str, query: &'a str, param_types: Vec<u32> },
-    Bind { portal: &'a str, statement: &'a str },
-    Describe { kind: u8, name: &'a str },
-    Close { kind: u8, name: &'a str },
-    Execute { portal: &'a str, max_rows: i32 },
+    Query {
+        sql: &'a str,
+    },
+    Parse {
+        name: &'a str,
+        query: &'a str,
+        param_types: Vec<u32>,
+    },
+    Bind {
+        portal: &'a str,
+        statement: &'a str,
+    },
+    Describe {
+        kind: u8,
+        name: &'a str,
+    },
+    Close {
+        kind: u8,
+        name: &'a str,
+    },
+    Execute {
+        portal: &'a str,
+        max_rows: i32,
+    },
     Sync,
     Flush,
     Terminate,
@@ -208,10 +226,7 @@ mod tests {
         parse(&mut b, "s1", "select $1", &[23]);
         bind_text(&mut b, "", "s1", &[Some("42"), None]);
         let f = one(&mut b);
-        assert_eq!(
-            FrontendMsg::parse(&f).unwrap(),
-            FrontendMsg::Parse { name: "s1", query: "select $1", param_types: vec![23] }
-        );
+        assert_eq!(FrontendMsg::parse(&f).unwrap(), FrontendMsg::Parse { name: "s1", query: "select $1", param_types: vec![23] });
         let f = one(&mut b);
         assert_eq!(FrontendMsg::parse(&f).unwrap(), FrontendMsg::Bind { portal: "", statement: "s1" });
         let mut re = rewrite_bind(&f, "tp_abc").unwrap();

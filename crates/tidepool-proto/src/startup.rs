@@ -51,10 +51,7 @@ impl StartupPacket {
                 Ok(StartupPacket::Startup { params })
             }
             SSL_REQUEST | GSSENC_REQUEST => Err(ProtoError::malformed("startup")),
-            other => Err(ProtoError::UnsupportedVersion {
-                major: (other >> 16) as u16,
-                minor: (other & 0xffff) as u16,
-            }),
+            other => Err(ProtoError::UnsupportedVersion { major: (other >> 16) as u16, minor: (other & 0xffff) as u16 }),
         }
     }
 }

@@ -14,9 +14,7 @@ use anyhow::{bail, Result};
 /// the highest-versioned `/usr/lib/postgresql/*/bin`; `/usr/local/pgsql/bin`.
 pub fn pg_bin_dir() -> Result<PathBuf> {
     static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    DIR.get_or_init(|| find_bin_dir().map_err(|e| format!("{e:#}")))
-        .clone()
-        .map_err(anyhow::Error::msg)
+    DIR.get_or_init(|| find_bin_dir().map_err(|e| format!("{e:#}"))).clone().map_err(anyhow::Error::msg)
 }
 
 /// Full path of a PostgreSQL program (`psql`, `pgbench`, `pg_ctl`, ...):
@@ -36,9 +34,7 @@ pub fn pg_bin(name: &str) -> Result<PathBuf> {
 }
 
 fn has_server_bins(dir: &Path) -> bool {
-    ["initdb", "pg_ctl", "postgres"]
-        .iter()
-        .all(|b| is_executable(&dir.join(b)))
+    ["initdb", "pg_ctl", "postgres"].iter().all(|b| is_executable(&dir.join(b)))
 }
 
 fn find_bin_dir() -> Result<PathBuf> {
@@ -47,18 +43,12 @@ fn find_bin_dir() -> Result<PathBuf> {
         if has_server_bins(&dir) {
             return Ok(dir);
         }
-        bail!(
-            "TIDEPOOL_PG_BIN_DIR={} has no initdb/pg_ctl/postgres",
-            dir.display()
-        );
+        bail!("TIDEPOOL_PG_BIN_DIR={} has no initdb/pg_ctl/postgres", dir.display());
     }
     if let Some(initdb) = which("initdb") {
         // Resolve symlinks (/usr/local/bin/initdb -> /usr/lib/postgresql/15/bin/initdb)
         // so pg_ctl/postgres come from the same installation.
-        for candidate in [std::fs::canonicalize(&initdb).ok(), Some(initdb)]
-            .into_iter()
-            .flatten()
-        {
+        for candidate in [std::fs::canonicalize(&initdb).ok(), Some(initdb)].into_iter().flatten() {
             if let Some(dir) = candidate.parent() {
                 if has_server_bins(dir) {
                     return Ok(dir.to_path_buf());
@@ -99,16 +89,12 @@ fn version_key(name: &str) -> Option<Vec<u32>> {
 
 pub(crate) fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| is_executable(p))
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| is_executable(p))
 }
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
+    std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -117,11 +103,7 @@ mod tests {
 
     #[test]
     fn version_keys_sort_numerically() {
-        let mut v = [
-            version_key("9.6").unwrap(),
-            version_key("15").unwrap(),
-            version_key("10").unwrap(),
-        ];
+        let mut v = [version_key("9.6").unwrap(), version_key("15").unwrap(), version_key("10").unwrap()];
         v.sort();
         assert_eq!(v.last().unwrap(), &vec![15]);
         assert!(version_key("common").is_none());

@@ -18,8 +18,7 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::os_user::OsUser;
 use crate::{
-    free_port, known_password, pg_bin_dir, MD5_PASSWORD, MD5_USER, PASS_PASSWORD, PASS_USER,
-    SCRAM_PASSWORD, SCRAM_USER, SUPERUSER, TRUST_PASSWORD, TRUST_USER,
+    free_port, known_password, pg_bin_dir, MD5_PASSWORD, MD5_USER, PASS_PASSWORD, PASS_USER, SCRAM_PASSWORD, SCRAM_USER, SUPERUSER, TRUST_PASSWORD, TRUST_USER,
 };
 
 /// `application_name` of every connection the testkit itself opens; such
@@ -80,12 +79,7 @@ pub struct ClusterBuilder {
 
 impl Default for ClusterBuilder {
     fn default() -> Self {
-        ClusterBuilder {
-            max_connections: 300,
-            ssl: false,
-            settings: Vec::new(),
-            extra_hba: Vec::new(),
-        }
+        ClusterBuilder { max_connections: 300, ssl: false, settings: Vec::new(), extra_hba: Vec::new() }
     }
 }
 
@@ -150,16 +144,11 @@ struct Inner {
 
 impl std::fmt::Debug for TestCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestCluster")
-            .field("port", &self.inner.port)
-            .field("root", &self.inner.root)
-            .field("shared", &self.inner.shared)
-            .finish()
+        f.debug_struct("TestCluster").field("port", &self.inner.port).field("root", &self.inner.root).field("shared", &self.inner.shared).finish()
     }
 }
 
-static SHARED: tokio::sync::OnceCell<Result<TestCluster, String>> =
-    tokio::sync::OnceCell::const_new();
+static SHARED: tokio::sync::OnceCell<Result<TestCluster, String>> = tokio::sync::OnceCell::const_new();
 
 impl TestCluster {
     /// Starts a private cluster with default options (max_connections 300,
@@ -178,28 +167,14 @@ impl TestCluster {
     /// It cannot be stopped or restarted; it is shut down and deleted when the
     /// process exits.
     pub async fn shared() -> Result<&'static TestCluster> {
-        let res = SHARED
-            .get_or_init(|| async {
-                TestCluster::start_with(ClusterBuilder::default(), true)
-                    .await
-                    .map_err(|e| format!("{e:#}"))
-            })
-            .await;
-        res.as_ref()
-            .map_err(|e| anyhow!("shared test cluster failed to start: {e}"))
+        let res = SHARED.get_or_init(|| async { TestCluster::start_with(ClusterBuilder::default(), true).await.map_err(|e| format!("{e:#}")) }).await;
+        res.as_ref().map_err(|e| anyhow!("shared test cluster failed to start: {e}"))
     }
 
     async fn start_with(opts: ClusterBuilder, shared: bool) -> Result<TestCluster> {
-        let inner = tokio::task::spawn_blocking(move || Inner::create(&opts, shared))
-            .await
-            .context("cluster start task panicked")??;
-        let cluster = TestCluster {
-            inner: Arc::new(inner),
-        };
-        cluster
-            .bootstrap()
-            .await
-            .with_context(|| format!("bootstrapping cluster; log:\n{}", cluster.log_tail()))?;
+        let inner = tokio::task::spawn_blocking(move || Inner::create(&opts, shared)).await.context("cluster start task panicked")??;
+        let cluster = TestCluster { inner: Arc::new(inner) };
+        cluster.bootstrap().await.with_context(|| format!("bootstrapping cluster; log:\n{}", cluster.log_tail()))?;
         Ok(cluster)
     }
 
@@ -225,12 +200,7 @@ impl TestCluster {
         client.batch_execute(&sql).await?;
         // Check the stored formats really are what the roles are for.
         for (user, prefix) in [(SCRAM_USER, "SCRAM-SHA-256$"), (MD5_USER, "md5")] {
-            let row = client
-                .query_one(
-                    "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
-                    &[&user],
-                )
-                .await?;
+            let row = client.query_one("SELECT rolpassword FROM pg_authid WHERE rolname = $1", &[&user]).await?;
             let stored: String = row.get(0);
             if !stored.starts_with(prefix) {
                 bail!("role {user} has password stored as {stored:?}, expected {prefix}...");
@@ -238,20 +208,13 @@ impl TestCluster {
         }
         {
             let t1 = self.client("template1").await?;
-            t1.batch_execute("GRANT ALL ON SCHEMA public TO PUBLIC")
-                .await?;
+            t1.batch_execute("GRANT ALL ON SCHEMA public TO PUBLIC").await?;
         }
         // CREATE DATABASE fails while anyone is connected to the template;
         // wait until that session is really gone.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let n: i64 = client
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = 'template1'",
-                    &[],
-                )
-                .await?
-                .get(0);
+            let n: i64 = client.query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = 'template1'", &[]).await?.get(0);
             if n == 0 {
                 break;
             }
@@ -334,12 +297,7 @@ impl TestCluster {
     /// filled in), tagged with application_name `tidepool-testkit`.
     pub fn config(&self, user: &str, db: &str) -> tokio_postgres::Config {
         let mut c = tokio_postgres::Config::new();
-        c.host("127.0.0.1")
-            .port(self.inner.port)
-            .user(user)
-            .dbname(db)
-            .application_name(TESTKIT_APP_NAME)
-            .connect_timeout(Duration::from_secs(10));
+        c.host("127.0.0.1").port(self.inner.port).user(user).dbname(db).application_name(TESTKIT_APP_NAME).connect_timeout(Duration::from_secs(10));
         if let Some(p) = known_password(user) {
             c.password(p);
         }
@@ -354,12 +312,7 @@ impl TestCluster {
 
     /// A client for `user` (known password used) connected to `db` directly.
     pub async fn client_as(&self, user: &str, db: &str) -> Result<Client> {
-        connect(&self.config(user, db)).await.with_context(|| {
-            format!(
-                "connecting to 127.0.0.1:{} as {user} to {db}",
-                self.inner.port
-            )
-        })
+        connect(&self.config(user, db)).await.with_context(|| format!("connecting to 127.0.0.1:{} as {user} to {db}", self.inner.port))
     }
 
     /// Creates database `name` (dropping an existing one of that name first),
@@ -368,17 +321,14 @@ impl TestCluster {
     pub async fn create_database(&self, name: &str) -> Result<()> {
         let c = self.client("postgres").await?;
         let ident = quote_ident(name);
-        c.batch_execute(&format!("DROP DATABASE IF EXISTS {ident} WITH (FORCE)"))
-            .await?;
+        c.batch_execute(&format!("DROP DATABASE IF EXISTS {ident} WITH (FORCE)")).await?;
         // Retried: CREATE DATABASE refuses while template1 has a session
         // (some other test may be poking at it).
         let mut attempt = 0;
         loop {
             match c.batch_execute(&format!("CREATE DATABASE {ident}")).await {
                 Ok(()) => return Ok(()),
-                Err(e)
-                    if attempt < 5 && e.to_string().contains("being accessed by other users") =>
-                {
+                Err(e) if attempt < 5 && e.to_string().contains("being accessed by other users") => {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
@@ -391,22 +341,8 @@ impl TestCluster {
     /// (sanitized, truncated) and returns the name.
     pub async fn unique_database(&self, prefix: &str) -> Result<String> {
         static N: AtomicU64 = AtomicU64::new(0);
-        let clean: String = prefix
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                }
-            })
-            .take(40)
-            .collect();
-        let name = format!(
-            "{clean}_{}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
+        let clean: String = prefix.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).take(40).collect();
+        let name = format!("{clean}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
         self.create_database(&name).await?;
         Ok(name)
     }
@@ -414,11 +350,7 @@ impl TestCluster {
     /// Drops database `name` (terminating its sessions).
     pub async fn drop_database(&self, name: &str) -> Result<()> {
         let c = self.client("postgres").await?;
-        c.batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            quote_ident(name)
-        ))
-        .await?;
+        c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name))).await?;
         Ok(())
     }
 
@@ -442,13 +374,7 @@ impl TestCluster {
 
     /// Polls [`backend_count`](Self::backend_count) every 50 ms until `pred`
     /// holds; returns the count, or an error with the last count on timeout.
-    pub async fn wait_for_backend_count(
-        &self,
-        db: &str,
-        filter: BackendFilter,
-        timeout: Duration,
-        pred: impl Fn(i64) -> bool,
-    ) -> Result<i64> {
+    pub async fn wait_for_backend_count(&self, db: &str, filter: BackendFilter, timeout: Duration, pred: impl Fn(i64) -> bool) -> Result<i64> {
         let deadline = Instant::now() + timeout;
         loop {
             let n = self.backend_count(db, filter.clone()).await?;
@@ -489,18 +415,14 @@ impl TestCluster {
     pub async fn stop_with(&self, mode: StopMode) -> Result<()> {
         self.not_shared("stop")?;
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.stop(mode))
-            .await
-            .context("stop task panicked")?
+        tokio::task::spawn_blocking(move || inner.stop(mode)).await.context("stop task panicked")?
     }
 
     /// Starts a stopped server again, on the same port with the same data.
     pub async fn start_again(&self) -> Result<()> {
         self.not_shared("start_again")?;
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.start_server())
-            .await
-            .context("start task panicked")?
+        tokio::task::spawn_blocking(move || inner.start_server()).await.context("start task panicked")?
     }
 
     /// Fast shutdown then start, same port and data. Existing connections
@@ -544,8 +466,7 @@ impl Inner {
         let root = dir.path().to_path_buf();
         fs::set_permissions(&root, fs::Permissions::from_mode(0o700))?;
         if let Some(u) = &os_user {
-            std::os::unix::fs::chown(&root, Some(u.uid), Some(u.gid))
-                .with_context(|| format!("chown {} to {}", root.display(), u.name))?;
+            std::os::unix::fs::chown(&root, Some(u.uid), Some(u.gid)).with_context(|| format!("chown {} to {}", root.display(), u.name))?;
         }
         let data = root.join("data");
         let log = root.join("postgres.log");
@@ -598,48 +519,24 @@ impl Inner {
                 cmd.env_remove(k);
             }
         }
-        cmd.env("LC_ALL", "C")
-            .env("HOME", &self.root)
-            .current_dir(&self.root)
-            .stdin(Stdio::null());
+        cmd.env("LC_ALL", "C").env("HOME", &self.root).current_dir(&self.root).stdin(Stdio::null());
         if let Some(u) = &self.os_user {
-            cmd.uid(u.uid)
-                .gid(u.gid)
-                .env("USER", &u.name)
-                .env("LOGNAME", &u.name);
+            cmd.uid(u.uid).gid(u.gid).env("USER", &u.name).env("LOGNAME", &u.name);
         }
         cmd
     }
 
     fn run_checked(&self, mut cmd: Command, what: &str) -> Result<()> {
-        let out = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .with_context(|| format!("spawning {what}"))?;
+        let out = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).output().with_context(|| format!("spawning {what}"))?;
         if !out.status.success() {
-            bail!(
-                "{what} failed ({}):\n{}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            bail!("{what} failed ({}):\n{}{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         }
         Ok(())
     }
 
     fn initdb_into(&self, data: &Path) -> Result<()> {
         let mut cmd = self.pg_command("initdb");
-        cmd.arg("-D").arg(data).args([
-            "-U",
-            SUPERUSER,
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--no-sync",
-        ]);
+        cmd.arg("-D").arg(data).args(["-U", SUPERUSER, "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"]);
         self.run_checked(cmd, "initdb")
     }
 
@@ -653,13 +550,7 @@ impl Inner {
         if std::env::var_os("TIDEPOOL_TEST_NO_INITDB_CACHE").is_none() {
             match self.cached_template() {
                 Ok(template) => {
-                    let status = Command::new("cp")
-                        .arg("-a")
-                        .arg(&template)
-                        .arg(&self.data)
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .status();
+                    let status = Command::new("cp").arg("-a").arg(&template).arg(&self.data).stdout(Stdio::null()).stderr(Stdio::null()).status();
                     if matches!(status, Ok(s) if s.success()) {
                         return Ok(());
                     }
@@ -672,45 +563,27 @@ impl Inner {
     }
 
     fn cached_template(&self) -> Result<PathBuf> {
-        let version = Command::new(self.bin_dir.join("postgres"))
-            .arg("--version")
-            .output()?;
+        let version = Command::new(self.bin_dir.join("postgres")).arg("--version").output()?;
         let key: String = format!(
             "{}-{}-uid{}",
             String::from_utf8_lossy(&version.stdout).trim(),
             self.bin_dir.display(),
-            self.os_user
-                .as_ref()
-                .map(|u| u.uid)
-                .unwrap_or_else(crate::os_user::effective_uid)
+            self.os_user.as_ref().map(|u| u.uid).unwrap_or_else(crate::os_user::effective_uid)
         )
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' })
         .collect();
-        let cache = self
-            .root
-            .parent()
-            .unwrap_or(Path::new("/tmp"))
-            .join("tidepool-testkit-cache");
+        let cache = self.root.parent().unwrap_or(Path::new("/tmp")).join("tidepool-testkit-cache");
         fs::create_dir_all(&cache)?;
         let _ = fs::set_permissions(&cache, fs::Permissions::from_mode(0o755));
         let entry = cache.join(key);
-        let valid =
-            |p: &Path| p.join("PG_VERSION").is_file() && p.join("global/pg_control").is_file();
+        let valid = |p: &Path| p.join("PG_VERSION").is_file() && p.join("global/pg_control").is_file();
         if valid(&entry.join("data")) {
             return Ok(entry.join("data"));
         }
         // Build it aside, then rename into place atomically (another process
         // may be doing the same; whoever renames first wins).
-        let staging = tempfile::Builder::new()
-            .prefix("staging.")
-            .tempdir_in(&cache)?;
+        let staging = tempfile::Builder::new().prefix("staging.").tempdir_in(&cache)?;
         fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755))?;
         if let Some(u) = &self.os_user {
             std::os::unix::fs::chown(staging.path(), Some(u.uid), Some(u.gid))?;
@@ -769,23 +642,14 @@ impl Inner {
             let _ = writeln!(conf, "{k} = {v}");
         }
         // Appending keeps the file's owner (the server user).
-        fs::OpenOptions::new()
-            .append(true)
-            .open(self.data.join("postgresql.conf"))?
-            .write_all(conf.as_bytes())?;
+        fs::OpenOptions::new().append(true).open(self.data.join("postgresql.conf"))?.write_all(conf.as_bytes())?;
 
         let mut hba = String::from("# written by tidepool-testkit\n");
         for l in &opts.extra_hba {
             hba.push_str(l);
             hba.push('\n');
         }
-        for (user, method) in [
-            (SUPERUSER, "trust"),
-            (SCRAM_USER, "scram-sha-256"),
-            (MD5_USER, "md5"),
-            (PASS_USER, "password"),
-            (TRUST_USER, "trust"),
-        ] {
+        for (user, method) in [(SUPERUSER, "trust"), (SCRAM_USER, "scram-sha-256"), (MD5_USER, "md5"), (PASS_USER, "password"), (TRUST_USER, "trust")] {
             let _ = writeln!(hba, "local all {user} {method}");
             let _ = writeln!(hba, "host  all {user} 127.0.0.1/32 {method}");
         }
@@ -863,9 +727,7 @@ rm -rf "$1"
             return Ok(());
         }
         let mut cmd = self.pg_command("pg_ctl");
-        cmd.arg("-D")
-            .arg(&self.data)
-            .args(["-w", "-t", "60", "-m", mode.as_arg(), "stop"]);
+        cmd.arg("-D").arg(&self.data).args(["-w", "-t", "60", "-m", mode.as_arg(), "stop"]);
         self.run_checked(cmd, "pg_ctl stop")?;
         *running = false;
         Ok(())
@@ -882,10 +744,7 @@ impl Drop for Inner {
         let running = *lock(&self.running);
         if running && self.stop(StopMode::Immediate).is_err() {
             // Last resort: SIGQUIT the postmaster = immediate shutdown.
-            if let Some(pid) = fs::read_to_string(self.data.join("postmaster.pid"))
-                .ok()
-                .and_then(|s| s.lines().next().map(str::to_owned))
-            {
+            if let Some(pid) = fs::read_to_string(self.data.join("postmaster.pid")).ok().and_then(|s| s.lines().next().map(str::to_owned)) {
                 let _ = Command::new("kill").args(["-QUIT", &pid]).status();
             }
         }
@@ -929,21 +788,14 @@ fn temp_base(other_user: bool) -> PathBuf {
         return PathBuf::from(d);
     }
     let shm = Path::new("/dev/shm");
-    if fs::metadata(shm)
-        .map(|m| m.is_dir() && m.permissions().mode() & 0o1777 == 0o1777)
-        .unwrap_or(false)
-    {
+    if fs::metadata(shm).map(|m| m.is_dir() && m.permissions().mode() & 0o1777 == 0o1777).unwrap_or(false) {
         return shm.to_path_buf();
     }
     let base = std::env::temp_dir();
     if !other_user {
         return base;
     }
-    let traversable = base.ancestors().all(|p| {
-        fs::metadata(p)
-            .map(|m| m.permissions().mode() & 0o001 != 0)
-            .unwrap_or(false)
-    });
+    let traversable = base.ancestors().all(|p| fs::metadata(p).map(|m| m.permissions().mode() & 0o001 != 0).unwrap_or(false));
     if traversable {
         base
     } else {

@@ -24,9 +24,7 @@ const FALLBACK_USER: &str = "tidepool-pg";
 /// missing), else `nobody`.
 pub fn os_user() -> Result<Option<OsUser>> {
     static USER: OnceLock<Result<Option<OsUser>, String>> = OnceLock::new();
-    USER.get_or_init(|| resolve().map_err(|e| format!("{e:#}")))
-        .clone()
-        .map_err(anyhow::Error::msg)
+    USER.get_or_init(|| resolve().map_err(|e| format!("{e:#}"))).clone().map_err(anyhow::Error::msg)
 }
 
 pub(crate) fn effective_uid() -> u32 {
@@ -34,12 +32,7 @@ pub(crate) fn effective_uid() -> u32 {
     if let Ok(m) = std::fs::metadata("/proc/self") {
         return m.uid();
     }
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(u32::MAX)
+    Command::new("id").arg("-u").output().ok().and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok()).unwrap_or(u32::MAX)
 }
 
 fn resolve() -> Result<Option<OsUser>> {
@@ -47,9 +40,7 @@ fn resolve() -> Result<Option<OsUser>> {
         return Ok(None);
     }
     if let Ok(name) = std::env::var("TIDEPOOL_TEST_PG_OS_USER") {
-        return lookup(&name)
-            .map(Some)
-            .with_context(|| format!("TIDEPOOL_TEST_PG_OS_USER={name}"));
+        return lookup(&name).map(Some).with_context(|| format!("TIDEPOOL_TEST_PG_OS_USER={name}"));
     }
     if let Ok(u) = lookup("postgres") {
         return Ok(Some(u));
@@ -58,16 +49,7 @@ fn resolve() -> Result<Option<OsUser>> {
         return Ok(Some(u));
     }
     let created = Command::new("useradd")
-        .args([
-            "--system",
-            "--user-group",
-            "--no-create-home",
-            "--home-dir",
-            "/nonexistent",
-            "--shell",
-            "/usr/sbin/nologin",
-            FALLBACK_USER,
-        ])
+        .args(["--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", FALLBACK_USER])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
@@ -83,11 +65,7 @@ fn resolve() -> Result<Option<OsUser>> {
 
 fn lookup(name: &str) -> Result<OsUser> {
     let id = |flag: &str| -> Result<u32> {
-        let out = Command::new("id")
-            .args([flag, name])
-            .stderr(Stdio::null())
-            .output()
-            .context("running `id`")?;
+        let out = Command::new("id").args([flag, name]).stderr(Stdio::null()).output().context("running `id`")?;
         if !out.status.success() {
             bail!("no such user {name}");
         }
@@ -98,9 +76,5 @@ fn lookup(name: &str) -> Result<OsUser> {
     if uid == 0 {
         bail!("user {name} is root");
     }
-    Ok(OsUser {
-        name: name.to_string(),
-        uid,
-        gid,
-    })
+    Ok(OsUser { name: name.to_string(), uid, gid })
 }

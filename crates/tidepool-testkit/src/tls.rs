@@ -1,8 +1,6 @@
 //! Test certificates via rcgen.
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
-};
+use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose};
 
 /// A self-signed end-entity certificate for `hostnames` (DNS names, or IP
 /// addresses such as `"127.0.0.1"`, which become IP SANs).
@@ -14,10 +12,7 @@ where
     I: IntoIterator,
     I::Item: AsRef<str>,
 {
-    let names: Vec<String> = hostnames
-        .into_iter()
-        .map(|h| h.as_ref().to_string())
-        .collect();
+    let names: Vec<String> = hostnames.into_iter().map(|h| h.as_ref().to_string()).collect();
     let ck = rcgen::generate_simple_self_signed(names).expect("rcgen self-signed certificate");
     (ck.cert.pem(), ck.key_pair.serialize_pem())
 }
@@ -39,10 +34,7 @@ where
     I: IntoIterator,
     I::Item: AsRef<str>,
 {
-    let names: Vec<String> = hostnames
-        .into_iter()
-        .map(|h| h.as_ref().to_string())
-        .collect();
+    let names: Vec<String> = hostnames.into_iter().map(|h| h.as_ref().to_string()).collect();
 
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
@@ -50,28 +42,15 @@ where
     dn.push(DnType::CommonName, "tidepool test CA");
     ca_params.distinguished_name = dn;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let ca_cert = ca_params.self_signed(&ca_key).expect("CA cert");
 
     let leaf_key = KeyPair::generate().expect("leaf key");
     let mut leaf_params = CertificateParams::new(names.clone()).expect("leaf params");
     let mut dn = DistinguishedName::new();
-    dn.push(
-        DnType::CommonName,
-        names.first().cloned().unwrap_or_else(|| "localhost".into()),
-    );
+    dn.push(DnType::CommonName, names.first().cloned().unwrap_or_else(|| "localhost".into()));
     leaf_params.distinguished_name = dn;
-    let leaf = leaf_params
-        .signed_by(&leaf_key, &ca_cert, &ca_key)
-        .expect("leaf cert");
+    let leaf = leaf_params.signed_by(&leaf_key, &ca_cert, &ca_key).expect("leaf cert");
 
-    TestPki {
-        ca_cert_pem: ca_cert.pem(),
-        cert_pem: leaf.pem(),
-        key_pem: leaf_key.serialize_pem(),
-    }
+    TestPki { ca_cert_pem: ca_cert.pem(), cert_pem: leaf.pem(), key_pem: leaf_key.serialize_pem() }
 }

@@ -18,10 +18,7 @@ use anyhow::{bail, Context, Result};
 pub fn free_port() -> u16 {
     static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     for _ in 0..1000 {
-        let port = TcpListener::bind(("127.0.0.1", 0))
-            .and_then(|l| l.local_addr())
-            .expect("bind 127.0.0.1:0")
-            .port();
+        let port = TcpListener::bind(("127.0.0.1", 0)).and_then(|l| l.local_addr()).expect("bind 127.0.0.1:0").port();
         let mut guard = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
         if guard.get_or_insert_with(HashSet::new).insert(port) {
             return port;
@@ -49,12 +46,7 @@ impl CmdOutput {
         if self.success() {
             Ok(self)
         } else {
-            bail!(
-                "command failed ({}): stderr:\n{}\nstdout:\n{}",
-                self.status,
-                self.stderr.trim_end(),
-                self.stdout.trim_end()
-            )
+            bail!("command failed ({}): stderr:\n{}\nstdout:\n{}", self.status, self.stderr.trim_end(), self.stdout.trim_end())
         }
     }
 
@@ -87,19 +79,7 @@ impl CmdOutput {
 pub async fn run_psql(url: &str, sql: &str) -> Result<CmdOutput> {
     let psql = crate::pg_bin("psql")?;
     let mut cmd = tokio::process::Command::new(psql);
-    cmd.args([
-        "-X",
-        "-q",
-        "-A",
-        "-t",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-d",
-        url,
-        "-c",
-        sql,
-    ])
-    .env("PGCONNECT_TIMEOUT", "10");
+    cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql]).env("PGCONNECT_TIMEOUT", "10");
     run(cmd).await
 }
 
@@ -118,17 +98,7 @@ where
 }
 
 async fn run(mut cmd: tokio::process::Command) -> Result<CmdOutput> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let out = cmd
-        .output()
-        .await
-        .with_context(|| format!("spawning {cmd:?}"))?;
-    Ok(CmdOutput {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    let out = cmd.output().await.with_context(|| format!("spawning {cmd:?}"))?;
+    Ok(CmdOutput { status: out.status, stdout: String::from_utf8_lossy(&out.stdout).into_owned(), stderr: String::from_utf8_lossy(&out.stderr).into_owned() })
 }

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tidepool_testkit::{
-    free_port, run_pgbench, run_psql, self_signed_cert, test_pki, BackendFilter, StopMode,
-    TestCluster, AUTH_ROLES, MD5_USER, SCRAM_USER, SUPERUSER, TRUST_USER,
+    free_port, run_pgbench, run_psql, self_signed_cert, test_pki, BackendFilter, StopMode, TestCluster, AUTH_ROLES, MD5_USER, SCRAM_USER, SUPERUSER, TRUST_USER,
 };
 use tokio_postgres::NoTls;
 
@@ -27,9 +26,7 @@ async fn every_auth_role_connects_and_wrong_passwords_fail() -> Result<()> {
     for (user, password, method) in AUTH_ROLES {
         let url = cluster.url(user, &db);
         assert!(url.contains(password), "{url}");
-        let client = connect_url(&url)
-            .await
-            .with_context(|| format!("{user} via {method}"))?;
+        let client = connect_url(&url).await.with_context(|| format!("{user} via {method}"))?;
         let row = client.query_one("SELECT current_user::text", &[]).await?;
         assert_eq!(row.get::<_, String>(0), user);
 
@@ -38,28 +35,14 @@ async fn every_auth_role_connects_and_wrong_passwords_fail() -> Result<()> {
         if method == "trust" {
             assert!(res.is_ok(), "trust must ignore the password");
         } else {
-            let Err(err) = res else {
-                panic!("{user}: wrong password must fail")
-            };
-            let msg = err
-                .as_db_error()
-                .map(|d| d.message().to_string())
-                .unwrap_or_default();
-            assert!(
-                msg.contains("password authentication failed"),
-                "{user}: {err:?}"
-            );
+            let Err(err) = res else { panic!("{user}: wrong password must fail") };
+            let msg = err.as_db_error().map(|d| d.message().to_string()).unwrap_or_default();
+            assert!(msg.contains("password authentication failed"), "{user}: {err:?}");
         }
     }
     // Superuser without password.
     let su = connect_url(&cluster.url(SUPERUSER, &db)).await?;
-    let is_super: String = su
-        .query_one(
-            "SELECT rolsuper::text FROM pg_roles WHERE rolname = current_user",
-            &[],
-        )
-        .await?
-        .get(0);
+    let is_super: String = su.query_one("SELECT rolsuper::text FROM pg_roles WHERE rolname = current_user", &[]).await?.get(0);
     assert_eq!(is_super, "true");
 
     // Stored password formats match the methods.
@@ -87,21 +70,14 @@ async fn every_auth_role_connects_and_wrong_passwords_fail() -> Result<()> {
 #[tokio::test]
 async fn servers_really_use_each_auth_method() -> Result<()> {
     // A private cluster logging connections: the log names the method used.
-    let cluster = TestCluster::builder()
-        .setting("log_connections", "on")
-        .start()
-        .await?;
+    let cluster = TestCluster::builder().setting("log_connections", "on").start().await?;
     let db = cluster.unique_database("methods").await?;
     for (user, _, _) in AUTH_ROLES {
         let c = connect_url(&cluster.url(user, &db)).await?;
         c.simple_query("SELECT 1").await?;
     }
     let log = std::fs::read_to_string(cluster.log_path())?;
-    for (user, method) in [
-        (SCRAM_USER, "scram-sha-256"),
-        (MD5_USER, "md5"),
-        ("pass_user", "password"),
-    ] {
+    for (user, method) in [(SCRAM_USER, "scram-sha-256"), (MD5_USER, "md5"), ("pass_user", "password")] {
         let needle = format!("identity=\"{user}\" method={method}");
         assert!(log.contains(&needle), "missing {needle:?} in log:\n{log}");
     }
@@ -114,25 +90,15 @@ async fn per_test_databases_are_usable_by_non_superusers() -> Result<()> {
     let cluster = TestCluster::shared().await?;
     let db = cluster.unique_database("objects").await?;
     let c = cluster.client_as(SCRAM_USER, &db).await?;
-    c.batch_execute("CREATE TABLE t (id int primary key, v text); INSERT INTO t VALUES (1, 'x')")
-        .await?;
-    let v: String = c
-        .query_one("SELECT v FROM t WHERE id = 1", &[])
-        .await?
-        .get(0);
+    c.batch_execute("CREATE TABLE t (id int primary key, v text); INSERT INTO t VALUES (1, 'x')").await?;
+    let v: String = c.query_one("SELECT v FROM t WHERE id = 1", &[]).await?.get(0);
     assert_eq!(v, "x");
 
     // create_database on an existing name replaces it.
     drop(c);
     cluster.create_database(&db).await?;
     let c = cluster.client(&db).await?;
-    let n: i64 = c
-        .query_one(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = 't'",
-            &[],
-        )
-        .await?
-        .get(0);
+    let n: i64 = c.query_one("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = 't'", &[]).await?.get(0);
     assert_eq!(n, 0);
     let max: String = c.query_one("SHOW max_connections", &[]).await?.get(0);
     assert_eq!(max, "300");
@@ -174,40 +140,13 @@ async fn backend_count_filters_and_terminate() -> Result<()> {
     held.push(connect_url(&cluster.url(TRUST_USER, &db)).await?);
 
     assert_eq!(cluster.backend_count(&db, BackendFilter::Any).await?, 4);
-    assert_eq!(
-        cluster
-            .backend_count(&db, BackendFilter::app("counted"))
-            .await?,
-        3
-    );
-    assert_eq!(
-        cluster
-            .backend_count(&db, BackendFilter::user(MD5_USER))
-            .await?,
-        3
-    );
-    assert_eq!(
-        cluster
-            .backend_count(&db, BackendFilter::user(TRUST_USER))
-            .await?,
-        1
-    );
-    assert_eq!(
-        cluster
-            .backend_count("postgres", BackendFilter::user(MD5_USER))
-            .await?,
-        0
-    );
+    assert_eq!(cluster.backend_count(&db, BackendFilter::app("counted")).await?, 3);
+    assert_eq!(cluster.backend_count(&db, BackendFilter::user(MD5_USER)).await?, 3);
+    assert_eq!(cluster.backend_count(&db, BackendFilter::user(TRUST_USER)).await?, 1);
+    assert_eq!(cluster.backend_count("postgres", BackendFilter::user(MD5_USER)).await?, 0);
 
-    assert_eq!(
-        cluster
-            .terminate_backends(&db, BackendFilter::app("counted"))
-            .await?,
-        3
-    );
-    cluster
-        .wait_for_backend_count(&db, BackendFilter::Any, Duration::from_secs(5), |n| n == 1)
-        .await?;
+    assert_eq!(cluster.terminate_backends(&db, BackendFilter::app("counted")).await?, 3);
+    cluster.wait_for_backend_count(&db, BackendFilter::Any, Duration::from_secs(5), |n| n == 1).await?;
     assert!(held[0].simple_query("SELECT 1").await.is_err());
     assert!(held[3].simple_query("SELECT 1").await.is_ok());
     Ok(())
@@ -219,10 +158,7 @@ async fn restart_keeps_port_and_data() -> Result<()> {
     let port = cluster.port();
     let db = cluster.unique_database("restart").await?;
     let c = cluster.client(&db).await?;
-    c.batch_execute(
-        "CREATE TABLE kept (v int); INSERT INTO kept VALUES (42); GRANT SELECT ON kept TO PUBLIC",
-    )
-    .await?;
+    c.batch_execute("CREATE TABLE kept (v int); INSERT INTO kept VALUES (42); GRANT SELECT ON kept TO PUBLIC").await?;
 
     cluster.restart().await?;
     assert_eq!(cluster.port(), port);
@@ -279,21 +215,13 @@ async fn watchdog_cleans_up_after_abort() -> Result<()> {
         return Ok(()); // we are the child; the real work is in abort_child
     }
     let exe = std::env::current_exe()?;
-    let out = tokio::process::Command::new(exe)
-        .args(["--exact", "abort_child", "--nocapture", "--test-threads=1"])
-        .env("TESTKIT_ABORT_CHILD", "1")
-        .output()
-        .await?;
+    let out =
+        tokio::process::Command::new(exe).args(["--exact", "abort_child", "--nocapture", "--test-threads=1"]).env("TESTKIT_ABORT_CHILD", "1").output().await?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout
         .lines()
         .find_map(|l| l.split_once("CHILD_CLUSTER ").map(|(_, rest)| rest))
-        .with_context(|| {
-            format!(
-                "child printed no cluster: {stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })?;
+        .with_context(|| format!("child printed no cluster: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)))?;
     let (root, port) = line.split_once(' ').context("bad child line")?;
     let root = std::path::PathBuf::from(root);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -301,11 +229,7 @@ async fn watchdog_cleans_up_after_abort() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(!root.exists(), "watchdog left {}", root.display());
-    assert!(
-        tokio::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>()?))
-            .await
-            .is_err()
-    );
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>()?)).await.is_err());
     Ok(())
 }
 
@@ -315,11 +239,7 @@ async fn abort_child() -> Result<()> {
         return Ok(()); // only meaningful when spawned by watchdog_cleans_up_after_abort
     }
     let cluster = TestCluster::shared().await?;
-    println!(
-        "CHILD_CLUSTER {} {}",
-        cluster.socket_dir().display(),
-        cluster.port()
-    );
+    println!("CHILD_CLUSTER {} {}", cluster.socket_dir().display(), cluster.port());
     std::process::abort();
 }
 
@@ -327,9 +247,7 @@ async fn abort_child() -> Result<()> {
 async fn psql_and_pgbench_wrappers() -> Result<()> {
     let cluster = TestCluster::shared().await?;
     let db = cluster.unique_database("bench").await?;
-    let out = run_psql(&cluster.url(SCRAM_USER, &db), "SELECT 1 + 1, 'a'")
-        .await?
-        .ok()?;
+    let out = run_psql(&cluster.url(SCRAM_USER, &db), "SELECT 1 + 1, 'a'").await?.ok()?;
     assert_eq!(out.stdout.trim(), "2|a");
 
     let bad = run_psql(&cluster.url(SUPERUSER, &db), "SELECT nope").await?;
@@ -338,9 +256,7 @@ async fn psql_and_pgbench_wrappers() -> Result<()> {
 
     let url = cluster.url(SUPERUSER, &db);
     run_pgbench(["-i", "-s", "1", "-q", &url]).await?.ok()?;
-    let out = run_pgbench(["-S", "-c", "4", "-j", "2", "-T", "1", &url])
-        .await?
-        .ok()?;
+    let out = run_pgbench(["-S", "-c", "4", "-j", "2", "-T", "1", &url]).await?.ok()?;
     let tps = out.tps().context("no tps in pgbench output")?;
     assert!(tps > 0.0, "{}", out.stdout);
     assert_eq!(out.pgbench_failed(), 0);
@@ -349,23 +265,11 @@ async fn psql_and_pgbench_wrappers() -> Result<()> {
 
 #[tokio::test]
 async fn ssl_cluster_accepts_tls() -> Result<()> {
-    let cluster = TestCluster::builder()
-        .ssl(true)
-        .max_connections(50)
-        .start()
-        .await?;
-    assert!(cluster
-        .ssl_cert_pem()
-        .unwrap()
-        .contains("BEGIN CERTIFICATE"));
+    let cluster = TestCluster::builder().ssl(true).max_connections(50).start().await?;
+    assert!(cluster.ssl_cert_pem().unwrap().contains("BEGIN CERTIFICATE"));
     let db = cluster.unique_database("tls").await?;
     let url = format!("{}?sslmode=require", cluster.url(SCRAM_USER, &db));
-    let out = run_psql(
-        &url,
-        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-    )
-    .await?
-    .ok()?;
+    let out = run_psql(&url, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").await?.ok()?;
     assert_eq!(out.stdout.trim(), "t");
     let c = cluster.client(&db).await?;
     let max: String = c.query_one("SHOW max_connections", &[]).await?.get(0);

@@ -100,11 +100,7 @@ impl Database {
         let mut status: HashMap<String, String> = self.server_defaults().await?.into_iter().collect();
         let unknown: Vec<(String, String)> = {
             let cache = self.validated.lock();
-            session
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .filter(|kv| kv.0 != "application_name" && !cache.contains_key(kv))
-                .collect()
+            session.iter().map(|(k, v)| (k.clone(), v.clone())).filter(|kv| kv.0 != "application_name" && !cache.contains_key(kv)).collect()
         };
         if !unknown.is_empty() {
             let lease = self.lease_with(session).await?;
@@ -230,13 +226,8 @@ impl App {
             };
             let pool = Pool::new(settings, Upstream { target });
             pool.stats().register(registry.sub_registry_with_label(("database".into(), db.name.clone().into())));
-            let database = Database {
-                config: db.clone(),
-                pool,
-                clients: AtomicUsize::new(0),
-                defaults: Mutex::new(None),
-                validated: Mutex::new(HashMap::new()),
-            };
+            let database =
+                Database { config: db.clone(), pool, clients: AtomicUsize::new(0), defaults: Mutex::new(None), validated: Mutex::new(HashMap::new()) };
             databases.insert(db.name.clone(), Arc::new(database));
         }
         let pg_tls = match (&config.server.tls_cert, &config.server.tls_key) {

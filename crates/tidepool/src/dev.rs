@@ -113,7 +113,14 @@ impl LocalCluster {
         let dir = dir.canonicalize()?;
         let data = dir.join("pgdata");
         if is_root() {
-            run_ok({ let mut c = Command::new("chown"); c.args(["postgres:postgres"]).arg(&dir); c }, "chown")?;
+            run_ok(
+                {
+                    let mut c = Command::new("chown");
+                    c.args(["postgres:postgres"]).arg(&dir);
+                    c
+                },
+                "chown",
+            )?;
         }
         if !data.join("PG_VERSION").exists() {
             eprintln!("tidepool dev: creating a local PostgreSQL cluster in {}", data.display());

@@ -109,9 +109,11 @@ fn init_logging(format: LogFormat, level: &str) {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::CheckConfig { file } => Config::load(&file, std::env::vars()).map(|c| {
-            println!("{}: ok ({} databases, {} users)", file.display(), c.databases.len(), c.users.len());
-        }).map_err(anyhow::Error::from),
+        Command::CheckConfig { file } => Config::load(&file, std::env::vars())
+            .map(|c| {
+                println!("{}: ok ({} databases, {} users)", file.display(), c.databases.len(), c.users.len());
+            })
+            .map_err(anyhow::Error::from),
         Command::HashPassword { password, iterations } => hash_password(password, iterations),
         Command::Keys { action } => keys(action),
         Command::Serve { config } => match Config::load(&config, std::env::vars()) {

@@ -57,12 +57,7 @@ impl UserStore {
             .collect();
         let mut cache_key = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut cache_key);
-        UserStore {
-            users,
-            decoy: ScramVerifier::from_password(&rand_password(), iterations),
-            verified: Default::default(),
-            cache_key,
-        }
+        UserStore { users, decoy: ScramVerifier::from_password(&rand_password(), iterations), verified: Default::default(), cache_key }
     }
 
     pub fn get(&self, name: &str) -> Option<&User> {

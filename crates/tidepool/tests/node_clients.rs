@@ -44,10 +44,7 @@ fn repo_root() -> PathBuf {
 
 fn init_tracing() {
     if let Ok(filter) = std::env::var("TIDEPOOL_TEST_LOG") {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-            .with_test_writer()
-            .try_init();
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_test_writer().try_init();
     }
 }
 
@@ -143,12 +140,7 @@ impl Outcome {
             (false, Some(c)) => format!("exit status {c}"),
             (false, None) => "killed by a signal".to_string(),
         };
-        format!(
-            "{}: {status} after {:.1}s\n----- output -----\n{}\n----- end of output -----",
-            self.what,
-            self.elapsed.as_secs_f64(),
-            self.output.trim_end()
-        )
+        format!("{}: {status} after {:.1}s\n----- output -----\n{}\n----- end of output -----", self.what, self.elapsed.as_secs_f64(), self.output.trim_end())
     }
 
     fn ensure_success(&self) -> Result<()> {
@@ -234,10 +226,7 @@ fn require_node() -> Result<()> {
     let hint = "the Node client tests need Node.js >= 20 and npm on PATH \
                 (CI installs them; on Debian: apt-get install nodejs npm)";
     let version = |tool: &str| -> Result<String> {
-        let out = std::process::Command::new(tool)
-            .arg("--version")
-            .output()
-            .map_err(|e| anyhow!("`{tool} --version` failed ({e}): {hint}"))?;
+        let out = std::process::Command::new(tool).arg("--version").output().map_err(|e| anyhow!("`{tool} --version` failed ({e}): {hint}"))?;
         if !out.status.success() {
             bail!("`{tool} --version` exited with {}: {hint}", out.status);
         }
@@ -261,15 +250,7 @@ async fn npm_ci_if_needed(dir: &Path) -> Result<()> {
     if std::fs::read_to_string(&stamp).map(|s| s.trim() == sum).unwrap_or(false) {
         return Ok(());
     }
-    let out = run(
-        &format!("npm ci in {}", dir.display()),
-        dir,
-        "npm",
-        &["ci", "--ignore-scripts", "--no-audit", "--no-fund"],
-        &[],
-        SETUP_TIMEOUT,
-    )
-    .await?;
+    let out = run(&format!("npm ci in {}", dir.display()), dir, "npm", &["ci", "--ignore-scripts", "--no-audit", "--no-fund"], &[], SETUP_TIMEOUT).await?;
     out.ensure_success()?;
     std::fs::write(&stamp, format!("{sum}\n"))?;
     Ok(())
@@ -339,11 +320,7 @@ async fn prisma_accelerate_differential() -> Result<()> {
             &dir,
             "bash",
             &["differential.sh"],
-            &[
-                ("ACCELERATE_URL", tp.accelerate_url()),
-                ("DATABASE_URL", tp.direct_url.clone()),
-                ("OUT_DIR", results.path().display().to_string()),
-            ],
+            &[("ACCELERATE_URL", tp.accelerate_url()), ("DATABASE_URL", tp.direct_url.clone()), ("OUT_DIR", results.path().display().to_string())],
             SUITE_TIMEOUT * 2,
         )
         .await?;
@@ -424,11 +401,7 @@ async fn prisma_adapter_neon_smoke() -> Result<()> {
             &dir,
             "node",
             &["--import", "tsx", "smoke.mjs"],
-            &[
-                ("TIDEPOOL_WS", tp.http.to_string()),
-                ("TIDEPOOL_CONN_STRING", tp.conn_string()),
-                ("DIRECT_PG_URL", tp.direct_url.clone()),
-            ],
+            &[("TIDEPOOL_WS", tp.http.to_string()), ("TIDEPOOL_CONN_STRING", tp.conn_string()), ("DIRECT_PG_URL", tp.direct_url.clone())],
             SUITE_TIMEOUT,
         )
         .await?;

@@ -141,14 +141,23 @@ fn proto(s: &mut Seeds) {
     }
 
     let first = b"n,,n=,r=rOprNGfwEbeRWgbNEkqO";
-    s.put("proto_scram", "fuzzed-final", &Scram::encode(first, 0, b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="));
+    s.put(
+        "proto_scram",
+        "fuzzed-final",
+        &Scram::encode(first, 0, b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="),
+    );
     s.put("proto_scram", "right-proof", &Scram::encode(first, 1, b""));
     s.put("proto_scram", "wrong-proof", &Scram::encode(b"y,,n=user,r=abc,e=ext", 2, b"\x13"));
-    s.put("proto_scram", "verifier", b"SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:HKZbQ8lFNiyBv5q+Lrqkb+2YR4qdvvw/bwWbo3wB/a8=");
+    s.put(
+        "proto_scram",
+        "verifier",
+        b"SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:HKZbQ8lFNiyBv5q+Lrqkb+2YR4qdvvw/bwWbo3wB/a8=",
+    );
 }
 
 fn neon(s: &mut Seeds) {
-    let conn = "postgresql://alice:s3cr%40t@ep-cool-darkness-123456.us-east-2.aws.neon.tech/neondb?sslmode=require&application_name=app&options=-c%20search_path%3Dx";
+    let conn =
+        "postgresql://alice:s3cr%40t@ep-cool-darkness-123456.us-east-2.aws.neon.tech/neondb?sslmode=require&application_name=app&options=-c%20search_path%3Dx";
     let base = [("neon-connection-string", conn), ("neon-raw-text-output", "true"), ("neon-array-mode", "true"), ("content-type", "text/plain;charset=UTF-8")];
     let bodies: &[(&str, &str)] = &[
         ("single", r#"{"query":"SELECT $1::int8 AS n, $2 AS s","params":["42",null]}"#),
@@ -170,14 +179,10 @@ fn neon(s: &mut Seeds) {
     ];
     s.put("neon_request", "batch-options", &HttpRequest::encode(&batch_headers, bodies[3].1.as_bytes()));
 
-    for (i, c) in [
-        conn,
-        "postgres://bob@localhost:5432/app",
-        "postgresql://u:p@[::1]:5432/db?application_name=a+b&options=",
-        "POSTGRES://%C3%A9:%00@h/d%2Fx#frag",
-    ]
-    .iter()
-    .enumerate()
+    for (i, c) in
+        [conn, "postgres://bob@localhost:5432/app", "postgresql://u:p@[::1]:5432/db?application_name=a+b&options=", "POSTGRES://%C3%A9:%00@h/d%2Fx#frag"]
+            .iter()
+            .enumerate()
     {
         s.put("neon_conn_string", &format!("conn-{i}"), c.as_bytes());
     }
@@ -186,9 +191,24 @@ fn neon(s: &mut Seeds) {
     backend::error_response(&mut b, "ERROR", "23505", "duplicate key value violates unique constraint \"users_pkey\"");
     s.put("neon_pg_error", "unique", &b[5..]);
     let full: Vec<u8> = [
-        (b'S', "ERROR"), (b'V', "ERROR"), (b'C', "42P01"), (b'M', "relation \"nope\" does not exist"), (b'D', "d"), (b'H', "h"),
-        (b'P', "15"), (b'p', "3"), (b'q', "select 1"), (b'W', "PL/pgSQL function f()"), (b's', "public"), (b't', "nope"),
-        (b'c', "id"), (b'd', "int4"), (b'n', "nope_pkey"), (b'F', "parse_relation.c"), (b'L', "1392"), (b'R', "parserOpenTable"),
+        (b'S', "ERROR"),
+        (b'V', "ERROR"),
+        (b'C', "42P01"),
+        (b'M', "relation \"nope\" does not exist"),
+        (b'D', "d"),
+        (b'H', "h"),
+        (b'P', "15"),
+        (b'p', "3"),
+        (b'q', "select 1"),
+        (b'W', "PL/pgSQL function f()"),
+        (b's', "public"),
+        (b't', "nope"),
+        (b'c', "id"),
+        (b'd', "int4"),
+        (b'n', "nope_pkey"),
+        (b'F', "parse_relation.c"),
+        (b'L', "1392"),
+        (b'R', "parserOpenTable"),
         (b'C', "XX000"),
     ]
     .iter()
@@ -198,7 +218,17 @@ fn neon(s: &mut Seeds) {
     s.put("neon_pg_error", "all-fields", &full);
 
     let fields = [(23, "id"), (25, "name"), (16, "ok"), (701, "f"), (3802, "j"), (1007, "ints"), (1009, "texts"), (1020, "boxes"), (20, "big")];
-    let row: &[Option<&str>] = &[Some("1"), Some("alice"), Some("t"), Some("1.5"), Some(r#"{"a": [1, 2]}"#), Some("{1,2,NULL}"), Some(r#"{"a b","c\"d",NULL}"#), Some("(1,1),(0,0);(2,2),(1,1)"), Some("9007199254740993")];
+    let row: &[Option<&str>] = &[
+        Some("1"),
+        Some("alice"),
+        Some("t"),
+        Some("1.5"),
+        Some(r#"{"a": [1, 2]}"#),
+        Some("{1,2,NULL}"),
+        Some(r#"{"a b","c\"d",NULL}"#),
+        Some("(1,1),(0,0);(2,2),(1,1)"),
+        Some("9007199254740993"),
+    ];
     let nulls: &[Option<&str>] = &[None, None, None, Some("NaN"), Some("null"), Some("[1:2]={3,4}"), Some("{}"), None, None];
     for flags in 0..8u8 {
         s.put("neon_encode", &format!("rows-{flags}"), &Results::encode(flags, 0, Some("SELECT 2"), &fields, &[row, nulls]));

@@ -10,27 +10,14 @@ fn parses_what_the_driver_sends() {
     assert_eq!(c.database, "app");
     assert_eq!(c.host, "db.localtest.me");
     assert_eq!(c.port, Some(5432));
-    assert_eq!(
-        c.application_name(),
-        Some("pkg:npm/%40neondatabase/serverless@1.2.0")
-    );
-    assert_eq!(
-        c.startup_params(),
-        vec![(
-            "application_name",
-            "pkg:npm/%40neondatabase/serverless@1.2.0"
-        )]
-    );
+    assert_eq!(c.application_name(), Some("pkg:npm/%40neondatabase/serverless@1.2.0"));
+    assert_eq!(c.startup_params(), vec![("application_name", "pkg:npm/%40neondatabase/serverless@1.2.0")]);
 }
 
 #[test]
 fn host_forms_are_accepted_and_ignored() {
     for (url, host, port) in [
-        (
-            "postgres://u:p@127.0.0.1:54329/db",
-            "127.0.0.1",
-            Some(54329),
-        ),
+        ("postgres://u:p@127.0.0.1:54329/db", "127.0.0.1", Some(54329)),
         ("postgres://u:p@db.localtest.me/db", "db.localtest.me", None),
         ("postgres://u:p@[::1]:5432/db", "[::1]", Some(5432)),
         ("postgres://u:p@[::1]/db", "[::1]", None),
@@ -46,13 +33,9 @@ fn host_forms_are_accepted_and_ignored() {
 
 #[test]
 fn percent_decoding() {
-    let c = ConnectionString::parse("postgres://us%40er%3A1:p%40ss%3Aw%2Fd%25@h/my%20db%2Fx/ignored?options=-c%20search_path%3Dx&a=b+c")
-        .expect("valid");
+    let c = ConnectionString::parse("postgres://us%40er%3A1:p%40ss%3Aw%2Fd%25@h/my%20db%2Fx/ignored?options=-c%20search_path%3Dx&a=b+c").expect("valid");
     assert_eq!(c.user, "us@er:1");
-    assert_eq!(
-        c.password.as_ref().and_then(Password::as_str),
-        Some("p@ss:w/d%")
-    );
+    assert_eq!(c.password.as_ref().and_then(Password::as_str), Some("p@ss:w/d%"));
     assert_eq!(c.database, "my db/x");
     assert_eq!(c.param("options"), Some("-c search_path=x"));
     assert_eq!(c.param("a"), Some("b c"));
@@ -64,36 +47,20 @@ fn password_may_contain_raw_at_and_colon() {
     // The last `@` ends the user info; the first `:` splits user from password.
     let c = ConnectionString::parse("postgres://u:p@ss:w@h/db").expect("valid");
     assert_eq!(c.user, "u");
-    assert_eq!(
-        c.password.as_ref().map(Password::as_bytes),
-        Some(&b"p@ss:w"[..])
-    );
+    assert_eq!(c.password.as_ref().map(Password::as_bytes), Some(&b"p@ss:w"[..]));
 }
 
 #[test]
 fn password_bytes_need_not_be_utf8() {
     let c = ConnectionString::parse("postgres://u:%ff%00@h/db").expect("valid");
-    assert_eq!(
-        c.password.as_ref().map(Password::as_bytes),
-        Some(&[0xff, 0][..])
-    );
+    assert_eq!(c.password.as_ref().map(Password::as_bytes), Some(&[0xff, 0][..]));
     assert_eq!(c.password.as_ref().and_then(Password::as_str), None);
 }
 
 #[test]
 fn missing_or_empty_password_is_none() {
-    assert_eq!(
-        ConnectionString::parse("postgres://u@h/db")
-            .expect("valid")
-            .password,
-        None
-    );
-    assert_eq!(
-        ConnectionString::parse("postgres://u:@h/db")
-            .expect("valid")
-            .password,
-        None
-    );
+    assert_eq!(ConnectionString::parse("postgres://u@h/db").expect("valid").password, None);
+    assert_eq!(ConnectionString::parse("postgres://u:@h/db").expect("valid").password, None);
 }
 
 #[test]
@@ -107,14 +74,8 @@ fn invalid_percent_sequences_are_kept() {
 fn errors() {
     use ConnStringError::*;
     for (url, err) in [
-        (
-            "",
-            Malformed("expected postgres://user:password@host/database"),
-        ),
-        (
-            "not a url",
-            Malformed("expected postgres://user:password@host/database"),
-        ),
+        ("", Malformed("expected postgres://user:password@host/database")),
+        ("not a url", Malformed("expected postgres://user:password@host/database")),
         ("mysql://u:p@h/db", IncorrectScheme),
         ("http://u:p@h/db", IncorrectScheme),
         ("postgres://u:p@h", MissingDatabase),
@@ -122,29 +83,14 @@ fn errors() {
         ("postgres://u:p@h/?x=1", MissingDatabase),
         ("postgres://:p@h/db", MissingUser),
         ("postgres://h/db", MissingUser),
-        (
-            "postgres://%ff:p@h/db",
-            InvalidUser("invalid utf-8 sequence"),
-        ),
-        (
-            "postgres://a%00b:p@h/db",
-            InvalidUser("contains a NUL byte"),
-        ),
+        ("postgres://%ff:p@h/db", InvalidUser("invalid utf-8 sequence")),
+        ("postgres://a%00b:p@h/db", InvalidUser("contains a NUL byte")),
         ("postgres://u:p@h/%ff", InvalidDatabase),
         ("postgres://u:p@h/a%00", InvalidDatabase),
-        (
-            "postgres://u:p@h:99999/db",
-            Malformed("invalid port number"),
-        ),
+        ("postgres://u:p@h:99999/db", Malformed("invalid port number")),
         ("postgres://u:p@h:12ab/db", Malformed("invalid port number")),
-        (
-            "postgres://u:p@[::1/db",
-            Malformed("unterminated IPv6 address"),
-        ),
-        (
-            "postgres://u:p@[::1]x/db",
-            Malformed("invalid IPv6 address"),
-        ),
+        ("postgres://u:p@[::1/db", Malformed("unterminated IPv6 address")),
+        ("postgres://u:p@[::1]x/db", Malformed("invalid IPv6 address")),
     ] {
         assert_eq!(ConnectionString::parse(url), Err(err), "{url}");
     }
@@ -152,19 +98,10 @@ fn errors() {
 
 #[test]
 fn error_texts_follow_neon() {
-    assert_eq!(
-        ConnStringError::IncorrectScheme.to_string(),
-        "incorrect scheme"
-    );
-    assert_eq!(
-        ConnStringError::MissingDatabase.to_string(),
-        "missing database name"
-    );
+    assert_eq!(ConnStringError::IncorrectScheme.to_string(), "incorrect scheme");
+    assert_eq!(ConnStringError::MissingDatabase.to_string(), "missing database name");
     assert_eq!(ConnStringError::MissingUser.to_string(), "missing username");
-    assert_eq!(
-        ConnStringError::Malformed("invalid port number").to_string(),
-        "invalid connection string: invalid port number"
-    );
+    assert_eq!(ConnStringError::Malformed("invalid port number").to_string(), "invalid connection string: invalid port number");
 }
 
 #[test]

@@ -3,36 +3,16 @@ use serde_json::{json, Value};
 use super::*;
 use crate::value::ValueError;
 
-const RAW_ARRAYS: OutputOptions = OutputOptions {
-    raw_text: true,
-    array_mode: true,
-};
-const JSON_ARRAYS: OutputOptions = OutputOptions {
-    raw_text: false,
-    array_mode: true,
-};
-const JSON_OBJECTS: OutputOptions = OutputOptions {
-    raw_text: false,
-    array_mode: false,
-};
-const RAW_OBJECTS: OutputOptions = OutputOptions {
-    raw_text: true,
-    array_mode: false,
-};
+const RAW_ARRAYS: OutputOptions = OutputOptions { raw_text: true, array_mode: true };
+const JSON_ARRAYS: OutputOptions = OutputOptions { raw_text: false, array_mode: true };
+const JSON_OBJECTS: OutputOptions = OutputOptions { raw_text: false, array_mode: false };
+const RAW_OBJECTS: OutputOptions = OutputOptions { raw_text: true, array_mode: false };
 
 fn field(name: &str, type_oid: u32, type_size: i16) -> Field {
-    Field {
-        type_size,
-        ..Field::new(name, type_oid)
-    }
+    Field { type_size, ..Field::new(name, type_oid) }
 }
 
-fn encode(
-    fields: &[Field],
-    rows: &[Vec<Option<&str>>],
-    tag: Option<&str>,
-    options: OutputOptions,
-) -> Result<String, EncodeError> {
+fn encode(fields: &[Field], rows: &[Vec<Option<&str>>], tag: Option<&str>, options: OutputOptions) -> Result<String, EncodeError> {
     let mut response = ResponseEncoder::single(crate::DEFAULT_MAX_BYTES);
     let mut statement = response.statement(fields, options)?;
     for row in rows {
@@ -44,13 +24,7 @@ fn encode(
 
 /// Encodes one value of one type and returns the JSON value of the single cell.
 fn cell(type_oid: u32, text: Option<&str>, options: OutputOptions) -> Value {
-    let body = encode(
-        &[Field::new("v", type_oid)],
-        &[vec![text]],
-        Some("SELECT 1"),
-        options,
-    )
-    .unwrap_or_else(|e| panic!("{type_oid} {text:?}: {e}"));
+    let body = encode(&[Field::new("v", type_oid)], &[vec![text]], Some("SELECT 1"), options).unwrap_or_else(|e| panic!("{type_oid} {text:?}: {e}"));
     let v: Value = serde_json::from_str(&body).unwrap();
     if options.array_mode {
         v["rows"][0][0].clone()
@@ -65,12 +39,7 @@ fn type_table() -> Vec<(&'static str, u32, &'static str, Value)> {
         ("int2", 21, "-32768", json!(-32768)),
         ("int4", 23, "2147483647", json!(2147483647)),
         ("int8", 20, "9007199254740993", json!("9007199254740993")),
-        (
-            "numeric",
-            1700,
-            "12345.678901234567890",
-            json!("12345.678901234567890"),
-        ),
+        ("numeric", 1700, "12345.678901234567890", json!("12345.678901234567890")),
         ("numeric NaN", 1700, "NaN", json!("NaN")),
         ("float4", 700, "1.5", json!(1.5)),
         ("float8", 701, "0.1", json!(0.1)),
@@ -82,68 +51,28 @@ fn type_table() -> Vec<(&'static str, u32, &'static str, Value)> {
         ("bool f", 16, "f", json!(false)),
         ("text", 25, "x \"quoted\" \\ é", json!("x \"quoted\" \\ é")),
         ("varchar", 1043, "", json!("")),
-        (
-            "uuid",
-            2950,
-            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
-            json!("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
-        ),
+        ("uuid", 2950, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", json!("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")),
         ("json", 114, "{\"k\":[1,2]}", json!({"k": [1, 2]})),
         ("jsonb", 3802, "{\"k\": [1, 2]}", json!({"k": [1, 2]})),
         ("jsonb scalar", 3802, "\"s\"", json!("s")),
         ("int4[]", 1007, "{1,NULL,3}", json!([1, null, 3])),
-        (
-            "int4[][]",
-            1007,
-            "{{1,2},{3,NULL}}",
-            json!([[1, 2], [3, null]]),
-        ),
+        ("int4[][]", 1007, "{{1,2},{3,NULL}}", json!([[1, 2], [3, null]])),
         ("int4[] bounds", 1007, "[0:1]={5,6}", json!([5, 6])),
         ("int4[] empty", 1007, "{}", json!([])),
-        (
-            "text[]",
-            1009,
-            "{a,\"b c\",\"\\\"q\\\"\",NULL,\"\",\"NULL\"}",
-            json!(["a", "b c", "\"q\"", null, "", "NULL"]),
-        ),
+        ("text[]", 1009, "{a,\"b c\",\"\\\"q\\\"\",NULL,\"\",\"NULL\"}", json!(["a", "b c", "\"q\"", null, "", "NULL"])),
         ("int8[]", 1016, "{1,2}", json!(["1", "2"])),
         ("bool[]", 1000, "{t,f,NULL}", json!([true, false, null])),
-        (
-            "float8[]",
-            1022,
-            "{1.5,NaN,-Infinity}",
-            json!([1.5, "NaN", "-Infinity"]),
-        ),
+        ("float8[]", 1022, "{1.5,NaN,-Infinity}", json!([1.5, "NaN", "-Infinity"])),
         ("jsonb[]", 3807, "{\"{\\\"x\\\": 1}\"}", json!([{"x": 1}])),
-        (
-            "timestamp",
-            1114,
-            "2024-01-02 03:04:05.678",
-            json!("2024-01-02 03:04:05.678"),
-        ),
-        (
-            "timestamptz",
-            1184,
-            "2024-01-02 01:04:05.678+00",
-            json!("2024-01-02 01:04:05.678+00"),
-        ),
-        (
-            "timestamptz[]",
-            1185,
-            "{\"2024-01-02 03:04:05+00\"}",
-            json!(["2024-01-02 03:04:05+00"]),
-        ),
+        ("timestamp", 1114, "2024-01-02 03:04:05.678", json!("2024-01-02 03:04:05.678")),
+        ("timestamptz", 1184, "2024-01-02 01:04:05.678+00", json!("2024-01-02 01:04:05.678+00")),
+        ("timestamptz[]", 1185, "{\"2024-01-02 03:04:05+00\"}", json!(["2024-01-02 03:04:05+00"])),
         ("date", 1082, "2024-01-02", json!("2024-01-02")),
         ("date BC", 1082, "2024-01-02 BC", json!("2024-01-02 BC")),
         ("time", 1083, "03:04:05.123456", json!("03:04:05.123456")),
         ("timetz", 1266, "03:04:05+05:30", json!("03:04:05+05:30")),
         ("interval", 1186, "1 day 02:00:00", json!("1 day 02:00:00")),
-        (
-            "interval neg",
-            1186,
-            "-1 years -2 mons +3 days -04:05:06.5",
-            json!("-1 years -2 mons +3 days -04:05:06.5"),
-        ),
+        ("interval neg", 1186, "-1 years -2 mons +3 days -04:05:06.5", json!("-1 years -2 mons +3 days -04:05:06.5")),
         ("bytea", 17, "\\x0102ff", json!("\\x0102ff")),
         ("bytea[]", 1001, "{\"\\\\x01\"}", json!(["\\x01"])),
         ("inet", 869, "192.168.0.1", json!("192.168.0.1")),
@@ -155,32 +84,16 @@ fn type_table() -> Vec<(&'static str, u32, &'static str, Value)> {
 #[test]
 fn every_type_in_json_mode() {
     for (name, oid, text, expected) in type_table() {
-        assert_eq!(
-            cell(oid, Some(text), JSON_ARRAYS),
-            expected,
-            "{name} (array mode)"
-        );
-        assert_eq!(
-            cell(oid, Some(text), JSON_OBJECTS),
-            expected,
-            "{name} (object mode)"
-        );
+        assert_eq!(cell(oid, Some(text), JSON_ARRAYS), expected, "{name} (array mode)");
+        assert_eq!(cell(oid, Some(text), JSON_OBJECTS), expected, "{name} (object mode)");
     }
 }
 
 #[test]
 fn every_type_in_raw_mode_is_its_text() {
     for (name, oid, text, _) in type_table() {
-        assert_eq!(
-            cell(oid, Some(text), RAW_ARRAYS),
-            json!(text),
-            "{name} (array mode)"
-        );
-        assert_eq!(
-            cell(oid, Some(text), RAW_OBJECTS),
-            json!(text),
-            "{name} (object mode)"
-        );
+        assert_eq!(cell(oid, Some(text), RAW_ARRAYS), json!(text), "{name} (array mode)");
+        assert_eq!(cell(oid, Some(text), RAW_OBJECTS), json!(text), "{name} (object mode)");
     }
 }
 
@@ -197,26 +110,13 @@ fn null_is_null_everywhere() {
 fn exact_number_text_in_json_mode() {
     // Byte-level checks where a JSON parser would hide differences.
     let body = encode(
-        &[
-            Field::new("a", 23),
-            Field::new("b", 701),
-            Field::new("c", 701),
-            Field::new("d", 20),
-        ],
-        &[vec![
-            Some("-7"),
-            Some("100"),
-            Some("1e-07"),
-            Some("9223372036854775807"),
-        ]],
+        &[Field::new("a", 23), Field::new("b", 701), Field::new("c", 701), Field::new("d", 20)],
+        &[vec![Some("-7"), Some("100"), Some("1e-07"), Some("9223372036854775807")]],
         Some("SELECT 1"),
         JSON_ARRAYS,
     )
     .unwrap();
-    assert!(
-        body.contains(r#""rows":[[-7,100.0,1e-7,"9223372036854775807"]]"#),
-        "{body}"
-    );
+    assert!(body.contains(r#""rows":[[-7,100.0,1e-7,"9223372036854775807"]]"#), "{body}");
 }
 
 #[test]
@@ -282,26 +182,13 @@ fn captured_b2_row_raw_array_mode() {
 #[test]
 fn neon_test_select_json_object_vs_raw_array() {
     // Neon's regression test: `select 1 as n, 'a' as s, '{1,2,3}'::int4[] as arr`.
-    let fields = [
-        Field::new("n", 23),
-        Field::new("s", 25),
-        Field::new("arr", 1007),
-    ];
+    let fields = [Field::new("n", 23), Field::new("s", 25), Field::new("arr", 1007)];
     let row = vec![Some("1"), Some("a"), Some("{1,2,3}")];
-    let object = encode(
-        &fields,
-        std::slice::from_ref(&row),
-        Some("SELECT 1"),
-        JSON_OBJECTS,
-    )
-    .unwrap();
+    let object = encode(&fields, std::slice::from_ref(&row), Some("SELECT 1"), JSON_OBJECTS).unwrap();
     let v: Value = serde_json::from_str(&object).unwrap();
     assert_eq!(v["rows"], json!([{"arr": [1, 2, 3], "n": 1, "s": "a"}]));
     assert_eq!(v["rowAsArray"], json!(false));
-    assert!(
-        object.contains(r#""rows":[{"n":1,"s":"a","arr":[1,2,3]}]"#),
-        "{object}"
-    );
+    assert!(object.contains(r#""rows":[{"n":1,"s":"a","arr":[1,2,3]}]"#), "{object}");
     let raw = encode(&fields, &[row], Some("SELECT 1"), RAW_ARRAYS).unwrap();
     assert!(raw.contains(r#""rows":[["1","a","{1,2,3}"]]"#), "{raw}");
 }
@@ -309,13 +196,7 @@ fn neon_test_select_json_object_vs_raw_array() {
 #[test]
 fn object_mode_repeats_duplicate_names_so_the_last_wins() {
     let fields = [Field::new("x", 23), Field::new("x", 23)];
-    let body = encode(
-        &fields,
-        &[vec![Some("1"), Some("2")]],
-        Some("SELECT 1"),
-        JSON_OBJECTS,
-    )
-    .unwrap();
+    let body = encode(&fields, &[vec![Some("1"), Some("2")]], Some("SELECT 1"), JSON_OBJECTS).unwrap();
     assert!(body.contains(r#""rows":[{"x":1,"x":2}]"#), "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["rows"][0]["x"], json!(2));
@@ -334,35 +215,15 @@ fn column_names_are_escaped() {
 fn ddl_has_no_fields_rows_or_count() {
     // Reference B.3.
     let body = encode(&[], &[], Some("DROP TABLE"), RAW_ARRAYS).unwrap();
-    assert_eq!(
-        body,
-        r#"{"fields":[],"rows":[],"command":"DROP","rowCount":null,"rowAsArray":true}"#
-    );
+    assert_eq!(body, r#"{"fields":[],"rows":[],"command":"DROP","rowCount":null,"rowAsArray":true}"#);
 }
 
 #[test]
 fn insert_returning_keeps_table_and_column_ids() {
     // Reference B.4.
-    let fields = [
-        Field {
-            table_oid: 16391,
-            column_id: 1,
-            type_size: 4,
-            ..Field::new("id", 23)
-        },
-        Field {
-            table_oid: 16391,
-            column_id: 2,
-            ..Field::new("name", 25)
-        },
-    ];
-    let body = encode(
-        &fields,
-        &[vec![Some("1"), Some("a")], vec![Some("2"), Some("b")]],
-        Some("INSERT 0 2"),
-        RAW_ARRAYS,
-    )
-    .unwrap();
+    let fields =
+        [Field { table_oid: 16391, column_id: 1, type_size: 4, ..Field::new("id", 23) }, Field { table_oid: 16391, column_id: 2, ..Field::new("name", 25) }];
+    let body = encode(&fields, &[vec![Some("1"), Some("a")], vec![Some("2"), Some("b")]], Some("INSERT 0 2"), RAW_ARRAYS).unwrap();
     assert_eq!(
         body,
         r#"{"fields":[{"name":"id","dataTypeID":23,"tableID":16391,"columnID":1,"dataTypeSize":4,"dataTypeModifier":-1,"format":"text"},{"name":"name","dataTypeID":25,"tableID":16391,"columnID":2,"dataTypeSize":-1,"dataTypeModifier":-1,"format":"text"}],"rows":[["1","a"],["2","b"]],"command":"INSERT","rowCount":2,"rowAsArray":true}"#
@@ -371,19 +232,10 @@ fn insert_returning_keeps_table_and_column_ids() {
 
 #[test]
 fn type_modifier_and_large_oids() {
-    let fields = [Field {
-        type_modifier: 786_440,
-        table_oid: u32::MAX,
-        ..Field::new("score", 1700)
-    }];
+    let fields = [Field { type_modifier: 786_440, table_oid: u32::MAX, ..Field::new("score", 1700) }];
     let body = encode(&fields, &[], Some("SELECT 0"), RAW_ARRAYS).unwrap();
-    assert!(
-        body.contains(r#""tableID":4294967295"#) && body.contains(r#""dataTypeModifier":786440"#)
-    );
-    assert!(
-        body.ends_with(r#""rows":[],"command":"SELECT","rowCount":0,"rowAsArray":true}"#),
-        "{body}"
-    );
+    assert!(body.contains(r#""tableID":4294967295"#) && body.contains(r#""dataTypeModifier":786440"#));
+    assert!(body.ends_with(r#""rows":[],"command":"SELECT","rowCount":0,"rowAsArray":true}"#), "{body}");
 }
 
 #[test]
@@ -414,27 +266,18 @@ fn command_tags() {
         assert_eq!(parse_command_tag(tag), (command, count), "{tag:?}");
     }
     let body = encode(&[], &[], None, RAW_ARRAYS).unwrap();
-    assert!(
-        body.ends_with(r#""command":"","rowCount":null,"rowAsArray":true}"#),
-        "{body}"
-    );
+    assert!(body.ends_with(r#""command":"","rowCount":null,"rowAsArray":true}"#), "{body}");
 }
 
 #[test]
 fn batch_response() {
     // Reference B.5.
     let mut response = ResponseEncoder::batch(crate::DEFAULT_MAX_BYTES);
-    let mut s = response
-        .statement(&[field("n", 20, 8)], RAW_ARRAYS)
-        .unwrap();
+    let mut s = response.statement(&[field("n", 20, 8)], RAW_ARRAYS).unwrap();
     s.push_row(&[Some("2")]).unwrap();
     assert_eq!(s.rows(), 1);
     s.finish(Some("SELECT 1")).unwrap();
-    response
-        .statement(&[], RAW_ARRAYS)
-        .unwrap()
-        .finish(Some("UPDATE 1"))
-        .unwrap();
+    response.statement(&[], RAW_ARRAYS).unwrap().finish(Some("UPDATE 1")).unwrap();
     let body = String::from_utf8(response.finish().unwrap()).unwrap();
     assert_eq!(
         body,
@@ -447,14 +290,10 @@ fn batch_response() {
 #[test]
 fn per_statement_modes_in_a_batch() {
     let mut response = ResponseEncoder::batch(crate::DEFAULT_MAX_BYTES);
-    let mut s = response
-        .statement(&[Field::new("a", 23)], JSON_OBJECTS)
-        .unwrap();
+    let mut s = response.statement(&[Field::new("a", 23)], JSON_OBJECTS).unwrap();
     s.push_row(&[Some("1")]).unwrap();
     s.finish(Some("SELECT 1")).unwrap();
-    let mut s = response
-        .statement(&[Field::new("a", 23)], RAW_ARRAYS)
-        .unwrap();
+    let mut s = response.statement(&[Field::new("a", 23)], RAW_ARRAYS).unwrap();
     s.push_row(&[Some("1")]).unwrap();
     s.finish(Some("SELECT 1")).unwrap();
     let v: Value = serde_json::from_slice(&response.finish().unwrap()).unwrap();
@@ -482,13 +321,7 @@ fn response_limit_is_enforced_while_encoding() {
     assert_eq!(pushed, 3);
 
     // The limit covers the whole batch, not each statement.
-    let one = encode(
-        &fields,
-        &[vec![Some(big.as_str())]],
-        Some("SELECT 1"),
-        RAW_ARRAYS,
-    )
-    .unwrap();
+    let one = encode(&fields, &[vec![Some(big.as_str())]], Some("SELECT 1"), RAW_ARRAYS).unwrap();
     let limit = 2 * one.len() + 100;
     let mut response = ResponseEncoder::batch(limit);
     for _ in 0..2 {
@@ -496,9 +329,7 @@ fn response_limit_is_enforced_while_encoding() {
         s.push_row(&[Some(big.as_str())]).unwrap();
         s.finish(Some("SELECT 1")).unwrap();
     }
-    let third = response
-        .statement(&fields, RAW_ARRAYS)
-        .and_then(|mut s| s.push_row(&[Some(big.as_str())]));
+    let third = response.statement(&fields, RAW_ARRAYS).and_then(|mut s| s.push_row(&[Some(big.as_str())]));
     assert_eq!(third, Err(EncodeError::ResponseTooLarge { limit }));
 
     // A body exactly at the limit is fine.
@@ -512,63 +343,19 @@ fn response_limit_is_enforced_while_encoding() {
 
 #[test]
 fn bad_values_and_rows_are_errors_not_panics() {
-    let err = encode(
-        &[Field::new("i", 23)],
-        &[vec![Some("abc")]],
-        Some("SELECT 1"),
-        JSON_ARRAYS,
-    )
-    .unwrap_err();
-    assert_eq!(
-        err,
-        EncodeError::InvalidValue {
-            column: 0,
-            source: ValueError::Int("abc".into())
-        }
-    );
+    let err = encode(&[Field::new("i", 23)], &[vec![Some("abc")]], Some("SELECT 1"), JSON_ARRAYS).unwrap_err();
+    assert_eq!(err, EncodeError::InvalidValue { column: 0, source: ValueError::Int("abc".into()) });
     // Raw mode does not look at the value.
-    assert!(encode(
-        &[Field::new("i", 23)],
-        &[vec![Some("abc")]],
-        Some("SELECT 1"),
-        RAW_ARRAYS
-    )
-    .is_ok());
+    assert!(encode(&[Field::new("i", 23)], &[vec![Some("abc")]], Some("SELECT 1"), RAW_ARRAYS).is_ok());
 
     let fields = [Field::new("a", 25), Field::new("b", 25)];
-    assert_eq!(
-        encode(&fields, &[vec![Some("1")]], None, RAW_ARRAYS).unwrap_err(),
-        EncodeError::ColumnCountMismatch {
-            expected: 2,
-            got: 1
-        }
-    );
-    assert_eq!(
-        encode(
-            &fields,
-            &[vec![Some("1"), None, Some("3")]],
-            None,
-            RAW_ARRAYS
-        )
-        .unwrap_err(),
-        EncodeError::ColumnCountMismatch {
-            expected: 2,
-            got: 3
-        }
-    );
+    assert_eq!(encode(&fields, &[vec![Some("1")]], None, RAW_ARRAYS).unwrap_err(), EncodeError::ColumnCountMismatch { expected: 2, got: 1 });
+    assert_eq!(encode(&fields, &[vec![Some("1"), None, Some("3")]], None, RAW_ARRAYS).unwrap_err(), EncodeError::ColumnCountMismatch { expected: 2, got: 3 });
 
     let mut response = ResponseEncoder::single(1000);
-    let mut s = response
-        .statement(&[Field::new("b", 17)], RAW_ARRAYS)
-        .unwrap();
+    let mut s = response.statement(&[Field::new("b", 17)], RAW_ARRAYS).unwrap();
     let not_utf8: &[u8] = &[0xff, 0xfe];
-    assert!(matches!(
-        s.push_row(&[Some(not_utf8)]),
-        Err(EncodeError::InvalidValue {
-            source: ValueError::NotUtf8,
-            ..
-        })
-    ));
+    assert!(matches!(s.push_row(&[Some(not_utf8)]), Err(EncodeError::InvalidValue { source: ValueError::NotUtf8, .. })));
 }
 
 #[test]
@@ -577,8 +364,7 @@ fn push_row_accepts_owned_and_borrowed_values() {
     let mut response = ResponseEncoder::single(1000);
     let mut s = response.statement(&fields, RAW_ARRAYS).unwrap();
     s.push_row(&[Some(b"x".to_vec()), None]).unwrap();
-    s.push_row(&[Some(String::from("y")), Some(String::from("z"))])
-        .unwrap();
+    s.push_row(&[Some(String::from("y")), Some(String::from("z"))]).unwrap();
     s.push_row_iter([Some(&b"p"[..]), Some(&b"q"[..])]).unwrap();
     s.finish(Some("SELECT 3")).unwrap();
     let v: Value = serde_json::from_slice(&response.finish().unwrap()).unwrap();
@@ -587,28 +373,15 @@ fn push_row_accepts_owned_and_borrowed_values() {
 
 #[test]
 fn encoder_misuse_is_reported() {
-    assert!(matches!(
-        ResponseEncoder::single(100).finish(),
-        Err(EncodeError::Misuse(_))
-    ));
+    assert!(matches!(ResponseEncoder::single(100).finish(), Err(EncodeError::Misuse(_))));
 
     let mut response = ResponseEncoder::single(1000);
-    response
-        .statement(&[], RAW_ARRAYS)
-        .unwrap()
-        .finish(Some("SELECT 0"))
-        .unwrap();
-    assert!(matches!(
-        response.statement(&[], RAW_ARRAYS),
-        Err(EncodeError::Misuse(_))
-    ));
+    response.statement(&[], RAW_ARRAYS).unwrap().finish(Some("SELECT 0")).unwrap();
+    assert!(matches!(response.statement(&[], RAW_ARRAYS), Err(EncodeError::Misuse(_))));
 
     let mut response = ResponseEncoder::batch(1000);
     drop(response.statement(&[], RAW_ARRAYS).unwrap());
-    assert!(matches!(
-        response.statement(&[], RAW_ARRAYS),
-        Err(EncodeError::Misuse(_))
-    ));
+    assert!(matches!(response.statement(&[], RAW_ARRAYS), Err(EncodeError::Misuse(_))));
     assert!(matches!(response.finish(), Err(EncodeError::Misuse(_))));
 }
 
@@ -616,26 +389,16 @@ fn encoder_misuse_is_reported() {
 fn encode_results_follows_the_request() {
     let headers = {
         let mut h = http::HeaderMap::new();
-        h.insert(
-            crate::CONNECTION_STRING,
-            "postgres://u:p@h/db".parse().unwrap(),
-        );
+        h.insert(crate::CONNECTION_STRING, "postgres://u:p@h/db".parse().unwrap());
         h.insert(crate::RAW_TEXT_OUTPUT, "true".parse().unwrap());
         h
     };
     let body = br#"{"queries":[{"query":"a"},{"query":"b","arrayMode":true}]}"#;
     let request = crate::parse_request(&headers, body, &crate::Limits::default()).unwrap();
-    let result = StatementResult {
-        fields: vec![Field::new("n", 23)],
-        rows: vec![vec![Some(b"1".to_vec())]],
-        command_tag: Some("SELECT 1".into()),
-    };
+    let result = StatementResult { fields: vec![Field::new("n", 23)], rows: vec![vec![Some(b"1".to_vec())]], command_tag: Some("SELECT 1".into()) };
     let out = encode_results(&request, &[result.clone(), result.clone()], 10_000).unwrap();
     let v: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["results"][0]["rows"], json!([{"n": "1"}]));
     assert_eq!(v["results"][1]["rows"], json!([["1"]]));
-    assert!(matches!(
-        encode_results(&request, &[result], 10_000),
-        Err(EncodeError::Misuse(_))
-    ));
+    assert!(matches!(encode_results(&request, &[result], 10_000), Err(EncodeError::Misuse(_))));
 }

@@ -11,10 +11,7 @@ fn unique_violation() -> Vec<u8> {
         (b'S', "ERROR"),
         (b'V', "ERROR"),
         (b'C', "23505"),
-        (
-            b'M',
-            "duplicate key value violates unique constraint \"t_neon_name_key\"",
-        ),
+        (b'M', "duplicate key value violates unique constraint \"t_neon_name_key\""),
         (b'D', "Key (name)=(b!) already exists."),
         (b's', "public"),
         (b't', "t_neon"),
@@ -112,10 +109,7 @@ fn parse_rejects_malformed_bodies() {
     assert!(PgErrorFields::parse(b"").is_err());
     assert!(PgErrorFields::parse(b"Mno terminator").is_err());
     assert!(PgErrorFields::parse(b"Mmsg\0").is_err());
-    assert_eq!(
-        PgErrorFields::parse(b"\0").unwrap(),
-        PgErrorFields::default()
-    );
+    assert_eq!(PgErrorFields::parse(b"\0").unwrap(), PgErrorFields::default());
     // Non-UTF-8 is decoded lossily rather than rejected.
     let e = PgErrorFields::parse(b"M\xffx\0\0").unwrap();
     assert_eq!(e.message.as_deref(), Some("\u{fffd}x"));
@@ -135,64 +129,22 @@ fn non_postgres_errors_have_empty_code_and_severity() {
 #[test]
 fn statuses_and_messages() {
     let cases: Vec<(NeonError, u16, &str)> = vec![
-        (
-            NeonError::InvalidHeader("neon-connection-string"),
-            400,
-            "invalid header: neon-connection-string",
-        ),
-        (
-            ConnStringError::IncorrectScheme.into(),
-            400,
-            "incorrect scheme",
-        ),
-        (
-            NeonError::MissingCredentials(RequiredCredential::Password),
-            400,
-            "missing authentication credentials: required password",
-        ),
+        (NeonError::InvalidHeader("neon-connection-string"), 400, "invalid header: neon-connection-string"),
+        (ConnStringError::IncorrectScheme.into(), 400, "incorrect scheme"),
+        (NeonError::MissingCredentials(RequiredCredential::Password), 400, "missing authentication credentials: required password"),
         (
             NeonError::MissingCredentials(RequiredCredential::BearerToken),
             400,
             "missing authentication credentials: required authorization bearer token in JWT format",
         ),
-        (
-            NeonError::InvalidBody("expected value at line 1 column 1".into()),
-            400,
-            "could not parse the HTTP request body: expected value at line 1 column 1",
-        ),
-        (
-            NeonError::RequestTooLarge { limit: 10_485_760 },
-            413,
-            "request is too large (max is 10485760 bytes)",
-        ),
-        (
-            NeonError::ResponseTooLarge { limit: 10_485_760 },
-            507,
-            "response is too large (max is 10485760 bytes)",
-        ),
-        (
-            NeonError::InvalidResult {
-                detail: "column 0: invalid integer".into(),
-            },
-            500,
-            "could not parse postgres response",
-        ),
-        (
-            NeonError::Internal("upstream connection failed".into()),
-            500,
-            "upstream connection failed",
-        ),
-        (
-            NeonError::Unavailable("shutting down".into()),
-            503,
-            "shutting down",
-        ),
+        (NeonError::InvalidBody("expected value at line 1 column 1".into()), 400, "could not parse the HTTP request body: expected value at line 1 column 1"),
+        (NeonError::RequestTooLarge { limit: 10_485_760 }, 413, "request is too large (max is 10485760 bytes)"),
+        (NeonError::ResponseTooLarge { limit: 10_485_760 }, 507, "response is too large (max is 10485760 bytes)"),
+        (NeonError::InvalidResult { detail: "column 0: invalid integer".into() }, 500, "could not parse postgres response"),
+        (NeonError::Internal("upstream connection failed".into()), 500, "upstream connection failed"),
+        (NeonError::Unavailable("shutting down".into()), 503, "shutting down"),
         (NeonError::UnsupportedRoute, 400, "query is not supported"),
-        (
-            NeonError::Cancelled,
-            400,
-            "Query cancelled, connection was terminated",
-        ),
+        (NeonError::Cancelled, 400, "Query cancelled, connection was terminated"),
     ];
     for (e, status, message) in cases {
         assert_eq!(e.status().as_u16(), status, "{e:?}");
@@ -203,24 +155,16 @@ fn statuses_and_messages() {
 
 #[test]
 fn cancelled_has_only_message_and_code() {
-    assert_eq!(
-        body(&NeonError::Cancelled),
-        r#"{"message":"Query cancelled, connection was terminated","code":"08P01"}"#
-    );
+    assert_eq!(body(&NeonError::Cancelled), r#"{"message":"Query cancelled, connection was terminated","code":"08P01"}"#);
     assert_eq!(NeonError::Cancelled.sqlstate(), Some("08P01"));
 }
 
 #[test]
 fn authentication_failure_looks_like_postgres() {
-    let e = NeonError::AuthenticationFailed {
-        user: "alice".into(),
-    };
+    let e = NeonError::AuthenticationFailed { user: "alice".into() };
     assert_eq!(e.status(), StatusCode::BAD_REQUEST);
     let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
-    assert_eq!(
-        v["message"],
-        "password authentication failed for user \"alice\""
-    );
+    assert_eq!(v["message"], "password authentication failed for user \"alice\"");
     assert_eq!(v["code"], "28P01");
     assert_eq!(v["severity"], "FATAL");
     assert_eq!(v.as_object().unwrap().len(), 17);
@@ -230,22 +174,13 @@ fn authentication_failure_looks_like_postgres() {
 fn multiple_statements_error() {
     let e = NeonError::from(PgErrorFields::multiple_statements());
     assert_eq!(e.sqlstate(), Some("42601"));
-    assert_eq!(
-        e.to_string(),
-        "cannot insert multiple commands into a prepared statement"
-    );
+    assert_eq!(e.to_string(), "cannot insert multiple commands into a prepared statement");
 }
 
 #[test]
 fn encode_errors_map_to_statuses() {
-    assert_eq!(
-        NeonError::from(EncodeError::ResponseTooLarge { limit: 5 }).status(),
-        StatusCode::INSUFFICIENT_STORAGE
-    );
-    let e = NeonError::from(EncodeError::ColumnCountMismatch {
-        expected: 2,
-        got: 1,
-    });
+    assert_eq!(NeonError::from(EncodeError::ResponseTooLarge { limit: 5 }).status(), StatusCode::INSUFFICIENT_STORAGE);
+    let e = NeonError::from(EncodeError::ColumnCountMismatch { expected: 2, got: 1 });
     assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(e.to_string(), "could not parse postgres response");
 }

@@ -11,10 +11,7 @@ fn driver_headers() -> HeaderMap {
     h.insert(CONNECTION_STRING, HeaderValue::from_static(CONN));
     h.insert(RAW_TEXT_OUTPUT, HeaderValue::from_static("true"));
     h.insert(ARRAY_MODE, HeaderValue::from_static("true"));
-    h.insert(
-        "content-type",
-        HeaderValue::from_static("text/plain;charset=UTF-8"),
-    );
+    h.insert("content-type", HeaderValue::from_static("text/plain;charset=UTF-8"));
     h
 }
 
@@ -30,10 +27,7 @@ fn driver_single_statement() {
     assert!(!r.is_batch());
     assert_eq!(r.connection.user, "clearuser");
     assert_eq!(r.connection.database, "app");
-    assert_eq!(
-        r.credentials,
-        Credentials::Password(Password::new("clearpass"))
-    );
+    assert_eq!(r.credentials, Credentials::Password(Password::new("clearpass")));
     assert!(r.options.raw_text_output && r.options.array_mode);
     let s = &r.statements()[0];
     assert!(s.query.starts_with("SELECT $1 AS n"));
@@ -52,22 +46,13 @@ fn driver_single_statement() {
         ]
     );
     assert_eq!(s.array_mode, None);
-    assert_eq!(
-        r.output_for(s),
-        OutputOptions {
-            raw_text: true,
-            array_mode: true
-        }
-    );
+    assert_eq!(r.output_for(s), OutputOptions { raw_text: true, array_mode: true });
 }
 
 #[test]
 fn driver_batch() {
     let mut h = driver_headers();
-    h.insert(
-        BATCH_ISOLATION_LEVEL,
-        HeaderValue::from_static("Serializable"),
-    );
+    h.insert(BATCH_ISOLATION_LEVEL, HeaderValue::from_static("Serializable"));
     h.insert("neon-batch-read-only", HeaderValue::from_static("false"));
     h.insert("neon-batch-deferrable", HeaderValue::from_static("false"));
     let body = r#"{"queries":[{"query":"SELECT count(*) AS n FROM t_neon","params":[]},{"query":"UPDATE t_neon SET name = name || '!' WHERE id = $1","params":["1"],"arrayMode":false}]}"#;
@@ -76,10 +61,7 @@ fn driver_batch() {
     assert_eq!(r.statements().len(), 2);
     assert_eq!(r.statements()[1].params, vec![Some("1".into())]);
     assert!(!r.output_for(&r.statements()[1]).array_mode);
-    assert_eq!(
-        r.options.batch.begin_sql(),
-        "START TRANSACTION ISOLATION LEVEL SERIALIZABLE"
-    );
+    assert_eq!(r.options.batch.begin_sql(), "START TRANSACTION ISOLATION LEVEL SERIALIZABLE");
 }
 
 #[test]
@@ -105,11 +87,7 @@ fn raw_json_params_from_other_clients() {
 fn params_default_to_empty_and_unknown_keys_are_ignored() {
     let r = parse(&driver_headers(), r#"{"query":"SELECT 1","extra":{"x":1}}"#).unwrap();
     assert_eq!(r.statements()[0].params, Vec::<Option<String>>::new());
-    let r = parse(
-        &driver_headers(),
-        r#"{"query":"SELECT 1","arrayMode":null}"#,
-    )
-    .unwrap();
+    let r = parse(&driver_headers(), r#"{"query":"SELECT 1","arrayMode":null}"#).unwrap();
     assert_eq!(r.statements()[0].array_mode, None);
     let r = parse(&driver_headers(), r#"{"queries":[]}"#).unwrap();
     assert!(r.is_batch() && r.statements().is_empty());
@@ -117,19 +95,8 @@ fn params_default_to_empty_and_unknown_keys_are_ignored() {
 
 #[test]
 fn query_wins_over_queries() {
-    let r = parse(
-        &driver_headers(),
-        r#"{"query":"a","queries":[{"query":"b"}]}"#,
-    )
-    .unwrap();
-    assert_eq!(
-        r.payload,
-        Payload::Single(Statement {
-            query: "a".into(),
-            params: vec![],
-            array_mode: None
-        })
-    );
+    let r = parse(&driver_headers(), r#"{"query":"a","queries":[{"query":"b"}]}"#).unwrap();
+    assert_eq!(r.payload, Payload::Single(Statement { query: "a".into(), params: vec![], array_mode: None }));
 }
 
 #[test]
@@ -152,30 +119,17 @@ fn malformed_bodies() {
         "{\"query\":\"\u{0}\"}",
     ] {
         let err = parse(&driver_headers(), body).expect_err(body);
-        assert!(
-            matches!(err, NeonError::InvalidBody(_)),
-            "{body:?}: {err:?}"
-        );
+        assert!(matches!(err, NeonError::InvalidBody(_)), "{body:?}: {err:?}");
         assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
-        assert!(err
-            .to_string()
-            .starts_with("could not parse the HTTP request body: "));
+        assert!(err.to_string().starts_with("could not parse the HTTP request body: "));
     }
-    let err = parse_request(
-        &driver_headers(),
-        b"{\"query\":\"\xff\"}",
-        &Limits::default(),
-    )
-    .unwrap_err();
+    let err = parse_request(&driver_headers(), b"{\"query\":\"\xff\"}", &Limits::default()).unwrap_err();
     assert!(matches!(err, NeonError::InvalidBody(_)));
 }
 
 #[test]
 fn body_size_is_checked_before_parsing() {
-    let limits = Limits {
-        max_request_bytes: 16,
-        ..Limits::default()
-    };
+    let limits = Limits { max_request_bytes: 16, ..Limits::default() };
     let body = br#"{"query":"SELECT 1"}"#; // 20 bytes, also valid JSON
     let err = parse_request(&driver_headers(), body, &limits).unwrap_err();
     assert!(matches!(err, NeonError::RequestTooLarge { limit: 16 }));
@@ -188,19 +142,13 @@ fn body_size_is_checked_before_parsing() {
 
 #[test]
 fn content_length_precheck() {
-    let limits = Limits {
-        max_request_bytes: 100,
-        ..Limits::default()
-    };
+    let limits = Limits { max_request_bytes: 100, ..Limits::default() };
     let mut h = HeaderMap::new();
     assert!(check_content_length(&h, &limits).is_ok());
     h.insert("content-length", HeaderValue::from_static("100"));
     assert!(check_content_length(&h, &limits).is_ok());
     h.insert("content-length", HeaderValue::from_static("101"));
-    assert!(matches!(
-        check_content_length(&h, &limits),
-        Err(NeonError::RequestTooLarge { limit: 100 })
-    ));
+    assert!(matches!(check_content_length(&h, &limits), Err(NeonError::RequestTooLarge { limit: 100 })));
     h.insert("content-length", HeaderValue::from_static("garbage"));
     assert!(check_content_length(&h, &limits).is_ok());
 }
@@ -214,51 +162,24 @@ fn connection_string_header_problems() {
     assert_eq!(err.to_string(), "invalid header: neon-connection-string");
     assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
 
-    h.insert(
-        CONNECTION_STRING,
-        HeaderValue::from_bytes(b"postgres://u:p\xc3\xa9@h/db").unwrap(),
-    );
-    assert_eq!(
-        parse(&h, body).unwrap_err().to_string(),
-        "invalid header: neon-connection-string"
-    );
+    h.insert(CONNECTION_STRING, HeaderValue::from_bytes(b"postgres://u:p\xc3\xa9@h/db").unwrap());
+    assert_eq!(parse(&h, body).unwrap_err().to_string(), "invalid header: neon-connection-string");
 
-    h.insert(
-        CONNECTION_STRING,
-        HeaderValue::from_static("mysql://u:p@h/db"),
-    );
-    assert!(matches!(
-        parse(&h, body).unwrap_err(),
-        NeonError::ConnectionString(ConnStringError::IncorrectScheme)
-    ));
+    h.insert(CONNECTION_STRING, HeaderValue::from_static("mysql://u:p@h/db"));
+    assert!(matches!(parse(&h, body).unwrap_err(), NeonError::ConnectionString(ConnStringError::IncorrectScheme)));
 
-    h.insert(
-        CONNECTION_STRING,
-        HeaderValue::from_static("postgres://u:p@h"),
-    );
-    assert_eq!(
-        parse(&h, body).unwrap_err().to_string(),
-        "missing database name"
-    );
+    h.insert(CONNECTION_STRING, HeaderValue::from_static("postgres://u:p@h"));
+    assert_eq!(parse(&h, body).unwrap_err().to_string(), "missing database name");
 }
 
 #[test]
 fn credentials() {
     let body = r#"{"query":"SELECT 1"}"#;
     let mut h = driver_headers();
-    h.insert(
-        CONNECTION_STRING,
-        HeaderValue::from_static("postgres://u@h/db"),
-    );
-    assert!(matches!(
-        parse(&h, body).unwrap_err(),
-        NeonError::MissingCredentials(RequiredCredential::Password)
-    ));
+    h.insert(CONNECTION_STRING, HeaderValue::from_static("postgres://u@h/db"));
+    assert!(matches!(parse(&h, body).unwrap_err(), NeonError::MissingCredentials(RequiredCredential::Password)));
 
-    h.insert(
-        AUTHORIZATION,
-        HeaderValue::from_static("Bearer my.jwt.token"),
-    );
+    h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer my.jwt.token"));
     let r = parse(&h, body).unwrap();
     match &r.credentials {
         Credentials::BearerToken(t) => assert_eq!(t.as_str(), "my.jwt.token"),
@@ -269,32 +190,17 @@ fn credentials() {
     // A bearer token takes the place of the password even when both are present.
     let mut h = driver_headers();
     h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer tok"));
-    assert!(matches!(
-        parse(&h, body).unwrap().credentials,
-        Credentials::BearerToken(_)
-    ));
+    assert!(matches!(parse(&h, body).unwrap().credentials, Credentials::BearerToken(_)));
 
     h.insert(AUTHORIZATION, HeaderValue::from_static("Basic dTpw"));
-    assert!(matches!(
-        parse(&h, body).unwrap_err(),
-        NeonError::MissingCredentials(RequiredCredential::BearerToken)
-    ));
-    h.insert(
-        AUTHORIZATION,
-        HeaderValue::from_bytes(b"Bearer \xff").unwrap(),
-    );
-    assert_eq!(
-        parse(&h, body).unwrap_err().to_string(),
-        "invalid header: authorization"
-    );
+    assert!(matches!(parse(&h, body).unwrap_err(), NeonError::MissingCredentials(RequiredCredential::BearerToken)));
+    h.insert(AUTHORIZATION, HeaderValue::from_bytes(b"Bearer \xff").unwrap());
+    assert_eq!(parse(&h, body).unwrap_err().to_string(), "invalid header: authorization");
 }
 
 #[test]
 fn invalid_isolation_level_is_reported_before_the_body() {
     let mut h = driver_headers();
     h.insert(BATCH_ISOLATION_LEVEL, HeaderValue::from_static("Chaos"));
-    assert!(matches!(
-        parse(&h, "not json").unwrap_err(),
-        NeonError::InvalidIsolationLevel
-    ));
+    assert!(matches!(parse(&h, "not json").unwrap_err(), NeonError::InvalidIsolationLevel));
 }

@@ -78,7 +78,12 @@ impl PgConn {
         let mut c = PgConn { stream };
         let mut body = Vec::new();
         body.extend_from_slice(&196608i32.to_be_bytes());
-        for (k, v) in [("user", user), ("database", database), ("options", "-c TimeZone=UTC -c DateStyle=ISO,MDY -c bytea_output=hex -c IntervalStyle=postgres"), ("client_encoding", "UTF8")] {
+        for (k, v) in [
+            ("user", user),
+            ("database", database),
+            ("options", "-c TimeZone=UTC -c DateStyle=ISO,MDY -c bytea_output=hex -c IntervalStyle=postgres"),
+            ("client_encoding", "UTF8"),
+        ] {
             cstr(&mut body, k);
             cstr(&mut body, v);
         }

@@ -6,10 +6,7 @@
 
 use super::ConfigError;
 
-pub(super) fn apply_overrides(
-    root: &mut toml::Value,
-    env: impl IntoIterator<Item = (String, String)>,
-) -> Result<(), ConfigError> {
+pub(super) fn apply_overrides(root: &mut toml::Value, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
     for (key, raw) in env {
         let Some(path) = key.strip_prefix("TIDEPOOL_") else { continue };
         if !path.contains("__") {
@@ -22,10 +19,7 @@ pub(super) fn apply_overrides(
 }
 
 fn parse_scalar(raw: &str) -> toml::Value {
-    toml::from_str::<toml::Table>(&format!("v = {raw}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+    toml::from_str::<toml::Table>(&format!("v = {raw}")).ok().and_then(|mut t| t.remove("v")).unwrap_or_else(|| toml::Value::String(raw.to_owned()))
 }
 
 fn set_path(node: &mut toml::Value, path: &[String], value: toml::Value) -> Result<(), String> {

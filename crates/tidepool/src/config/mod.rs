@@ -160,19 +160,45 @@ pub struct DatabaseConfig {
 
 mod d {
     use super::*;
-    pub fn pool_size() -> usize { 20 }
-    pub fn pool_mode() -> PoolMode { PoolMode::Transaction }
-    pub fn pool_timeout() -> Duration { Duration::from_secs(10) }
-    pub fn idle_timeout() -> Duration { Duration::from_secs(600) }
-    pub fn max_lifetime() -> Duration { Duration::from_secs(3600) }
-    pub fn connect_timeout() -> Duration { Duration::from_secs(5) }
-    pub fn max_client_conn() -> usize { 10_000 }
-    pub fn max_message_size() -> usize { 64 << 20 }
-    pub fn max_prepared() -> usize { 1000 }
-    pub fn upstream_tls() -> UpstreamTls { UpstreamTls::Prefer }
-    pub fn max_body() -> usize { 10 << 20 }
-    pub fn query_timeout() -> Duration { Duration::from_secs(10) }
-    pub fn ws_idle() -> Duration { Duration::from_secs(300) }
+    pub fn pool_size() -> usize {
+        20
+    }
+    pub fn pool_mode() -> PoolMode {
+        PoolMode::Transaction
+    }
+    pub fn pool_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn idle_timeout() -> Duration {
+        Duration::from_secs(600)
+    }
+    pub fn max_lifetime() -> Duration {
+        Duration::from_secs(3600)
+    }
+    pub fn connect_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn max_client_conn() -> usize {
+        10_000
+    }
+    pub fn max_message_size() -> usize {
+        64 << 20
+    }
+    pub fn max_prepared() -> usize {
+        1000
+    }
+    pub fn upstream_tls() -> UpstreamTls {
+        UpstreamTls::Prefer
+    }
+    pub fn max_body() -> usize {
+        10 << 20
+    }
+    pub fn query_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn ws_idle() -> Duration {
+        Duration::from_secs(300)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -254,8 +280,7 @@ pub struct ApiKeyConfig {
 impl Config {
     /// Reads a file and applies `TIDEPOOL_…` overrides from `env`.
     pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::from_toml(&text, env)
     }
 
@@ -291,9 +316,7 @@ impl Config {
             }
             match (&u.password, &u.scram_verifier) {
                 (None, None) if u.auth == ClientAuth::Trust => {}
-                (_, Some(_)) if u.auth == ClientAuth::Md5 => {
-                    return Err(invalid(format!("user {:?}: md5 needs a plaintext password", u.name)))
-                }
+                (_, Some(_)) if u.auth == ClientAuth::Md5 => return Err(invalid(format!("user {:?}: md5 needs a plaintext password", u.name))),
                 (Some(_), None) => {}
                 (None, Some(v)) if ScramVerifier::parse(v).is_some() => {}
                 (None, Some(_)) => return Err(invalid(format!("user {:?}: scram_verifier is malformed", u.name))),

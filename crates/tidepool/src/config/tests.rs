@@ -53,11 +53,9 @@ fn env_overrides_file() {
 
 #[test]
 fn validation_catches_mistakes() {
-    for (from, to) in [
-        ("pool_size = 20", "pool_size = 0"),
-        ("password = \"secret\"", "scram_verifier = \"nope\""),
-        ("postgres://postgres@127.0.0.1:5432/app", "mysql://x"),
-    ] {
+    for (from, to) in
+        [("pool_size = 20", "pool_size = 0"), ("password = \"secret\"", "scram_verifier = \"nope\""), ("postgres://postgres@127.0.0.1:5432/app", "mysql://x")]
+    {
         assert!(Config::from_toml(&MINIMAL.replace(from, to), no_env()).is_err(), "{to}");
     }
 }

@@ -37,10 +37,7 @@ pub fn percent_decode(s: &str) -> Result<String, String> {
 
 impl UpstreamUrl {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let rest = s
-            .strip_prefix("postgres://")
-            .or_else(|| s.strip_prefix("postgresql://"))
-            .ok_or("must start with postgres://")?;
+        let rest = s.strip_prefix("postgres://").or_else(|| s.strip_prefix("postgresql://")).ok_or("must start with postgres://")?;
         let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
         let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
         let (userinfo, hostport) = authority.rsplit_once('@').unwrap_or(("", authority));

@@ -44,9 +44,7 @@ async fn tcp(host: &str, port: u16) -> std::io::Result<TcpStream> {
 
 /// Opens and authenticates a connection; returns it idle (after the first ReadyForQuery).
 pub async fn connect(target: &UpstreamTarget) -> Result<ServerConn, UpstreamError> {
-    tokio::time::timeout(target.connect_timeout, connect_inner(target))
-        .await
-        .unwrap_or(Err(UpstreamError::ConnectTimeout))
+    tokio::time::timeout(target.connect_timeout, connect_inner(target)).await.unwrap_or(Err(UpstreamError::ConnectTimeout))
 }
 
 async fn connect_inner(t: &UpstreamTarget) -> Result<ServerConn, UpstreamError> {
@@ -62,12 +60,8 @@ async fn connect_inner(t: &UpstreamTarget) -> Result<ServerConn, UpstreamError> 
         sock.read_exact(&mut answer).await?;
         match answer[0] {
             b'S' => {
-                let name = rustls::pki_types::ServerName::try_from(url.host.clone())
-                    .map_err(|e| UpstreamError::Tls(e.to_string()))?;
-                let tls = tokio_rustls::TlsConnector::from(t.tls_config.clone())
-                    .connect(name, sock)
-                    .await
-                    .map_err(|e| UpstreamError::Tls(e.to_string()))?;
+                let name = rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| UpstreamError::Tls(e.to_string()))?;
+                let tls = tokio_rustls::TlsConnector::from(t.tls_config.clone()).connect(name, sock).await.map_err(|e| UpstreamError::Tls(e.to_string()))?;
                 Stream::ClientTls(Box::new(tls))
             }
             b'N' if t.tls == UpstreamTls::Prefer => Stream::Plain(sock),

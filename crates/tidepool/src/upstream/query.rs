@@ -49,13 +49,7 @@ impl ServerConn {
 
     /// Parses, binds and executes one statement with text parameters (`types` may be empty or
     /// hold a type OID per parameter; 0 = let the server infer). `max_bytes` bounds the rows kept.
-    pub async fn query_text(
-        &mut self,
-        sql: &str,
-        types: &[u32],
-        params: &[Option<String>],
-        max_bytes: usize,
-    ) -> Result<QueryResult, UpstreamError> {
+    pub async fn query_text(&mut self, sql: &str, types: &[u32], params: &[Option<String>], max_bytes: usize) -> Result<QueryResult, UpstreamError> {
         let mut out = BytesMut::with_capacity(sql.len() + 64);
         frontend::parse(&mut out, "", sql, types);
         frontend::bind_text(&mut out, "", "", params);

@@ -23,10 +23,7 @@ pub const KEY_B: &str = "tp-test-key-bbbbbbbbbbbbbbbbbbbb";
 /// Logs of tidepool itself when `TIDEPOOL_TEST_LOG` is set (e.g. `tidepool=debug`).
 pub fn init_tracing() {
     if let Ok(filter) = std::env::var("TIDEPOOL_TEST_LOG") {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-            .with_test_writer()
-            .try_init();
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_test_writer().try_init();
     }
 }
 

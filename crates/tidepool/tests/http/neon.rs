@@ -72,15 +72,11 @@ async fn authentication_and_database_errors_carry_sqlstates() -> Result<()> {
     // An API key as `Authorization: Bearer` replaces the password.
     let no_pw = p.conn_str(USER, None, DB);
     let auth = format!("Bearer {KEY_A}");
-    let r = p
-        .neon_raw(&[("neon-connection-string", &no_pw), ("authorization", &auth)], serde_json::to_vec(&json!({"query": "SELECT 5 AS five"}))?)
-        .await?;
+    let r = p.neon_raw(&[("neon-connection-string", &no_pw), ("authorization", &auth)], serde_json::to_vec(&json!({"query": "SELECT 5 AS five"}))?).await?;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["rows"], json!([{"five": 5}]));
     // An unknown key is refused like a wrong password.
-    let r = p
-        .neon_raw(&[("neon-connection-string", &no_pw), ("authorization", "Bearer not-a-key")], body.clone())
-        .await?;
+    let r = p.neon_raw(&[("neon-connection-string", &no_pw), ("authorization", "Bearer not-a-key")], body.clone()).await?;
     r.neon_err(400, "28P01");
     // A key for another database does not open this one.
     let cs = p.conn_str(USER, None, "nosuchdb");
@@ -105,9 +101,7 @@ async fn request_and_response_limits() -> Result<()> {
     let msg = r.neon_err(507, "");
     assert!(msg.contains("2048"), "{msg}");
     // The same in a batch.
-    let r = p
-        .neon(&json!({"queries": [{"query": "SELECT 1 AS one"}, {"query": "SELECT g, repeat('x', 50) FROM generate_series(1, 1000) g"}]}))
-        .await?;
+    let r = p.neon(&json!({"queries": [{"query": "SELECT 1 AS one"}, {"query": "SELECT g, repeat('x', 50) FROM generate_series(1, 1000) g"}]})).await?;
     r.neon_err(507, "");
 
     // Just under both limits passes.
@@ -364,11 +358,7 @@ async fn query_timeout_cancels_the_query() -> Result<()> {
 async fn client_disconnect_still_cancels_the_query() -> Result<()> {
     let p = Setup::new("neon_disconnect").await?.http("query_timeout = \"1s\"").db("pool_size = 1").start().await?;
     let cs = p.conn_str(USER, Some(USER_PW), DB);
-    let req = p
-        .client
-        .post(p.url("/sql"))
-        .header("neon-connection-string", &cs)
-        .body(serde_json::to_vec(&json!({"query": "SELECT pg_sleep(30)"}))?);
+    let req = p.client.post(p.url("/sql")).header("neon-connection-string", &cs).body(serde_json::to_vec(&json!({"query": "SELECT pg_sleep(30)"}))?);
     let request = tokio::spawn(req.send());
     // Once the query runs upstream, the client goes away.
     let running = poll(100, || async { (active_backends(&p.real_db, "pg_sleep(30)").await.ok()? == 1).then_some(()) }).await;

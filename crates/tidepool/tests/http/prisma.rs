@@ -80,13 +80,7 @@ async fn authentication_is_required_and_checked() -> Result<()> {
         r.prisma_err(401, "P6002");
     }
     // Not Bearer.
-    let r = p
-        .client
-        .post(p.url("/query"))
-        .header("authorization", format!("Basic {KEY_A}"))
-        .body(serde_json::to_vec(&body)?)
-        .send()
-        .await?;
+    let r = p.client.post(p.url("/query")).header("authorization", format!("Basic {KEY_A}")).body(serde_json::to_vec(&body)?).send().await?;
     assert_eq!(r.status().as_u16(), 401);
     let r = p.client.get(p.url("/connection-info")).send().await?;
     assert_eq!(r.status().as_u16(), 401);
@@ -244,11 +238,7 @@ async fn query_timeout_is_504_and_cancels_the_query() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_disconnect_still_cancels_the_query() -> Result<()> {
     let p = Setup::new("prisma_disconnect").await?.http("prisma_query_timeout = \"1s\"").db("pool_size = 1").start().await?;
-    let req = p
-        .client
-        .post(p.url("/query"))
-        .bearer_auth(KEY_A)
-        .body(serde_json::to_vec(&raw_query("SELECT pg_sleep(30) AS slept", json!([])))?);
+    let req = p.client.post(p.url("/query")).bearer_auth(KEY_A).body(serde_json::to_vec(&raw_query("SELECT pg_sleep(30) AS slept", json!([])))?);
     let request = tokio::spawn(req.send());
     // Once the query runs upstream, the client goes away.
     let running = poll(100, || async { (active_backends(&p.real_db, "pg_sleep(30)").await.ok()? == 1).then_some(()) }).await;
@@ -267,11 +257,7 @@ async fn client_disconnect_in_a_transaction_does_not_desync_it() -> Result<()> {
     let p = Setup::new("prisma_itx_disconnect").await?.start().await?;
     let id = p.itx_start(KEY_A, &json!({"timeout": 20000})).await?;
     let q = format!("/transaction/{id}/query");
-    let req = p
-        .client
-        .post(p.url(&q))
-        .bearer_auth(KEY_A)
-        .body(serde_json::to_vec(&raw_query("SELECT 'first' AS v FROM pg_sleep(1)", json!([])))?);
+    let req = p.client.post(p.url(&q)).bearer_auth(KEY_A).body(serde_json::to_vec(&raw_query("SELECT 'first' AS v FROM pg_sleep(1)", json!([])))?);
     let request = tokio::spawn(req.send());
     let running = poll(100, || async { (active_backends(&p.real_db, "pg_sleep(1)").await.ok()? == 1).then_some(()) }).await;
     assert!(running.is_some(), "pg_sleep(1) never started");

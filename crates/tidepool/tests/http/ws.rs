@@ -148,9 +148,7 @@ impl PgWs {
     async fn until_ready(&mut self) -> Result<Vec<Msg>> {
         let mut out = Vec::new();
         loop {
-            let Some(m) = self.next().await else {
-                bail!("connection closed before ReadyForQuery; got {:?}", kinds(&out))
-            };
+            let Some(m) = self.next().await else { bail!("connection closed before ReadyForQuery; got {:?}", kinds(&out)) };
             let done = m.0 == b'Z';
             out.push(m);
             if done {

@@ -6,8 +6,7 @@ use tidepool_testkit::{TestCluster, MD5_USER, PASS_USER, SCRAM_USER, TRUST_USER}
 
 use crate::common::*;
 
-const UPSTREAMS: [(&str, &str); 4] =
-    [("via_scram", SCRAM_USER), ("via_md5", MD5_USER), ("via_pass", PASS_USER), ("via_trust", TRUST_USER)];
+const UPSTREAMS: [(&str, &str); 4] = [("via_scram", SCRAM_USER), ("via_md5", MD5_USER), ("via_pass", PASS_USER), ("via_trust", TRUST_USER)];
 
 async fn auth_proxy(cluster: &TestCluster, real_db: &str) -> Result<Proxy> {
     let mut toml = String::from("[server]\npg_listen = \"127.0.0.1:0\"\nshutdown_timeout = \"2s\"\n");
@@ -54,9 +53,7 @@ async fn auth_matrix_client_methods_times_upstream_methods() -> Result<()> {
     let mut combos = 0;
     for (client_user, password) in clients {
         for (name, upstream_user) in UPSTREAMS {
-            let c = connect(&cfg(&p, client_user, password, name))
-                .await
-                .with_context(|| format!("client {client_user} → upstream {upstream_user}"))?;
+            let c = connect(&cfg(&p, client_user, password, name)).await.with_context(|| format!("client {client_user} → upstream {upstream_user}"))?;
             let row = c.query_one("SELECT current_user::text, current_database()::text, 40 + $1::int", &[&2i32]).await?;
             assert_eq!(row.get::<_, String>(0), upstream_user, "client {client_user} via {name}");
             assert_eq!(row.get::<_, String>(1), real_db);

@@ -14,12 +14,7 @@ use crate::raw::{startup_packet, Raw};
 
 async fn idle_in_transaction(cluster: &TestCluster, db: &str) -> Result<i64> {
     let c = cluster.client(db).await?;
-    Ok(c.query_one(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
-        &[],
-    )
-    .await?
-    .get(0))
+    Ok(c.query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'", &[]).await?.get(0))
 }
 
 /// Locks row 1 from another client, waiting at most lock_timeout (a bounded wait, not a timing check).
@@ -37,11 +32,7 @@ async fn lock_row(p: &Proxy) -> Result<i32> {
 async fn client_gone_mid_transaction_releases_its_locks() -> Result<()> {
     let cluster = TestCluster::shared().await?;
     let db = cluster.unique_database("disconnect").await?;
-    cluster
-        .client_as(SCRAM_USER, &db)
-        .await?
-        .batch_execute("CREATE TABLE accounts (id int PRIMARY KEY, v int); INSERT INTO accounts VALUES (1, 0)")
-        .await?;
+    cluster.client_as(SCRAM_USER, &db).await?.batch_execute("CREATE TABLE accounts (id int PRIMARY KEY, v int); INSERT INTO accounts VALUES (1, 0)").await?;
     let p = Setup::new(cluster, &db).db("pool_size = 2").start().await?;
 
     // 1. tokio-postgres client dropped inside a transaction (it sends Terminate).
@@ -76,7 +67,10 @@ async fn client_gone_mid_transaction_releases_its_locks() -> Result<()> {
     let sleeping = poll(200, || async {
         let c = cluster.client(&db).await.ok()?;
         let n: i64 = c
-            .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()", &[])
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()",
+                &[],
+            )
             .await
             .ok()?
             .get(0);
@@ -187,10 +181,7 @@ async fn terminated_backend_gives_a_clean_error_and_the_pool_heals() -> Result<(
     assert!(killed >= 1);
     let err = bounded("query on a killed backend", 20, running).await?.expect_err("the query's backend was killed");
     let code = code(&err);
-    assert!(
-        matches!(code.as_deref(), Some("57P01" | "08006")) || err.is_closed(),
-        "expected 57P01 (admin shutdown) or 08006, got {err:?}"
-    );
+    assert!(matches!(code.as_deref(), Some("57P01" | "08006")) || err.is_closed(), "expected 57P01 (admin shutdown) or 08006, got {err:?}");
     cluster.wait_for_backend_count(&db, BackendFilter::Any, Duration::from_secs(10), |n| n == 0).await?;
 
     // Idle pooled connections were killed too: clients still connected and new clients work.
@@ -219,12 +210,7 @@ async fn postgres_restart_under_load() -> Result<()> {
     let own = TestCluster::start().await?;
     let cluster = &own;
     let db = cluster.unique_database("restart").await?;
-    let p = Setup::new(cluster, &db)
-        .db("pool_size = 4")
-        .db("pool_timeout = \"5s\"")
-        .db("connect_timeout = \"2s\"")
-        .start()
-        .await?;
+    let p = Setup::new(cluster, &db).db("pool_size = 4").db("pool_timeout = \"5s\"").db("connect_timeout = \"2s\"").start().await?;
 
     let after = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));

@@ -121,10 +121,8 @@ async fn startup_parameters_apply_on_whatever_backend_a_client_gets() -> Result<
     }
     // The backend carries C's application_name while C uses it (visible to monitoring).
     c.batch_execute("BEGIN").await?;
-    let seen: String = direct
-        .query_one("SELECT application_name FROM pg_stat_activity WHERE datname = current_database() AND usename = $1", &[&SCRAM_USER])
-        .await?
-        .get(0);
+    let seen: String =
+        direct.query_one("SELECT application_name FROM pg_stat_activity WHERE datname = current_database() AND usename = $1", &[&SCRAM_USER]).await?.get(0);
     c.batch_execute("COMMIT").await?;
     assert_eq!(seen, "client-c");
 
@@ -159,7 +157,11 @@ async fn temp_tables_advisory_locks_listen_cursors_do_not_leak() -> Result<()> {
         ("LISTEN leak_chan", "SELECT count(*) FROM pg_listening_channels()", "LISTEN"),
         ("PREPARE leak_stmt AS SELECT 1", "SELECT count(*) FROM pg_prepared_statements WHERE name = 'leak_stmt'", "SQL PREPARE"),
         ("BEGIN; DECLARE leak_cur CURSOR WITH HOLD FOR SELECT 1; COMMIT", "SELECT count(*) FROM pg_cursors WHERE name = 'leak_cur'", "WITH HOLD cursor"),
-        ("SELECT set_config('search_path', 'pg_catalog', false)", "SELECT count(*) FROM (SELECT current_setting('search_path') AS p) s WHERE p = 'pg_catalog'", "set_config"),
+        (
+            "SELECT set_config('search_path', 'pg_catalog', false)",
+            "SELECT count(*) FROM (SELECT current_setting('search_path') AS p) s WHERE p = 'pg_catalog'",
+            "set_config",
+        ),
     ];
     let mut leaks = Vec::new();
     for (setup, probe, what) in cases {
@@ -207,11 +209,7 @@ async fn temp_tables_advisory_locks_listen_cursors_do_not_leak() -> Result<()> {
 async fn rejected_startup_parameters_do_not_confuse_the_next_client() -> Result<()> {
     let cluster = TestCluster::shared().await?;
     let db = cluster.unique_database("bad_params").await?;
-    cluster
-        .client(&db)
-        .await?
-        .batch_execute("CREATE SCHEMA myschema; GRANT USAGE ON SCHEMA myschema TO PUBLIC")
-        .await?;
+    cluster.client(&db).await?.batch_execute("CREATE SCHEMA myschema; GRANT USAGE ON SCHEMA myschema TO PUBLIC").await?;
     let p = Setup::new(cluster, &db).db("pool_size = 1").start().await?;
     let plain = p.client().await?;
     let default_path = show(&plain, "search_path").await?;

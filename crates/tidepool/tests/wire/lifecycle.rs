@@ -27,8 +27,7 @@ async fn drain_lets_open_transactions_finish_and_closes_idle_clients() -> Result
         Err(_) => true,
         Ok(s) => {
             let mut r = Raw::from_stream(s);
-            r.send(&crate::raw::startup_packet(&[("user", TRUST_CLIENT), ("database", DB)])).await.is_err()
-                || r.until_ready().await.is_err()
+            r.send(&crate::raw::startup_packet(&[("user", TRUST_CLIENT), ("database", DB)])).await.is_err() || r.until_ready().await.is_err()
         }
     };
     assert!(refused, "a new client was served while draining");
@@ -65,10 +64,14 @@ async fn session_mode_keeps_one_server_per_client_and_resets_it() -> Result<()> 
     drop(a);
     // Once A leaves, the next client gets the same server, reset.
     let b = poll(100, || async { try_connect(&p.config(MD5_CLIENT, Some(MD5_CLIENT_PW))).await.ok() }).await.expect("login after A left");
-    let row = bounded("query after A left", 30, b.query_one(
-        "SELECT current_setting('statement_timeout'), pg_backend_pid(), to_regclass('mine')::text, (SELECT count(*) FROM pg_listening_channels())",
-        &[],
-    ))
+    let row = bounded(
+        "query after A left",
+        30,
+        b.query_one(
+            "SELECT current_setting('statement_timeout'), pg_backend_pid(), to_regclass('mine')::text, (SELECT count(*) FROM pg_listening_channels())",
+            &[],
+        ),
+    )
     .await?;
     assert_eq!(row.get::<_, String>(0), "0");
     assert_eq!(row.get::<_, i32>(1), pid, "the server was reused");

@@ -81,12 +81,7 @@ async fn large_messages_both_ways() -> Result<()> {
 async fn upstream_tls_carries_large_messages() -> Result<()> {
     let own = TestCluster::builder().ssl(true).start().await?;
     let db = own.unique_database("upstream_tls").await?;
-    let p = Setup::new(&own, &db)
-        .db("pool_size = 1")
-        .db("pool_timeout = \"30s\"")
-        .db("upstream_tls = \"require\"")
-        .start()
-        .await?;
+    let p = Setup::new(&own, &db).db("pool_size = 1").db("pool_timeout = \"30s\"").db("upstream_tls = \"require\"").start().await?;
     let c = p.client().await?;
     let other = p.client().await?;
     let ssl: bool = c.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await?.get(0);

@@ -29,10 +29,7 @@ fn certs() -> Result<Certs> {
 
 fn tls_lines(setup: Setup, certs: &Certs, mode: &str) -> Setup {
     let q = |p: &Path| p.display().to_string().replace('\\', "\\\\");
-    setup
-        .server(&format!("tls_cert = \"{}\"", q(&certs.cert)))
-        .server(&format!("tls_key = \"{}\"", q(&certs.key)))
-        .server(&format!("tls_mode = \"{mode}\""))
+    setup.server(&format!("tls_cert = \"{}\"", q(&certs.cert))).server(&format!("tls_key = \"{}\"", q(&certs.key))).server(&format!("tls_mode = \"{mode}\""))
 }
 
 /// A rustls connector for tokio-postgres that trusts exactly `cert_pem`.
@@ -87,12 +84,7 @@ async fn tls_required_works_and_plaintext_is_refused() -> Result<()> {
     let base = format!("postgresql://{SCRAM_CLIENT}:{SCRAM_CLIENT_PW}@127.0.0.1:{}/{DB}", p.pg.port());
     let out = run_psql(&format!("{base}?sslmode=require"), "SELECT 'psql over tls'").await?.ok()?;
     assert_eq!(out.stdout.trim(), "psql over tls");
-    let out = run_psql(
-        &format!("{base}?sslmode=verify-full&sslrootcert={}", certs.cert.display()),
-        "SELECT 'verified'",
-    )
-    .await?
-    .ok()?;
+    let out = run_psql(&format!("{base}?sslmode=verify-full&sslrootcert={}", certs.cert.display()), "SELECT 'verified'").await?.ok()?;
     assert_eq!(out.stdout.trim(), "verified");
     let out = run_psql(&format!("{base}?sslmode=disable"), "SELECT 1").await?;
     assert!(!out.success(), "plaintext psql must fail: {out:?}");

@@ -2,9 +2,9 @@
 //! carry the Postgres protocol into the same session code as the TCP listener, and the JSON APIs.
 
 mod lease;
-mod tls_listener;
 mod neon;
 pub mod prisma;
+mod tls_listener;
 mod ws_io;
 
 use std::sync::Arc;

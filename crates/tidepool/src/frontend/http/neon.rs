@@ -62,9 +62,7 @@ async fn handle(app: &App, headers: &HeaderMap, body: Body) -> Result<Response<B
         }
     };
     let dbname = &request.connection.database;
-    let db = app
-        .database(dbname)
-        .ok_or_else(|| pg_error("FATAL", "3D000", format!("database \"{dbname}\" does not exist")))?;
+    let db = app.database(dbname).ok_or_else(|| pg_error("FATAL", "3D000", format!("database \"{dbname}\" does not exist")))?;
     let allowed = match &authorized_db {
         Some(d) => d == dbname,
         None => app.users.get(user).is_some_and(|u| u.may_use(dbname)),
@@ -76,13 +74,11 @@ async fn handle(app: &App, headers: &HeaderMap, body: Body) -> Result<Response<B
     let request = Arc::new(request);
     let req = request.clone();
     let max = limits.max_response_bytes;
-    let results = lease::run_bounded(conn, app.config.http.query_timeout, move |c| Box::pin(run(c, req, max)))
-        .await
-        .map_err(|e| match e {
-            HttpLeaseError::Timeout(_) => NeonError::Cancelled,
-            HttpLeaseError::Lease(l) => lease_error(l),
-            HttpLeaseError::Upstream(u) => upstream_error(u, max),
-        })?;
+    let results = lease::run_bounded(conn, app.config.http.query_timeout, move |c| Box::pin(run(c, req, max))).await.map_err(|e| match e {
+        HttpLeaseError::Timeout(_) => NeonError::Cancelled,
+        HttpLeaseError::Lease(l) => lease_error(l),
+        HttpLeaseError::Upstream(u) => upstream_error(u, max),
+    })?;
     let body = encode(&request, &results, max)?;
     Ok(to_http(neon::success_response(&request, body)))
 }

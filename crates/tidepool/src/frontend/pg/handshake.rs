@@ -139,15 +139,16 @@ pub async fn login<S: Duplex>(
         authenticate(app, s, rbuf, &user).await?;
     }
 
-    let database = app
-        .database(&dbname)
-        .cloned()
-        .ok_or_else(|| LoginError::Fatal(sqlstate::INVALID_CATALOG_NAME, format!("database \"{dbname}\" does not exist")))?;
+    let database =
+        app.database(&dbname).cloned().ok_or_else(|| LoginError::Fatal(sqlstate::INVALID_CATALOG_NAME, format!("database \"{dbname}\" does not exist")))?;
     if !app.users.get(&user).is_some_and(|u| u.may_use(&dbname)) {
         return Err(LoginError::Fatal(sqlstate::INVALID_AUTHORIZATION, format!("user \"{user}\" may not use database \"{dbname}\"")));
     }
     let slot = database.try_add_client().ok_or_else(|| {
-        LoginError::Fatal(sqlstate::TOO_MANY_CONNECTIONS, format!("too many clients for database \"{dbname}\" (max_client_conn {})", database.config.max_client_conn))
+        LoginError::Fatal(
+            sqlstate::TOO_MANY_CONNECTIONS,
+            format!("too many clients for database \"{dbname}\" (max_client_conn {})", database.config.max_client_conn),
+        )
     })?;
 
     let mut status = database.greeting_params(&session).await.map_err(lease_to_login)?;
@@ -185,10 +186,16 @@ fn static_code(code: &str) -> &'static str {
 fn parse_options(v: &str, out: &mut HashMap<String, String>) -> Result<(), LoginError> {
     let mut words = v.split_whitespace();
     while let Some(w) = words.next() {
-        let kv = if w == "-c" { words.next().unwrap_or("") } else if let Some(r) = w.strip_prefix("--") { r } else if let Some(r) = w.strip_prefix("-c") { r } else { w };
-        let (k, val) = kv
-            .split_once('=')
-            .ok_or_else(|| LoginError::Fatal(sqlstate::PROTOCOL_VIOLATION, format!("invalid options entry {kv:?}")))?;
+        let kv = if w == "-c" {
+            words.next().unwrap_or("")
+        } else if let Some(r) = w.strip_prefix("--") {
+            r
+        } else if let Some(r) = w.strip_prefix("-c") {
+            r
+        } else {
+            w
+        };
+        let (k, val) = kv.split_once('=').ok_or_else(|| LoginError::Fatal(sqlstate::PROTOCOL_VIOLATION, format!("invalid options entry {kv:?}")))?;
         out.insert(k.replace('-', "_"), val.to_owned());
     }
     Ok(())

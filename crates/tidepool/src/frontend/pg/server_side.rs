@@ -4,8 +4,8 @@
 //! swallowing answers to tidepool's own messages, parameter tracking).
 
 use tidepool_proto::backend::{self, parse_parameter_status, parse_ready, ErrorFields};
-use tidepool_proto::frontend::{self, FrontendMsg};
 use tidepool_proto::framing::{try_frame, MAX_MESSAGE_CEILING};
+use tidepool_proto::frontend::{self, FrontendMsg};
 use tidepool_proto::{sqlstate, Frame};
 
 use super::prepared::{Pending, Statement};
@@ -42,7 +42,10 @@ impl<S: Duplex> Session<S> {
                 }
                 if transaction && !name.is_empty() {
                     if self.stmts.get(name).is_none() && self.stmts.len() >= max_prepared {
-                        return Err(End::Fatal(sqlstate::PROGRAM_LIMIT_EXCEEDED, format!("more than {max_prepared} prepared statements (max_prepared_statements)")));
+                        return Err(End::Fatal(
+                            sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                            format!("more than {max_prepared} prepared statements (max_prepared_statements)"),
+                        ));
                     }
                     let stmt = Statement::new(query, &param_types);
                     if a.lease.prepared.contains(&stmt.server_name) {

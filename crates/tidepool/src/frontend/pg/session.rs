@@ -87,7 +87,14 @@ pub(super) enum End {
 }
 
 /// Logs a client in and runs its session. `peer` is the TCP peer (None for WebSocket clients).
-pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: BytesMut, params: Vec<(String, String)>, deadline: Instant, peer: Option<std::net::SocketAddr>) {
+pub(super) async fn run<S: Duplex>(
+    app: Arc<App>,
+    mut client: S,
+    mut rbuf: BytesMut,
+    params: Vec<(String, String)>,
+    deadline: Instant,
+    peer: Option<std::net::SocketAddr>,
+) {
     let key = app.cancels.register();
     let websocket = peer.is_none();
     // Boxed: the login's state is freed once it is done.

@@ -39,10 +39,7 @@ fn statement_is_stateful(stmt: &str) -> bool {
         "declare" => stmt.contains("with hold"),
         // `SELECT … INTO TEMP t` creates a temporary table.
         "select" | "with" => selects_into_temp(stmt),
-        "create" => {
-            matches!(second, "temp" | "temporary")
-                || (matches!(second, "global" | "local" | "unlogged") && stmt.contains("temp"))
-        }
+        "create" => matches!(second, "temp" | "temporary") || (matches!(second, "global" | "local" | "unlogged") && stmt.contains("temp")),
         _ => false,
     }
 }
@@ -53,10 +50,10 @@ fn selects_into_temp(stmt: &str) -> bool {
     }
     let words: Vec<&str> = stmt.split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',').filter(|w| !w.is_empty()).collect();
     let temp = |w: Option<&&str>| matches!(w.copied(), Some("temp" | "temporary"));
-    words.iter().enumerate().any(|(i, w)| {
-        *w == "into"
-            && (temp(words.get(i + 1)) || (matches!(words.get(i + 1).copied(), Some("local" | "global")) && temp(words.get(i + 2))))
-    })
+    words
+        .iter()
+        .enumerate()
+        .any(|(i, w)| *w == "into" && (temp(words.get(i + 1)) || (matches!(words.get(i + 1).copied(), Some("local" | "global")) && temp(words.get(i + 2)))))
 }
 
 #[cfg(test)]

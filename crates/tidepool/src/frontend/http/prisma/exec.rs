@@ -60,11 +60,7 @@ impl Executor for PgExecutor<'_> {
         let rows_affected = r.rows_affected();
         Ok(Rows {
             columns: r.fields.iter().map(|f| Column::new(f.name.clone(), f.type_oid)).collect(),
-            rows: r
-                .rows
-                .into_iter()
-                .map(|row| row.into_iter().map(|v| v.map(|b| String::from_utf8_lossy(&b).into_owned())).collect())
-                .collect(),
+            rows: r.rows.into_iter().map(|row| row.into_iter().map(|v| v.map(|b| String::from_utf8_lossy(&b).into_owned())).collect()).collect(),
             rows_affected,
         })
     }

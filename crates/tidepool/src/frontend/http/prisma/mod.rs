@@ -67,11 +67,7 @@ fn from_interp(r: HttpResponse) -> Response {
 /// The API key from `Authorization: Bearer`, or the 401 P6002 response.
 fn authenticate(app: &App, headers: &HeaderMap) -> Result<(ApiKey, Arc<Database>), Response> {
     let unauthorized = || error(401, "P6002", "The provided API Key is invalid.", json!({}));
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(unauthorized)?;
+    let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(unauthorized)?;
     let key = app.api_keys.lookup(token.trim()).ok_or_else(unauthorized)?;
     let db = app.database(&key.database).cloned().ok_or_else(unauthorized)?;
     Ok((key, db))
@@ -79,9 +75,7 @@ fn authenticate(app: &App, headers: &HeaderMap) -> Result<(ApiKey, Arc<Database>
 
 async fn read_body(app: &App, body: Body) -> Result<Bytes, Response> {
     let max = app.config.http.max_request_size;
-    super::read_limited(body, max)
-        .await
-        .ok_or_else(|| error(413, "P6005", format!("The request body exceeds the limit of {max} bytes."), json!({})))
+    super::read_limited(body, max).await.ok_or_else(|| error(413, "P6005", format!("The request body exceeds the limit of {max} bytes."), json!({})))
 }
 
 fn limits(app: &App) -> Limits {
@@ -91,7 +85,9 @@ fn limits(app: &App) -> Limits {
 fn lease_failed(e: LeaseError) -> Response {
     tracing::warn!(error = %e, "no connection for a Prisma request");
     match e {
-        LeaseError::Pool(PoolError::Timeout { .. }) => error(503, "P2024", format!("Timed out fetching a new connection from the connection pool. ({e})"), json!({})),
+        LeaseError::Pool(PoolError::Timeout { .. }) => {
+            error(503, "P2024", format!("Timed out fetching a new connection from the connection pool. ({e})"), json!({}))
+        }
         other => error(503, "P6008", format!("Could not reach the database: {other}"), json!({})),
     }
 }
@@ -204,7 +200,12 @@ async fn start_inner(app: Arc<App>, headers: HeaderMap, body: Body, gone: Arc<st
     let max_wait = Duration::from_millis(opts.max_wait.unwrap_or(2000));
     let timeout = Duration::from_millis(opts.timeout.unwrap_or(5000)).min(cfg.prisma_max_transaction_timeout);
     if app.itx.reserve(key.sha256, cfg.prisma_max_transactions_per_key).is_none() {
-        return error(429, "P5011", format!("Too many open interactive transactions for this API key (limit {}).", cfg.prisma_max_transactions_per_key), json!({}));
+        return error(
+            429,
+            "P5011",
+            format!("Too many open interactive transactions for this API key (limit {}).", cfg.prisma_max_transactions_per_key),
+            json!({}),
+        );
     }
     let begun = tokio::time::timeout(max_wait, async {
         let mut conn = lease::lease(&db).await?;
@@ -357,12 +358,9 @@ async fn end(app: Arc<App>, headers: HeaderMap, id: String, commit: bool) -> Res
     app.itx.close(&itx, if commit && r.is_ok() { Closed::Committed } else { Closed::RolledBack });
     match r {
         Ok(()) => json_response(200, "{}".into()),
-        Err(crate::upstream::UpstreamError::Db(f)) if f.code() == "40001" || f.code() == "40P01" => error(
-            400,
-            "P2034",
-            "Transaction failed due to a write conflict or a deadlock. Please retry your transaction",
-            json!({}),
-        ),
+        Err(crate::upstream::UpstreamError::Db(f)) if f.code() == "40001" || f.code() == "40P01" => {
+            error(400, "P2034", "Transaction failed due to a write conflict or a deadlock. Please retry your transaction", json!({}))
+        }
         Err(crate::upstream::UpstreamError::Db(f)) => error(400, "P2028", format!("Transaction API error: {}", f.message()), json!({})),
         Err(e) => error(500, "P6000", format!("{operation} failed: {e}"), json!({})),
     }

@@ -18,6 +18,10 @@ pub enum ProtoError {
     Utf8(&'static str),
     #[error("authentication protocol error: {0}")]
     Auth(&'static str),
+    #[error("{count} parameters exceed the protocol's limit of 65535")]
+    TooManyParameters { count: usize },
+    #[error("a value of {len} bytes does not fit in one protocol message")]
+    ValueTooLarge { len: usize },
 }
 
 impl ProtoError {

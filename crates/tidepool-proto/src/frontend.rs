@@ -45,6 +45,13 @@ pub enum FrontendMsg<'a> {
     Password(&'a [u8]),
 }
 
+/// Whether a message starting with `tag` may come from a client after login. Anything else (a
+/// StartupMessage sent again, whose first byte is 0, or an unknown type) is a protocol violation
+/// to refuse as soon as its first byte is seen, before waiting for its claimed length.
+pub fn is_session_message(tag: u8) -> bool {
+    matches!(tag, b'Q' | b'P' | b'B' | b'D' | b'C' | b'E' | b'S' | b'H' | b'X' | b'd' | b'c' | b'f' | b'F')
+}
+
 impl<'a> FrontendMsg<'a> {
     pub fn parse(frame: &'a Frame) -> Result<Self, ProtoError> {
         let body = frame.body();
@@ -54,11 +61,9 @@ impl<'a> FrontendMsg<'a> {
                 let mut r = Reader::new(body, "Parse");
                 let name = r.cstr()?;
                 let query = r.cstr()?;
-                let n = r.i16()?;
-                if n < 0 {
-                    return Err(ProtoError::malformed("Parse"));
-                }
-                let mut param_types = Vec::with_capacity((n as usize).min(r.remaining().len() / 4));
+                // PostgreSQL reads the count as unsigned: up to 65535 parameters.
+                let n = r.u16()?;
+                let mut param_types = Vec::with_capacity(usize::from(n).min(r.remaining().len() / 4));
                 for _ in 0..n {
                     param_types.push(r.u32()?);
                 }
@@ -118,24 +123,39 @@ pub fn query(out: &mut BytesMut, sql: &str) {
     write_msg(out, b'Q', |b| put_cstr(b, sql.as_bytes()));
 }
 
-pub fn parse(out: &mut BytesMut, name: &str, sql: &str, types: &[u32]) {
+/// Most parameters one Parse or Bind can carry (the count is an unsigned 16-bit field).
+pub const MAX_PARAMS: usize = u16::MAX as usize;
+
+fn param_count(n: usize) -> Result<u16, ProtoError> {
+    u16::try_from(n).map_err(|_| ProtoError::TooManyParameters { count: n })
+}
+
+/// Parse. Fails (writing nothing) with more than [`MAX_PARAMS`] parameter types.
+pub fn parse(out: &mut BytesMut, name: &str, sql: &str, types: &[u32]) -> Result<(), ProtoError> {
+    let n = param_count(types.len())?;
     write_msg(out, b'P', |b| {
         put_cstr(b, name.as_bytes());
         put_cstr(b, sql.as_bytes());
-        b.put_i16(types.len() as i16);
+        b.put_u16(n);
         for t in types {
             b.put_u32(*t);
         }
     });
+    Ok(())
 }
 
-/// Bind with all parameters and results in text format.
-pub fn bind_text<S: AsRef<[u8]>>(out: &mut BytesMut, portal: &str, statement: &str, params: &[Option<S>]) {
+/// Bind with all parameters and results in text format. Fails (writing nothing) with more than
+/// [`MAX_PARAMS`] parameters or a value longer than `i32::MAX` bytes.
+pub fn bind_text<S: AsRef<[u8]>>(out: &mut BytesMut, portal: &str, statement: &str, params: &[Option<S>]) -> Result<(), ProtoError> {
+    let n = param_count(params.len())?;
+    if let Some(len) = params.iter().flatten().map(|v| v.as_ref().len()).find(|l| i32::try_from(*l).is_err()) {
+        return Err(ProtoError::ValueTooLarge { len });
+    }
     write_msg(out, b'B', |b| {
         put_cstr(b, portal.as_bytes());
         put_cstr(b, statement.as_bytes());
         b.put_i16(0);
-        b.put_i16(params.len() as i16);
+        b.put_u16(n);
         for p in params {
             match p {
                 None => b.put_i32(-1),
@@ -148,6 +168,7 @@ pub fn bind_text<S: AsRef<[u8]>>(out: &mut BytesMut, portal: &str, statement: &s
         }
         b.put_i16(0);
     });
+    Ok(())
 }
 
 pub fn describe(out: &mut BytesMut, kind: u8, name: &str) {

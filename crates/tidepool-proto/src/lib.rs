@@ -31,4 +31,7 @@ pub mod sqlstate {
     pub const QUERY_CANCELED: &str = "57014";
     pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
     pub const INTERNAL_ERROR: &str = "XX000";
+    pub const UNDEFINED_OBJECT: &str = "42704";
+    pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "25P03";
+    pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
 }

@@ -33,6 +33,10 @@ impl<'a> Reader<'a> {
         self.buf = b;
         Ok(a)
     }
+    pub(crate) fn u16(&mut self) -> Result<u16, ProtoError> {
+        let b = self.bytes(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
     pub(crate) fn i16(&mut self) -> Result<i16, ProtoError> {
         let b = self.bytes(2)?;
         Ok(i16::from_be_bytes([b[0], b[1]]))

@@ -22,6 +22,9 @@ use crate::users::UserStore;
 /// Opens upstream connections for one database's pool.
 pub struct Upstream {
     pub target: UpstreamTarget,
+    /// The application's task tracker: work spawned on behalf of a connection (cancel requests)
+    /// is waited for on shutdown.
+    pub tracker: TaskTracker,
 }
 
 impl Manager for Upstream {
@@ -155,24 +158,24 @@ pub enum LeaseError {
     Params(tidepool_proto::backend::ErrorFields),
 }
 
-/// Applies the parameter set `want` to a server connection.
+/// Applies the parameter set `want` to a server connection: what differs is set and what another
+/// client left is reset, all in one `SELECT set_config($1, $2, false), …` whose names and values
+/// travel as protocol parameters (client text is never spliced into SQL). One statement is one
+/// implicit transaction: on error nothing was applied.
 pub async fn sync_params(conn: &mut ServerConn, want: &HashMap<String, String>) -> Result<(), UpstreamError> {
-    let mut sql = String::new();
+    let mut changes: Vec<(&str, Option<&str>)> = Vec::new();
     for (k, v) in want {
         if conn.applied.get(k) != Some(v) {
-            sql.push_str(&format!("SET {} TO {};", upstream::quote_ident(k), upstream::quote_literal(v)));
+            changes.push((k, Some(v)));
         }
     }
-    for k in conn.applied.keys() {
-        if !want.contains_key(k) {
-            sql.push_str(&format!("RESET {};", upstream::quote_ident(k)));
-        }
-    }
-    if sql.is_empty() {
+    let stale: Vec<String> = conn.applied.keys().filter(|k| !want.contains_key(*k)).cloned().collect();
+    // A NULL value makes set_config reset the parameter to its default.
+    changes.extend(stale.iter().map(|k| (k.as_str(), None)));
+    if changes.is_empty() {
         return Ok(());
     }
-    // The batch is one implicit transaction: on error nothing was applied.
-    conn.simple(&sql).await?;
+    conn.set_config(&changes).await?;
     conn.applied = want.clone();
     Ok(())
 }
@@ -192,6 +195,8 @@ pub struct App {
     pub pg_tls: Option<tokio_rustls::TlsAcceptor>,
     pub api_keys: crate::keys::ApiKeys,
     pub itx: crate::frontend::http::prisma::ItxRegistry,
+    /// Slots for TCP connections that have not finished logging in (`max_preauth_connections`).
+    pub preauth_pg: Arc<tokio::sync::Semaphore>,
 }
 
 /// Front-end counters.
@@ -212,6 +217,7 @@ impl App {
         registry.register("client_errors", "Client sessions ended by an error", metrics.client_errors.clone());
         registry.register("login_failures", "Failed client logins", metrics.login_failures.clone());
         registry.register("transactions", "Transaction-mode leases completed", metrics.transactions.clone());
+        let tracker = TaskTracker::new();
         let mut databases = HashMap::new();
         for db in &config.databases {
             let url = UpstreamUrl::parse(&db.url).map_err(|e| anyhow::anyhow!("database {}: {e}", db.name))?;
@@ -224,7 +230,7 @@ impl App {
                 idle_timeout: db.idle_timeout,
                 max_lifetime: db.max_lifetime,
             };
-            let pool = Pool::new(settings, Upstream { target });
+            let pool = Pool::new(settings, Upstream { target, tracker: tracker.clone() });
             pool.stats().register(registry.sub_registry_with_label(("database".into(), db.name.clone().into())));
             let database =
                 Database { config: db.clone(), pool, clients: AtomicUsize::new(0), defaults: Mutex::new(None), validated: Mutex::new(HashMap::new()) };
@@ -235,6 +241,7 @@ impl App {
             _ => None,
         };
         let api_keys = crate::keys::ApiKeys::from_config(&config);
+        let config_preauth = config.server.max_preauth_connections;
         Ok(Arc::new(App {
             users: UserStore::from_config(&config),
             config: Arc::new(config),
@@ -244,10 +251,11 @@ impl App {
             metrics,
             shutdown: CancellationToken::new(),
             stopped: CancellationToken::new(),
-            tracker: TaskTracker::new(),
+            tracker,
             pg_tls,
             api_keys,
             itx: Default::default(),
+            preauth_pg: Arc::new(tokio::sync::Semaphore::new(config_preauth)),
         }))
     }
 

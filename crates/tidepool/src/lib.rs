@@ -1,13 +1,15 @@
 //! tidepool: a self-hosted PostgreSQL connection pooler and data proxy for serverless apps.
 //!
 //! Layout: [`config`] (data, validated) → [`app`] (pools, users, cancel keys, metrics) →
-//! [`pool`] (the one pool core every front end leases from) → [`upstream`] (server connections) ←
+//! [`pool`] (the one pool core every front end leases from, and [`checkin`], the one policy for
+//! giving connections back) → [`upstream`] (server connections) ←
 //! [`frontend`] (protocol translation only) ; [`admin`] serves `/metrics` and `/healthz`;
 //! [`run`] wires listeners, signals and graceful drain; [`dev`] is `tidepool dev`.
 
 pub mod admin;
 pub mod app;
 pub mod cancel;
+pub mod checkin;
 pub mod config;
 pub mod dev;
 pub mod frontend;

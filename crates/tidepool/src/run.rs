@@ -31,7 +31,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     if let Some(addr) = s.pg_listen {
         let l = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr} (pg_listen): {e}"))?;
         bound.pg = Some(l.local_addr()?);
-        tokio::spawn(crate::frontend::pg::listen(app.clone(), l));
+        app.tracker.spawn(crate::frontend::pg::listen(app.clone(), l));
     }
     if let Some(addr) = s.admin_listen {
         let l = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr} (admin_listen): {e}"))?;
@@ -41,7 +41,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     if let Some(addr) = s.http_listen {
         let l = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr} (http_listen): {e}"))?;
         bound.http = Some(l.local_addr()?);
-        tokio::spawn(crate::frontend::http::serve(app.clone(), l));
+        app.tracker.spawn(crate::frontend::http::serve(app.clone(), l));
     }
     Ok(Running { app, bound })
 }

@@ -81,7 +81,43 @@ pub struct ServerConfig {
     pub scram_iterations: u32,
     /// Runtime worker threads; 0 = automatic (half the CPUs, at least one).
     pub worker_threads: usize,
+    /// Close a Postgres-protocol client idle (between transactions) this long; 0 = never.
+    #[serde(with = "humantime_serde")]
+    pub client_idle_timeout: Duration,
+    /// Close a client that holds a server inside a transaction without sending anything this
+    /// long (SQLSTATE 25P03); 0 = never.
+    #[serde(with = "humantime_serde")]
+    pub idle_transaction_timeout: Duration,
+    /// Most TCP connections that have not finished logging in, at once (beyond: 53300, closed).
+    pub max_preauth_connections: usize,
+    /// Startup parameters carried to servers (applied with `set_config`); any other one is
+    /// refused with 42704 unless listed in `ignore_startup_parameters`.
+    pub startup_parameters: Vec<String>,
+    /// Startup parameters accepted and dropped (not carried to servers).
+    pub ignore_startup_parameters: Vec<String>,
 }
+
+/// Startup parameters a client may set by default: the ones drivers send and that only change
+/// how this session formats or runs queries. Never `role`/`session_authorization`.
+pub const DEFAULT_STARTUP_PARAMETERS: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "datestyle",
+    "intervalstyle",
+    "timezone",
+    "extra_float_digits",
+    "search_path",
+    "statement_timeout",
+    "lock_timeout",
+    "idle_in_transaction_session_timeout",
+    "standard_conforming_strings",
+    "bytea_output",
+    "default_transaction_isolation",
+    "default_transaction_read_only",
+    "geqo",
+    "jit",
+    "work_mem",
+];
 
 impl ServerConfig {
     /// Worker threads to run with: the configured number, or half the CPUs (at least one). A
@@ -110,6 +146,11 @@ impl Default for ServerConfig {
             log_level: "info".into(),
             scram_iterations: 4096,
             worker_threads: 0,
+            client_idle_timeout: Duration::from_secs(3600),
+            idle_transaction_timeout: Duration::from_secs(60),
+            max_preauth_connections: 1000,
+            startup_parameters: DEFAULT_STARTUP_PARAMETERS.iter().map(|s| (*s).to_owned()).collect(),
+            ignore_startup_parameters: Vec::new(),
         }
     }
 }
@@ -293,6 +334,15 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.max_preauth_connections == 0 {
+            return Err(invalid("server.max_preauth_connections must be at least 1"));
+        }
+        for p in self.server.startup_parameters.iter().chain(&self.server.ignore_startup_parameters) {
+            let forbidden = ["user", "database", "options", "replication", "role", "session_authorization"];
+            if p.is_empty() || forbidden.contains(&p.to_ascii_lowercase().as_str()) || !p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.') {
+                return Err(invalid(format!("server.startup_parameters: {p:?} cannot be carried")));
+            }
+        }
         let mut names = HashSet::new();
         for db in &self.databases {
             if db.name.is_empty() || !names.insert(db.name.as_str()) {

@@ -227,6 +227,11 @@ impl<M: Manager> Lease<M> {
     pub fn age(&self) -> Duration {
         self.created.elapsed()
     }
+
+    /// The pool's connection manager.
+    pub fn manager(&self) -> &M {
+        &self.pool.manager
+    }
 }
 
 impl<M: Manager> Drop for Lease<M> {

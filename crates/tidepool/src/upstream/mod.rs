@@ -143,11 +143,6 @@ impl ServerConn {
     }
 }
 
-/// Quotes a string as a SQL literal (standard_conforming_strings on).
-pub fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 /// Quotes an identifier.
 pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))

@@ -47,12 +47,28 @@ impl ServerConn {
         err.map_or(Ok(()), |e| Err(UpstreamError::Db(e)))
     }
 
+    /// Sets (value `Some`) or resets (`None`) session parameters with one
+    /// `SELECT set_config($1, $2, false), …`: names and values are bound parameters, never SQL text.
+    pub async fn set_config(&mut self, changes: &[(&str, Option<&str>)]) -> Result<(), UpstreamError> {
+        let mut sql = String::from("SELECT ");
+        let mut params = Vec::with_capacity(changes.len() * 2);
+        for (i, (name, value)) in changes.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("pg_catalog.set_config(${}::text, ${}::text, false)", 2 * i + 1, 2 * i + 2));
+            params.push(Some((*name).to_owned()));
+            params.push(value.map(str::to_owned));
+        }
+        self.query_text(&sql, &[], &params, 1 << 20).await.map(drop)
+    }
+
     /// Parses, binds and executes one statement with text parameters (`types` may be empty or
     /// hold a type OID per parameter; 0 = let the server infer). `max_bytes` bounds the rows kept.
     pub async fn query_text(&mut self, sql: &str, types: &[u32], params: &[Option<String>], max_bytes: usize) -> Result<QueryResult, UpstreamError> {
         let mut out = BytesMut::with_capacity(sql.len() + 64);
-        frontend::parse(&mut out, "", sql, types);
-        frontend::bind_text(&mut out, "", "", params);
+        frontend::parse(&mut out, "", sql, types)?;
+        frontend::bind_text(&mut out, "", "", params)?;
         frontend::describe(&mut out, b'P', "");
         frontend::execute(&mut out, "", 0);
         frontend::sync(&mut out);

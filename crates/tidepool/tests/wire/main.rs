@@ -11,6 +11,7 @@ mod auth;
 mod bad_input;
 mod copy;
 mod failures;
+mod hardening;
 mod isolation;
 mod lifecycle;
 mod load;

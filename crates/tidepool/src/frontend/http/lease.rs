@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::app::{Database, LeaseError, ServerLease};
+use crate::checkin;
 use crate::frontend::pg::state::leaves_session_state;
 use crate::upstream::{ServerConn, UpstreamError};
 
@@ -44,20 +45,15 @@ pub fn note_sql(conn: &mut ServerConn, sql: &str) {
 }
 
 /// Runs `work` on `lease` within `timeout`. On timeout the running query is cancelled upstream
-/// and the connection is closed; otherwise it is rolled back if left in a transaction, reset if
-/// dirty, and returned to the pool.
+/// and the connection is closed; otherwise it goes back through the check-in policy.
 pub async fn run_bounded<T, F>(mut lease: ServerLease, timeout: Duration, work: F) -> Result<T, HttpLeaseError>
 where
     F: for<'a> FnOnce(&'a mut ServerLease) -> std::pin::Pin<Box<dyn Future<Output = Result<T, UpstreamError>> + Send + 'a>>,
 {
-    let target = lease.cancel.clone();
     let r = tokio::time::timeout(timeout, work(&mut lease)).await;
     match r {
         Err(_) => {
-            tokio::spawn(async move {
-                let _ = crate::upstream::send_cancel(&target, Duration::from_secs(5)).await;
-            });
-            lease.discard();
+            checkin::cancel_and_discard(lease);
             Err(HttpLeaseError::Timeout(timeout))
         }
         Ok(result) => {
@@ -67,16 +63,9 @@ where
     }
 }
 
-/// Leaves a lease clean: ROLLBACK an open transaction, DISCARD ALL if dirty, else close it.
-pub async fn finish(mut lease: ServerLease) {
-    if lease.broken {
-        return lease.discard();
-    }
-    if lease.tx_status != b'I' && lease.simple("ROLLBACK").await.is_err() {
-        return lease.discard();
-    }
-    match lease.reset_if_dirty().await {
-        Ok(()) => lease.release(),
-        Err(_) => lease.discard(),
-    }
+/// Gives a lease back after an HTTP request: every message was answered (tidepool's own query
+/// runner reads each answer), so only an open transaction and session state need undoing.
+pub async fn finish(lease: ServerLease) {
+    let held = checkin::Held::idle(lease.tx_status);
+    checkin::check_in(lease, held, checkin::Mode::Transaction, usize::MAX).await;
 }

@@ -122,12 +122,16 @@ pub async fn login<S: Duplex>(
             "replication" if v != "false" && v != "0" && v != "off" => {
                 return Err(LoginError::Fatal(sqlstate::FEATURE_NOT_SUPPORTED, "replication connections are not supported".into()));
             }
-            "options" => parse_options(&v, &mut session)?,
+            "options" => {
+                let mut opts = HashMap::new();
+                parse_options(&v, &mut opts)?;
+                for (k, v) in opts {
+                    carry_parameter(app, k, v, &mut session)?;
+                }
+            }
             // Protocol extensions (e.g. _pq_.*) are not forwarded.
             k if k.starts_with("_pq_.") => {}
-            _ => {
-                session.insert(k, v);
-            }
+            _ => carry_parameter(app, k, v, &mut session)?,
         }
     }
     let user = user.filter(|u| !u.is_empty()).ok_or_else(|| LoginError::Fatal(sqlstate::INVALID_AUTHORIZATION, "no user name given".into()))?;
@@ -180,6 +184,26 @@ fn static_code(code: &str) -> &'static str {
         "22P02" => "22P02",
         _ => sqlstate::PROTOCOL_VIOLATION,
     }
+}
+
+/// Keeps a startup parameter the configuration allows (`startup_parameters`), drops the ignored
+/// ones and refuses the rest with PostgreSQL's own error for an unknown parameter. Carried values
+/// reach servers only as `set_config` parameters, never as SQL text.
+fn carry_parameter(app: &App, name: String, value: String, session: &mut HashMap<String, String>) -> Result<(), LoginError> {
+    let name = name.to_ascii_lowercase();
+    let cfg = &app.config.server;
+    if cfg.ignore_startup_parameters.iter().any(|p| p.eq_ignore_ascii_case(&name)) {
+        return Ok(());
+    }
+    if !cfg.startup_parameters.iter().any(|p| p.eq_ignore_ascii_case(&name)) {
+        let shown: String = name.chars().take(64).collect();
+        return Err(LoginError::Fatal(
+            sqlstate::UNDEFINED_OBJECT,
+            format!("unsupported startup parameter \"{shown}\" (tidepool carries only those in startup_parameters)"),
+        ));
+    }
+    session.insert(name, value);
+    Ok(())
 }
 
 /// `options=-c key=value --key=value` from the startup packet.

@@ -85,9 +85,16 @@ pub async fn listen(app: Arc<App>, listener: TcpListener) {
 
 /// One TCP client. The login phases run boxed, so an idle session's task holds only the
 /// session loop's state (memory per idle client stays small).
-async fn serve_tcp(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) {
+async fn serve_tcp(app: Arc<App>, mut tcp: TcpStream, peer: SocketAddr) {
     let deadline = tokio::time::Instant::now() + app.config.server.login_timeout;
     let span = tracing::info_span!("pg", %peer);
+    // Connections still logging in are bounded: each may hold a startup packet and a login's state.
+    let Ok(preauth) = app.preauth_pg.clone().try_acquire_owned() else {
+        tracing::warn!(parent: &span, "max_preauth_connections reached; refusing a connection");
+        app.metrics.login_failures.inc();
+        let msg = format!("too many connections logging in (max_preauth_connections {})", app.config.server.max_preauth_connections);
+        return send_fatal(&mut tcp, sqlstate::TOO_MANY_CONNECTIONS, &msg).await;
+    };
     let negotiated = Box::pin(tokio::time::timeout_at(deadline, negotiate_tcp(&app, tcp)).instrument(span.clone())).await;
     match negotiated {
         Err(_) => tracing::debug!("login timed out during startup"),
@@ -99,7 +106,7 @@ async fn serve_tcp(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) {
                 // Accepted just as the drain began: no new sessions from now on.
                 return Box::pin(fail_login(&app, &mut stream, LoginError::Fatal(sqlstate::ADMIN_SHUTDOWN, "tidepool is shutting down".into()))).await;
             }
-            session::run(app, stream, rbuf, params, deadline, Some(peer)).await;
+            session::run(app, stream, rbuf, params, deadline, Some(peer), Some(preauth)).await;
         }
     }
 }
@@ -127,7 +134,7 @@ pub async fn serve_stream<S: Duplex>(app: Arc<App>, mut s: S) {
         Ok(Ok(Some(_))) if app.shutdown.is_cancelled() => {
             fail_login(&app, &mut s, LoginError::Fatal(sqlstate::ADMIN_SHUTDOWN, "tidepool is shutting down".into())).await
         }
-        Ok(Ok(Some(params))) => session::run(app, s, rbuf, params, deadline, None).await,
+        Ok(Ok(Some(params))) => session::run(app, s, rbuf, params, deadline, None, None).await,
     }
 }
 

@@ -56,7 +56,7 @@ impl<S: Duplex> Session<S> {
                         frontend::close(&mut a.to_server, b'S', NO_STATEMENT);
                         a.queue.push_back(Pending::ParseStandIn { client_name: name.to_owned() });
                     } else {
-                        frontend::parse(&mut a.to_server, &stmt.server_name, query, &param_types);
+                        frontend::parse(&mut a.to_server, &stmt.server_name, query, &param_types).map_err(protocol_violation)?;
                         a.lease.prepared.insert(stmt.server_name.clone());
                         a.queue.push_back(Pending::Parse { server_name: Some(stmt.server_name.clone()), client_name: Some(name.to_owned()), injected: false });
                     }
@@ -239,12 +239,19 @@ fn copy_in_started(a: &mut Attached) {
     }
 }
 
+fn protocol_violation(e: tidepool_proto::ProtoError) -> End {
+    End::Fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string())
+}
+
 /// Makes sure the server has `stmt`, queueing a Parse whose answer the client never sees.
 fn ensure_prepared(a: &mut Attached, stmt: &Statement) {
     if a.lease.prepared.contains(&stmt.server_name) {
         return;
     }
-    frontend::parse(&mut a.to_server, &stmt.server_name, &stmt.query, &stmt.param_types);
+    // The types came from the client's own Parse, which held at most 65535 of them.
+    if frontend::parse(&mut a.to_server, &stmt.server_name, &stmt.query, &stmt.param_types).is_err() {
+        return;
+    }
     a.lease.prepared.insert(stmt.server_name.clone());
     a.queue.push_back(Pending::Parse { server_name: Some(stmt.server_name.clone()), client_name: None, injected: true });
 }

@@ -26,6 +26,7 @@ use super::prepared::{ClientStatements, Pending};
 use super::{fail_login, LoginError};
 use crate::app::{App, ClientSlot, Database, LeaseError, ServerLease};
 use crate::cancel::CancelKey;
+use crate::checkin;
 use crate::config::PoolMode;
 use crate::net::Duplex;
 
@@ -66,7 +67,20 @@ pub(super) struct Session<S> {
     pub server: Option<Box<Attached>>,
     /// After a failed lease in the middle of an extended-protocol batch: drop messages until Sync.
     pub skip_until_sync: bool,
+    /// Last time the client or its server made progress (idle timeouts count from here).
+    last_activity: Instant,
+    /// Armed when `client_idle_timeout` or `idle_transaction_timeout` is set.
+    idle_timer: Option<Pin<Box<tokio::time::Sleep>>>,
     _slot: ClientSlot,
+}
+
+/// Which idle timeout fired.
+#[derive(Clone, Copy)]
+enum Idle {
+    /// Between transactions (`client_idle_timeout`).
+    Client,
+    /// Holding a server inside a transaction, or not reading its results (`idle_transaction_timeout`).
+    InTransaction,
 }
 
 enum Event {
@@ -76,6 +90,7 @@ enum Event {
     ServerWrite(std::io::Error),
     Release,
     Shutdown,
+    IdleTimeout(Idle),
 }
 
 /// Why a session ended.
@@ -86,7 +101,8 @@ pub(super) enum End {
     Fatal(&'static str, String),
 }
 
-/// Logs a client in and runs its session. `peer` is the TCP peer (None for WebSocket clients).
+/// Logs a client in and runs its session. `peer` is the TCP peer (None for WebSocket clients);
+/// `preauth` (the listener's pre-authentication slot) is given back once the login is over.
 pub(super) async fn run<S: Duplex>(
     app: Arc<App>,
     mut client: S,
@@ -94,6 +110,7 @@ pub(super) async fn run<S: Duplex>(
     params: Vec<(String, String)>,
     deadline: Instant,
     peer: Option<std::net::SocketAddr>,
+    preauth: Option<tokio::sync::OwnedSemaphorePermit>,
 ) {
     let key = app.cancels.register();
     let websocket = peer.is_none();
@@ -104,6 +121,7 @@ pub(super) async fn run<S: Duplex>(
         Ok(Err(e)) => return Box::pin(fail_login(&app, &mut client, e)).await,
         Ok(Ok(l)) => l,
     };
+    drop(preauth);
     let span = match peer {
         Some(peer) => tracing::info_span!("session", %peer, user = %logged.user, db = %logged.database.config.name),
         None => tracing::info_span!("session", transport = "websocket", user = %logged.user, db = %logged.database.config.name),
@@ -111,6 +129,8 @@ pub(super) async fn run<S: Duplex>(
     tracing::debug!(parent: &span, "client logged in");
     app.metrics.clients.inc();
     let db = logged.database;
+    let timeouts = &app.config.server;
+    let timed = !timeouts.client_idle_timeout.is_zero() || !timeouts.idle_transaction_timeout.is_zero();
     let session = Session {
         mode: db.config.pool_mode,
         max_msg: db.config.max_message_size,
@@ -125,6 +145,8 @@ pub(super) async fn run<S: Duplex>(
         key,
         server: None,
         skip_until_sync: false,
+        last_activity: Instant::now(),
+        idle_timer: timed.then(|| Box::pin(tokio::time::sleep(std::time::Duration::from_secs(3600)))),
         _slot: logged.slot,
     };
     // The session gets a task of its own: this one (with the login's larger state) ends here,
@@ -159,19 +181,34 @@ impl<S: Duplex> Session<S> {
                     tracing::debug!(error = %e, "client write failed");
                     return End::ClientGone;
                 }
-                Event::Client(Ok(_)) => self.on_client_data().await,
+                Event::Client(Ok(_)) => {
+                    self.last_activity = Instant::now();
+                    self.on_client_data().await
+                }
                 Event::Server(Ok(0)) | Event::Server(Err(_)) => self.on_server_lost(),
                 Event::ServerWrite(e) => {
                     tracing::warn!(error = %e, "server write failed");
                     self.on_server_lost()
                 }
-                Event::Server(Ok(_)) => self.on_server_data(),
+                Event::Server(Ok(_)) => {
+                    self.last_activity = Instant::now();
+                    self.on_server_data()
+                }
                 Event::Release => {
                     // Boxed (like attach): allocated once per transaction, not held while idle.
                     Box::pin(self.release()).await;
                     Ok(())
                 }
                 Event::Shutdown => return End::Fatal(sqlstate::ADMIN_SHUTDOWN, "tidepool is shutting down".into()),
+                Event::IdleTimeout(Idle::Client) => {
+                    return End::Fatal(sqlstate::IDLE_SESSION_TIMEOUT, "terminating connection due to idle-session timeout (client_idle_timeout)".into())
+                }
+                Event::IdleTimeout(Idle::InTransaction) => {
+                    return End::Fatal(
+                        sqlstate::IDLE_IN_TRANSACTION_TIMEOUT,
+                        "terminating connection due to idle-in-transaction timeout (idle_transaction_timeout)".into(),
+                    )
+                }
             };
             if let Err(end) = r {
                 return end;
@@ -185,8 +222,12 @@ impl<S: Duplex> Session<S> {
     }
 
     fn poll_io(&mut self, cx: &mut Context<'_>, shutdown: Pin<&mut tokio_util::sync::WaitForCancellationFutureOwned>) -> Poll<Event> {
+        let unsent = self.to_client.len();
         if let Err(e) = write_some(&mut self.client, &mut self.to_client, &mut self.client_needs_flush, cx) {
             return Poll::Ready(Event::ClientWrite(e));
+        }
+        if self.to_client.len() < unsent && self.idle_timer.is_some() {
+            self.last_activity = Instant::now();
         }
         if self.to_client.is_empty() && self.to_client.capacity() > HIGH_WATER {
             self.to_client = BytesMut::new();
@@ -223,11 +264,50 @@ impl<S: Duplex> Session<S> {
         if self.server.is_none() && shutdown.poll(cx).is_ready() {
             return Poll::Ready(Event::Shutdown);
         }
+        if let Some(idle) = self.poll_idle(cx) {
+            return Poll::Ready(Event::IdleTimeout(idle));
+        }
         Poll::Pending
+    }
+
+    /// The idle timeout that applies now, if any: none while the server works for the client.
+    fn idle_limit(&self) -> Option<(std::time::Duration, Idle)> {
+        let cfg = &self.app.config.server;
+        let (limit, kind) = match &self.server {
+            // Results the client does not read hold the server as much as an idle transaction.
+            Some(_) if self.to_client.len() >= HIGH_WATER => (cfg.idle_transaction_timeout, Idle::InTransaction),
+            Some(a) if a.pending > 0 => return None,
+            Some(a) if a.status != b'I' || a.unsynced || a.copy_in.is_some() => (cfg.idle_transaction_timeout, Idle::InTransaction),
+            _ => (cfg.client_idle_timeout, Idle::Client),
+        };
+        (!limit.is_zero()).then_some((limit, kind))
+    }
+
+    /// Polls the idle timer. It is re-armed only when it fires early or must fire sooner, not on
+    /// every message.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Option<Idle> {
+        let (limit, kind) = self.idle_limit()?;
+        let due = self.last_activity + limit;
+        let timer = self.idle_timer.as_mut()?;
+        if timer.deadline() > due {
+            timer.as_mut().reset(due);
+        }
+        while timer.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= due {
+                return Some(kind);
+            }
+            timer.as_mut().reset(due);
+        }
+        None
     }
 
     async fn on_client_data(&mut self) -> Result<(), End> {
         loop {
+            if let Some(&tag) = self.crbuf.first() {
+                if !tidepool_proto::frontend::is_session_message(tag) {
+                    return Err(End::Fatal(sqlstate::PROTOCOL_VIOLATION, format!("invalid frontend message type {tag}")));
+                }
+            }
             let frame = match try_frame(&mut self.crbuf, self.max_msg) {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
@@ -280,7 +360,8 @@ impl<S: Duplex> Session<S> {
         let lease_fut = self.db.lease_with(&self.params);
         let mut lease_fut = std::pin::pin!(lease_fut);
         let lease = loop {
-            if self.crbuf.len() > self.max_msg.saturating_mul(2) {
+            // Backpressure: a waiting client may queue a little, not its whole pipeline.
+            if self.crbuf.len() >= HIGH_WATER {
                 break lease_fut.await?;
             }
             tokio::select! {
@@ -318,28 +399,9 @@ impl<S: Duplex> Session<S> {
         if self.to_client.is_empty() && self.to_client.capacity() > 1024 {
             self.to_client = BytesMut::new();
         }
-        let mut lease = a.lease;
-        if lease.broken {
-            return lease.discard();
-        }
-        let max_prepared = self.db.config.max_prepared_statements;
-        let reset = async {
-            lease.reset_if_dirty().await?;
-            if lease.prepared.len() > max_prepared {
-                lease.simple("DEALLOCATE ALL").await?;
-                lease.prepared.clear();
-            }
-            Ok::<_, crate::upstream::UpstreamError>(())
-        };
-        match reset.await {
-            Ok(()) => {
-                self.app.metrics.transactions.inc();
-                lease.release();
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "server reset failed; closing it");
-                lease.discard();
-            }
+        let held = checkin::Held::idle(a.status);
+        if checkin::check_in(a.lease, held, checkin::Mode::Transaction, self.db.config.max_prepared_statements).await == checkin::Outcome::Returned {
+            self.app.metrics.transactions.inc();
         }
     }
 
@@ -370,27 +432,13 @@ impl<S: Duplex> Session<S> {
         }
         let Some(a) = self.server.take() else { return };
         self.key.slot.set(None).await;
-        let mut lease = a.lease;
-        if lease.broken || a.pending > 0 || a.unsynced || a.copy_in.is_some() || !a.to_server.is_empty() {
-            // Mid-query: stop the backend's work and close the connection (never reuse it).
-            let target = lease.cancel.clone();
-            tokio::spawn(async move {
-                let _ = crate::upstream::send_cancel(&target, std::time::Duration::from_secs(5)).await;
-            });
-            return lease.discard();
-        }
-        if a.status != b'I' {
-            if lease.simple("ROLLBACK").await.is_err() {
-                return lease.discard();
-            }
-        }
-        if self.mode == PoolMode::Session {
-            lease.dirty = true;
-        }
-        match lease.reset_if_dirty().await {
-            Ok(()) => lease.release(),
-            Err(_) => lease.discard(),
-        }
+        // Mid-query: the backend's work is cancelled and the connection closed (never reused).
+        let busy = a.pending > 0 || a.unsynced || a.copy_in.is_some() || !a.to_server.is_empty();
+        let mode = match self.mode {
+            PoolMode::Transaction => checkin::Mode::Transaction,
+            PoolMode::Session => checkin::Mode::Session,
+        };
+        checkin::check_in(a.lease, checkin::Held { busy, tx_status: a.status }, mode, self.db.config.max_prepared_statements).await;
     }
 }
 

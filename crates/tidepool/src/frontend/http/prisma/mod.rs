@@ -246,7 +246,7 @@ async fn start_inner(app: Arc<App>, headers: HeaderMap, body: Body, gone: Arc<st
     let itx = Arc::new(Itx { id: id.clone(), key: key.sha256, db, started: Instant::now(), timeout, conn: tokio::sync::Mutex::new(Some(conn)) });
     app.itx.insert(itx.clone());
     let app2 = app.clone();
-    tokio::spawn(async move {
+    app.tracker.spawn(async move {
         tokio::time::sleep_until(itx.deadline()).await;
         expire(&app2, &itx).await;
     });
@@ -310,7 +310,6 @@ async fn itx_query_inner(app: Arc<App>, headers: HeaderMap, id: String, body: Bo
     }
     let limits = limits(&app);
     let budget = app.config.http.prisma_query_timeout.min(itx.deadline() - now);
-    let cancel = conn.cancel.clone();
     let ctx = QueryContext { in_transaction: true, ..Default::default() };
     let mut exec = PgExecutor::new(conn, limits.max_response_bytes);
     let r = tokio::time::timeout(budget, tidepool_prisma::handle_query(&mut exec, &body, &ctx, &limits)).await;
@@ -319,11 +318,8 @@ async fn itx_query_inner(app: Arc<App>, headers: HeaderMap, id: String, body: Bo
         Ok(_) if too_large_hit => too_large(limits.max_response_bytes),
         Ok(resp) => from_interp(resp),
         Err(_) => {
-            tokio::spawn(async move {
-                let _ = crate::upstream::send_cancel(&cancel, Duration::from_secs(5)).await;
-            });
             if let Some(c) = guard.take() {
-                c.discard();
+                crate::checkin::cancel_and_discard(c);
             }
             drop(guard);
             let how = if Instant::now() >= itx.deadline() { expired_now(&itx) } else { Closed::RolledBack };

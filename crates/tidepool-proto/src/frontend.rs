@@ -244,8 +244,8 @@ mod tests {
     #[test]
     fn parse_and_bind_round_trip() {
         let mut b = BytesMut::new();
-        parse(&mut b, "s1", "select $1", &[23]);
-        bind_text(&mut b, "", "s1", &[Some("42"), None]);
+        parse(&mut b, "s1", "select $1", &[23]).unwrap();
+        bind_text(&mut b, "", "s1", &[Some("42"), None]).unwrap();
         let f = one(&mut b);
         assert_eq!(FrontendMsg::parse(&f).unwrap(), FrontendMsg::Parse { name: "s1", query: "select $1", param_types: vec![23] });
         let f = one(&mut b);
@@ -254,6 +254,34 @@ mod tests {
         let g = one(&mut re);
         assert_eq!(FrontendMsg::parse(&g).unwrap(), FrontendMsg::Bind { portal: "", statement: "tp_abc" });
         assert_eq!(&g.body()[8..], &f.body()[4..]);
+    }
+
+    #[test]
+    fn parameter_counts_are_never_truncated() {
+        // 1,000,000 parameters once became 16,960 through `as i16`.
+        let mut b = BytesMut::new();
+        let params: Vec<Option<&str>> = vec![None; 1_000_000];
+        assert_eq!(bind_text(&mut b, "", "", &params), Err(ProtoError::TooManyParameters { count: 1_000_000 }));
+        assert_eq!(parse(&mut b, "", "select 1", &vec![0; 65_536]), Err(ProtoError::TooManyParameters { count: 65_536 }));
+        assert!(b.is_empty(), "nothing written on error");
+        // The protocol's maximum is 65535, read back as such (not as a negative i16).
+        parse(&mut b, "", "select 1", &vec![23; 65_535]).unwrap();
+        bind_text(&mut b, "", "", &vec![Some("1"); 65_535]).unwrap();
+        let f = one(&mut b);
+        let FrontendMsg::Parse { param_types, .. } = FrontendMsg::parse(&f).unwrap() else { panic!("Parse") };
+        assert_eq!(param_types.len(), 65_535);
+        let f = one(&mut b);
+        assert_eq!(u16::from_be_bytes([f.body()[4], f.body()[5]]), 65_535);
+    }
+
+    #[test]
+    fn session_message_types() {
+        for t in *b"QPBDCESHXdcfF" {
+            assert!(is_session_message(t));
+        }
+        for t in [0u8, b'p', b'z', b'A', 0xff, b'R'] {
+            assert!(!is_session_message(t), "{t}");
+        }
     }
 
     proptest! {

@@ -1,4 +1,5 @@
 //! Memory bound of framing, measured with a counting allocator (its own test binary, so the
+#![allow(unsafe_code)] // a counting global allocator is the point of this test
 //! allocator only watches these tests): while waiting for the rest of a frame, `try_frame` and
 //! `try_startup` must not allocate more than the frame needs, whatever the buffer held before.
 //! Regression tests for a bug found by the fuzz target `proto_framing`.

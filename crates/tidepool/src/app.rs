@@ -47,6 +47,9 @@ pub type ServerLease = Lease<Upstream>;
 const VALIDATED_PARAMS_MAX: usize = 4096;
 pub type UpstreamPoolError = PoolError<UpstreamError>;
 
+/// ParameterStatus (name, value) pairs a server reported.
+pub type Reports = Vec<(String, String)>;
+
 /// One configured database at run time.
 pub struct Database {
     pub config: DatabaseConfig,
@@ -56,7 +59,7 @@ pub struct Database {
     pub defaults: Mutex<Option<Vec<(String, String)>>>,
     /// Startup parameters already validated on a server: (name, value) → the ParameterStatus
     /// values applying it produced. Lets logins skip a lease for parameter sets seen before.
-    pub validated: Mutex<HashMap<(String, String), Vec<(String, String)>>>,
+    pub validated: Mutex<HashMap<(String, String), Reports>>,
 }
 
 /// Counts a connected client against `max_client_conn`; decrements on drop.

@@ -38,7 +38,7 @@ async fn startup_parameters_are_never_sql_text() -> Result<()> {
     for scs in ["off", "on"] {
         for payload in PAYLOADS {
             let mut cfg = p.config(SCRAM_CLIENT, Some(SCRAM_CLIENT_PW));
-            cfg.application_name(*payload).options(&format!("-c standard_conforming_strings={scs}"));
+            cfg.application_name(*payload).options(format!("-c standard_conforming_strings={scs}"));
             let c = connect(&cfg).await?;
             // The value arrives intact, as data.
             let got: String = c.query_one("SELECT current_setting('application_name')", &[]).await?.get(0);

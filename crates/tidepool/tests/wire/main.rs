@@ -18,3 +18,4 @@ mod prepared;
 mod protocol;
 mod tls;
 mod tools;
+mod upstream_tls;

@@ -254,6 +254,7 @@ impl ServerCertVerifier for NoVerify {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use UpstreamTls::*;
 
     fn url(q: &str) -> UpstreamUrl {
         UpstreamUrl::parse(&format!("postgres://u@db.example.com/app{q}")).unwrap()
@@ -265,7 +266,6 @@ mod tests {
 
     #[test]
     fn modes_and_roots() {
-        use UpstreamTls::*;
         let p = resolve("", Prefer, None).unwrap();
         assert_eq!((p.mode, p.verify), (Prefer, Verify::Nothing));
         let p = resolve("?sslmode=require", Disable, None).unwrap();

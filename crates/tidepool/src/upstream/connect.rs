@@ -46,6 +46,7 @@ impl UpstreamTarget {
                 UpstreamTarget { url, tls, connect_timeout, tls_config }
             }
             Err(e) => {
+                // Never acted on: connect returns the error before any TLS is attempted.
                 let tls = TlsPolicy { mode: UpstreamTls::VerifyFull, verify: super::tls::Verify::ChainAndName, roots: super::tls::Roots::System };
                 UpstreamTarget { url, tls, connect_timeout, tls_config: Err(e) }
             }
@@ -79,10 +80,15 @@ async fn connect_inner(t: &UpstreamTarget) -> Result<ServerConn, UpstreamError> 
         match answer[0] {
             b'S' => {
                 let name = rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| UpstreamError::Tls(format!("host {:?}: {e}", url.host)))?;
-                let tls = tokio_rustls::TlsConnector::from(config.clone())
-                    .connect(name, sock)
-                    .await
-                    .map_err(|e| UpstreamError::Tls(format!("handshake with {}:{} failed ({}): {e}", url.host, url.port, t.tls.describe())))?;
+                let tls = tokio_rustls::TlsConnector::from(config.clone()).connect(name, sock).await.map_err(|e| {
+                    // A TLS-level refusal (certificate, protocol) is final; a dropped socket
+                    // (server restarting) stays an I/O error, which the pool retries.
+                    if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+                        UpstreamError::Tls(format!("handshake with {}:{} failed ({}): {e}", url.host, url.port, t.tls.describe()))
+                    } else {
+                        UpstreamError::Io(e)
+                    }
+                })?;
                 Stream::ClientTls(Box::new(tls))
             }
             b'N' if t.tls.mode == UpstreamTls::Prefer => Stream::Plain(sock),

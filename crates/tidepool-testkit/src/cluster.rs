@@ -73,13 +73,15 @@ impl BackendFilter {
 pub struct ClusterBuilder {
     max_connections: u32,
     ssl: bool,
+    /// Host names of a CA-signed server certificate ([`ClusterBuilder::ssl_with_ca`]).
+    ssl_ca_hosts: Option<Vec<String>>,
     settings: Vec<(String, String)>,
     extra_hba: Vec<String>,
 }
 
 impl Default for ClusterBuilder {
     fn default() -> Self {
-        ClusterBuilder { max_connections: 300, ssl: false, settings: Vec::new(), extra_hba: Vec::new() }
+        ClusterBuilder { max_connections: 300, ssl: false, ssl_ca_hosts: None, settings: Vec::new(), extra_hba: Vec::new() }
     }
 }
 
@@ -95,6 +97,20 @@ impl ClusterBuilder {
     /// `host` rows in pg_hba.conf accept both TLS and plain connections.
     pub fn ssl(mut self, on: bool) -> Self {
         self.ssl = on;
+        self
+    }
+
+    /// Enable server-side TLS with a certificate for `hostnames` (DNS names
+    /// or IP addresses) signed by a fresh test CA, for clients that verify
+    /// the chain and host name: trust [`TestCluster::ssl_ca_pem`]. The
+    /// server itself is the same as with [`ssl`](Self::ssl).
+    pub fn ssl_with_ca<I>(mut self, hostnames: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        self.ssl = true;
+        self.ssl_ca_hosts = Some(hostnames.into_iter().map(|h| h.as_ref().to_owned()).collect());
         self
     }
 
@@ -139,6 +155,7 @@ struct Inner {
     /// static and never dropped).
     watchdog: Mutex<Option<Child>>,
     ssl_cert_pem: Option<String>,
+    ssl_ca_pem: Option<String>,
     shared: bool,
 }
 
@@ -265,6 +282,12 @@ impl TestCluster {
     /// (self-signed, so it is also the CA to trust).
     pub fn ssl_cert_pem(&self) -> Option<&str> {
         self.inner.ssl_cert_pem.as_deref()
+    }
+
+    /// The CA that signed the server certificate when started with
+    /// [`ClusterBuilder::ssl_with_ca`].
+    pub fn ssl_ca_pem(&self) -> Option<&str> {
+        self.inner.ssl_ca_pem.as_deref()
     }
 
     /// Whether this is the per-binary [`shared`](Self::shared) cluster.
@@ -482,6 +505,7 @@ impl Inner {
             running: Mutex::new(false),
             watchdog: Mutex::new(None),
             ssl_cert_pem: None,
+            ssl_ca_pem: None,
             shared,
         };
         inner.spawn_watchdog()?;
@@ -624,7 +648,14 @@ impl Inner {
             conf.push('\n');
         }
         if opts.ssl {
-            let (cert, key) = crate::self_signed_cert(["localhost", "127.0.0.1"]);
+            let (cert, key) = match &opts.ssl_ca_hosts {
+                Some(hosts) => {
+                    let pki = crate::test_pki(hosts);
+                    self.ssl_ca_pem = Some(pki.ca_cert_pem);
+                    (pki.cert_pem, pki.key_pem)
+                }
+                None => crate::self_signed_cert(["localhost", "127.0.0.1"]),
+            };
             let cert_path = self.data.join("server.crt");
             let key_path = self.data.join("server.key");
             fs::write(&cert_path, &cert)?;

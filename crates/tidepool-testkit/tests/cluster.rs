@@ -277,6 +277,21 @@ async fn ssl_cluster_accepts_tls() -> Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn ssl_with_ca_cluster_passes_libpq_verify_full() -> Result<()> {
+    let cluster = TestCluster::builder().ssl_with_ca(["localhost", "127.0.0.1"]).max_connections(20).start().await?;
+    let ca = cluster.ssl_ca_pem().expect("CA with ssl_with_ca");
+    assert_ne!(Some(ca), cluster.ssl_cert_pem(), "the server certificate is signed by the CA, not self-signed");
+    let dir = tempfile::tempdir()?;
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, ca)?;
+    let db = cluster.unique_database("tls_ca").await?;
+    let url = format!("{}?sslmode=verify-full&sslrootcert={}", cluster.url(SCRAM_USER, &db), ca_path.display());
+    let out = run_psql(&url, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").await?.ok()?;
+    assert_eq!(out.stdout.trim(), "t");
+    Ok(())
+}
+
 #[test]
 fn free_ports_are_distinct_and_bindable() {
     let ports: std::collections::HashSet<u16> = (0..50).map(|_| free_port()).collect();

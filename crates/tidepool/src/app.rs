@@ -224,7 +224,7 @@ impl App {
         let mut databases = HashMap::new();
         for db in &config.databases {
             let url = UpstreamUrl::parse(&db.url).map_err(|e| anyhow::anyhow!("database {}: {e}", db.name))?;
-            let target = UpstreamTarget::new(url, db.upstream_tls, db.connect_timeout);
+            let target = UpstreamTarget::from_config(url, db).map_err(|e| anyhow::anyhow!("database {}: upstream TLS: {e}", db.name))?;
             let settings = PoolSettings {
                 name: db.name.clone(),
                 size: db.pool_size,

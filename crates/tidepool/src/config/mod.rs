@@ -162,12 +162,20 @@ pub enum PoolMode {
     Session,
 }
 
+/// TLS towards the upstream server, libpq's `sslmode` values (see `upstream::tls`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum UpstreamTls {
+    /// Plaintext only.
     Disable,
+    /// TLS if the server offers it, else plaintext.
     Prefer,
+    /// TLS always; the certificate is checked only when a CA is configured.
     Require,
+    /// TLS; the certificate chain must lead to a trusted root (any host name).
+    VerifyCa,
+    /// TLS; trusted chain and the certificate must name the host connected to.
+    VerifyFull,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -197,6 +205,10 @@ pub struct DatabaseConfig {
     pub max_prepared_statements: usize,
     #[serde(default = "d::upstream_tls")]
     pub upstream_tls: UpstreamTls,
+    /// PEM file of CA certificates trusted for the upstream server (verify-ca/verify-full; it
+    /// also makes prefer/require check the chain, as in libpq). Unset: the system trust store.
+    #[serde(default)]
+    pub upstream_tls_ca: Option<PathBuf>,
 }
 
 mod d {
@@ -348,7 +360,12 @@ impl Config {
             if db.name.is_empty() || !names.insert(db.name.as_str()) {
                 return Err(invalid(format!("database name {:?} is empty or duplicated", db.name)));
             }
-            UpstreamUrl::parse(&db.url).map_err(|e| invalid(format!("database {:?}: url: {e}", db.name)))?;
+            let url = UpstreamUrl::parse(&db.url).map_err(|e| invalid(format!("database {:?}: url: {e}", db.name)))?;
+            // Builds the TLS client config once so missing or unreadable roots for verify-ca /
+            // verify-full fail the load, not the first connection.
+            crate::upstream::TlsPolicy::resolve(&url, db.upstream_tls, db.upstream_tls_ca.as_deref())
+                .and_then(|p| p.client_config())
+                .map_err(|e| invalid(format!("database {:?}: upstream TLS: {e}", db.name)))?;
             if db.pool_size == 0 {
                 return Err(invalid(format!("database {:?}: pool_size must be at least 1", db.name)));
             }

@@ -1,4 +1,4 @@
-//! Upstream connection URLs: `postgres[ql]://user[:password]@host[:port]/database[?sslmode=…]`.
+//! Upstream connection URLs: `postgres[ql]://user[:password]@host[:port]/database[?sslmode=…&sslrootcert=…]`.
 
 use std::fmt;
 
@@ -10,6 +10,8 @@ pub struct UpstreamUrl {
     pub port: u16,
     pub database: String,
     pub sslmode: Option<String>,
+    /// CA file for verifying the server (or `system` for the OS trust store), as in libpq.
+    pub sslrootcert: Option<String>,
 }
 
 impl fmt::Debug for UpstreamUrl {
@@ -59,16 +61,18 @@ impl UpstreamUrl {
             return Err("missing host".into());
         }
         let mut sslmode = None;
+        let mut sslrootcert = None;
         for kv in query.split('&').filter(|kv| !kv.is_empty()) {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
             match k {
                 "sslmode" => sslmode = Some(percent_decode(v)?),
+                "sslrootcert" => sslrootcert = Some(percent_decode(v)?),
                 "application_name" | "connect_timeout" => {}
                 other => return Err(format!("unsupported URL parameter {other:?}")),
             }
         }
         let user = if user.is_empty() { "postgres".to_owned() } else { user };
         let database = if db.is_empty() { user.clone() } else { percent_decode(db)? };
-        Ok(UpstreamUrl { user, password, host, port, database, sslmode })
+        Ok(UpstreamUrl { user, password, host, port, database, sslmode, sslrootcert })
     }
 }

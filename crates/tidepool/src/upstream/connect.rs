@@ -11,28 +11,46 @@ use tidepool_proto::{frontend, startup};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::tls::TlsPolicy;
 use super::{CancelTarget, ServerConn, UpstreamError};
-use crate::config::{UpstreamTls, UpstreamUrl};
-use crate::net::{upstream_tls_config, Stream};
+use crate::config::{DatabaseConfig, UpstreamTls, UpstreamUrl};
+use crate::net::Stream;
 
 /// Everything needed to open one upstream connection.
 #[derive(Clone)]
 pub struct UpstreamTarget {
     pub url: UpstreamUrl,
-    pub tls: UpstreamTls,
+    /// Effective TLS mode and certificate checks (config and URL combined).
+    pub tls: TlsPolicy,
     pub connect_timeout: Duration,
-    pub tls_config: Arc<rustls::ClientConfig>,
+    /// The client config for `tls`, or why it could not be built (reported on connect).
+    tls_config: Result<Arc<rustls::ClientConfig>, String>,
 }
 
 impl UpstreamTarget {
+    /// A target for a configured database: `upstream_tls`, `upstream_tls_ca` and the URL's
+    /// `sslmode`/`sslrootcert`. Fails when the TLS settings are invalid or their roots cannot be
+    /// loaded.
+    pub fn from_config(url: UpstreamUrl, db: &DatabaseConfig) -> Result<Self, String> {
+        let tls = TlsPolicy::resolve(&url, db.upstream_tls, db.upstream_tls_ca.as_deref())?;
+        let tls_config = Ok(tls.client_config()?);
+        Ok(UpstreamTarget { url, tls, connect_timeout: db.connect_timeout, tls_config })
+    }
+
+    /// A target without a configured CA file (the URL's `sslmode`/`sslrootcert` still apply).
+    /// Invalid TLS settings are reported by every [`connect`] as an [`UpstreamError::Tls`].
     pub fn new(url: UpstreamUrl, tls: UpstreamTls, connect_timeout: Duration) -> Self {
-        let tls = match url.sslmode.as_deref() {
-            Some("disable") => UpstreamTls::Disable,
-            Some("require" | "verify-ca" | "verify-full") => UpstreamTls::Require,
-            Some("prefer" | "allow") => UpstreamTls::Prefer,
-            _ => tls,
-        };
-        UpstreamTarget { url, tls, connect_timeout, tls_config: upstream_tls_config() }
+        match TlsPolicy::resolve(&url, tls, None) {
+            Ok(tls) => {
+                let tls_config = tls.client_config();
+                UpstreamTarget { url, tls, connect_timeout, tls_config }
+            }
+            Err(e) => {
+                // Never acted on: connect returns the error before any TLS is attempted.
+                let tls = TlsPolicy { mode: UpstreamTls::VerifyFull, verify: super::tls::Verify::ChainAndName, roots: super::tls::Roots::System };
+                UpstreamTarget { url, tls, connect_timeout, tls_config: Err(e) }
+            }
+        }
     }
 }
 
@@ -50,9 +68,10 @@ pub async fn connect(target: &UpstreamTarget) -> Result<ServerConn, UpstreamErro
 async fn connect_inner(t: &UpstreamTarget) -> Result<ServerConn, UpstreamError> {
     let url = &t.url;
     let mut sock = tcp(&url.host, url.port).await?;
-    let stream = if t.tls == UpstreamTls::Disable {
+    let stream = if t.tls.mode == UpstreamTls::Disable {
         Stream::Plain(sock)
     } else {
+        let config = t.tls_config.as_ref().map_err(|e| UpstreamError::Tls(e.clone()))?;
         let mut req = BytesMut::new();
         startup::encode_ssl_request(&mut req);
         sock.write_all(&req).await?;
@@ -60,12 +79,20 @@ async fn connect_inner(t: &UpstreamTarget) -> Result<ServerConn, UpstreamError> 
         sock.read_exact(&mut answer).await?;
         match answer[0] {
             b'S' => {
-                let name = rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| UpstreamError::Tls(e.to_string()))?;
-                let tls = tokio_rustls::TlsConnector::from(t.tls_config.clone()).connect(name, sock).await.map_err(|e| UpstreamError::Tls(e.to_string()))?;
+                let name = rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| UpstreamError::Tls(format!("host {:?}: {e}", url.host)))?;
+                let tls = tokio_rustls::TlsConnector::from(config.clone()).connect(name, sock).await.map_err(|e| {
+                    // A TLS-level refusal (certificate, protocol) is final; a dropped socket
+                    // (server restarting) stays an I/O error, which the pool retries.
+                    if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+                        UpstreamError::Tls(format!("handshake with {}:{} failed ({}): {e}", url.host, url.port, t.tls.describe()))
+                    } else {
+                        UpstreamError::Io(e)
+                    }
+                })?;
                 Stream::ClientTls(Box::new(tls))
             }
-            b'N' if t.tls == UpstreamTls::Prefer => Stream::Plain(sock),
-            b'N' => return Err(UpstreamError::Tls("server does not support TLS (upstream_tls = require)".into())),
+            b'N' if t.tls.mode == UpstreamTls::Prefer => Stream::Plain(sock),
+            b'N' => return Err(UpstreamError::Tls(format!("server does not support TLS (sslmode={})", t.tls.mode.as_str()))),
             _ => return Err(UpstreamError::Tls("unexpected answer to SSLRequest".into())),
         }
     };

@@ -5,6 +5,7 @@
 
 mod connect;
 mod query;
+pub mod tls;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -17,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub use connect::{connect, send_cancel, UpstreamTarget};
 pub use query::QueryResult;
+pub use tls::TlsPolicy;
 
 use crate::net::Stream;
 

@@ -19,3 +19,4 @@ mod prepared;
 mod protocol;
 mod tls;
 mod tools;
+mod upstream_tls;

@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::pki_types::pem::PemObject;
+
 use anyhow::Result;
 use tidepool_testkit::{run_psql, self_signed_cert, TestCluster};
 use tokio_postgres::config::SslMode;
@@ -35,7 +37,7 @@ fn tls_lines(setup: Setup, certs: &Certs, mode: &str) -> Setup {
 /// A rustls connector for tokio-postgres that trusts exactly `cert_pem`.
 fn connector(cert_pem: &str) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut cert_pem.as_bytes()) {
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes()) {
         roots.add(cert?)?;
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))

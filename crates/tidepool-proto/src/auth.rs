@@ -122,8 +122,8 @@ impl ScramServer {
         let auth_message = format!("{},{},{}", self.client_first_bare, self.server_first, without_proof);
         let signature = hmac(&self.verifier.stored_key, auth_message.as_bytes());
         let mut client_key = [0u8; 32];
-        for i in 0..32 {
-            client_key[i] = proof[i] ^ signature[i];
+        for (k, (p, s)) in client_key.iter_mut().zip(proof.iter().zip(signature.iter())) {
+            *k = p ^ s;
         }
         let candidate: [u8; 32] = Sha256::digest(client_key).into();
         if !bool::from(candidate.ct_eq(&self.verifier.stored_key)) {

@@ -25,10 +25,7 @@ pub fn parse_auth(body: &[u8]) -> Result<AuthRequest<'_>, ProtoError> {
     Ok(match r.i32()? {
         0 => AuthRequest::Ok,
         3 => AuthRequest::Cleartext,
-        5 => {
-            let s = r.bytes(4)?;
-            AuthRequest::Md5 { salt: [s[0], s[1], s[2], s[3]] }
-        }
+        5 => AuthRequest::Md5 { salt: r.array()? },
         10 => {
             let mut mechanisms = Vec::new();
             loop {

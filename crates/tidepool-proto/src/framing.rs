@@ -49,7 +49,7 @@ pub fn try_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, ProtoE
     if buf.len() < 5 {
         return Ok(None);
     }
-    let declared = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
+    let declared = i32::from_be_bytes(header_int(buf, 1));
     if declared < 4 {
         return Err(ProtoError::BadLength(declared.into()));
     }
@@ -61,8 +61,10 @@ pub fn try_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, ProtoE
         reserve_frame(buf, total);
         return Ok(None);
     }
-    let tag = buf[0];
-    Ok(Some(Frame { tag, raw: buf.split_to(total).freeze() }))
+    let raw = buf.split_to(total).freeze();
+    // `total` is at least 5, so the frame has its tag byte.
+    let tag = raw.first().copied().unwrap_or_default();
+    Ok(Some(Frame { tag, raw }))
 }
 
 /// Splits one untagged startup-phase packet off `buf`, returning its body (after the length).
@@ -70,7 +72,7 @@ pub fn try_startup(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, Prot
     if buf.len() < 4 {
         return Ok(None);
     }
-    let declared = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    let declared = i32::from_be_bytes(header_int(buf, 0));
     if declared < 8 {
         return Err(ProtoError::BadLength(declared.into()));
     }
@@ -106,8 +108,21 @@ pub fn write_msg(out: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) 
     out.extend_from_slice(&[tag, 0, 0, 0, 0]);
     let start = out.len() - 4;
     body(out);
-    let len = (out.len() - start) as i32;
-    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    patch_len(out, start);
+}
+
+/// Writes the length of everything from `start` (the length field itself included) at `start`.
+/// tidepool never builds a message near 2 GiB (bodies are bounded far below), so the length fits.
+pub(crate) fn patch_len(out: &mut BytesMut, start: usize) {
+    let len = i32::try_from(out.len() - start).unwrap_or(i32::MAX);
+    if let Some(slot) = out.get_mut(start..start + 4) {
+        slot.copy_from_slice(&len.to_be_bytes());
+    }
+}
+
+/// The big-endian 4 bytes at `at` of a buffer known to hold at least `at + 4` bytes.
+fn header_int(buf: &[u8], at: usize) -> [u8; 4] {
+    buf.get(at..at + 4).and_then(|b| b.try_into().ok()).unwrap_or([0; 4])
 }
 
 /// Appends a NUL-terminated string.

@@ -6,6 +6,8 @@
 //! authentication math (server-side SCRAM-SHA-256 and md5, [`auth`]). No tokio, no I/O: callers feed
 //! bytes in and get typed messages out, so every parser here can be property-tested and fuzzed.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
 pub mod auth;
 pub mod backend;
 pub mod error;

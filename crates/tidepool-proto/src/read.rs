@@ -33,17 +33,18 @@ impl<'a> Reader<'a> {
         self.buf = b;
         Ok(a)
     }
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], ProtoError> {
+        let b = self.bytes(N)?;
+        b.try_into().map_err(|_| self.err())
+    }
     pub(crate) fn u16(&mut self) -> Result<u16, ProtoError> {
-        let b = self.bytes(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
+        Ok(u16::from_be_bytes(self.array()?))
     }
     pub(crate) fn i16(&mut self) -> Result<i16, ProtoError> {
-        let b = self.bytes(2)?;
-        Ok(i16::from_be_bytes([b[0], b[1]]))
+        Ok(i16::from_be_bytes(self.array()?))
     }
     pub(crate) fn i32(&mut self) -> Result<i32, ProtoError> {
-        let b = self.bytes(4)?;
-        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        Ok(i32::from_be_bytes(self.array()?))
     }
     pub(crate) fn u32(&mut self) -> Result<u32, ProtoError> {
         Ok(self.i32()? as u32)
@@ -51,8 +52,9 @@ impl<'a> Reader<'a> {
     /// A NUL-terminated string (raw bytes, terminator consumed).
     pub(crate) fn cstr_bytes(&mut self) -> Result<&'a [u8], ProtoError> {
         let pos = self.buf.iter().position(|&b| b == 0).ok_or_else(|| self.err())?;
-        let s = &self.buf[..pos];
-        self.buf = &self.buf[pos + 1..];
+        let (s, rest) = self.buf.split_at(pos);
+        // `rest` starts with the NUL found above.
+        self.buf = rest.split_first().map_or(&[], |(_, r)| r);
         Ok(s)
     }
     pub(crate) fn cstr(&mut self) -> Result<&'a str, ProtoError> {

@@ -66,8 +66,7 @@ pub fn encode_startup(out: &mut BytesMut, params: &[(&str, &str)]) {
         crate::framing::put_cstr(out, v.as_bytes());
     }
     out.put_u8(0);
-    let len = (out.len() - start) as i32;
-    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    crate::framing::patch_len(out, start);
 }
 
 /// Encodes an SSLRequest.

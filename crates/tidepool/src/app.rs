@@ -246,7 +246,7 @@ impl App {
         let api_keys = crate::keys::ApiKeys::from_config(&config);
         let config_preauth = config.server.max_preauth_connections;
         Ok(Arc::new(App {
-            users: UserStore::from_config(&config),
+            users: UserStore::from_config(&config).registered(&mut registry),
             config: Arc::new(config),
             databases,
             cancels: Arc::new(CancelRegistry::default()),

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod auth_throttle;
 pub mod cancel;
 pub mod checkin;
 pub mod config;

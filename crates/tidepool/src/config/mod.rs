@@ -95,6 +95,24 @@ pub struct ServerConfig {
     pub startup_parameters: Vec<String>,
     /// Startup parameters accepted and dropped (not carried to servers).
     pub ignore_startup_parameters: Vec<String>,
+    /// Failed logins per (client IP, user) before further attempts are delayed; 0 = no throttle.
+    pub auth_failure_threshold: u32,
+    /// Delay of the first throttled attempt; each further failure doubles it.
+    #[serde(with = "humantime_serde")]
+    pub auth_failure_delay: Duration,
+    /// Longest delay (also kept below 3/4 of `login_timeout`); an attempt that would wait longer is
+    /// refused (28P01) after this delay without its password being checked.
+    #[serde(with = "humantime_serde")]
+    pub auth_failure_max_delay: Duration,
+    /// A (client IP, user) with no failed login for this long starts afresh.
+    #[serde(with = "humantime_serde")]
+    pub auth_failure_window: Duration,
+    /// Most (client IP, user) pairs tracked by the throttle (clients choose these keys).
+    pub auth_throttle_entries: usize,
+    /// Secret that derives the decoy SCRAM salt shown for unknown users (HMAC-SHA256 of the user
+    /// name). Unset: random per process, so an unknown user's salt changes on restart while a
+    /// real user's does not; set it (16+ characters, same on every replica) to hide that too.
+    pub auth_secret: Option<String>,
 }
 
 /// Startup parameters a client may set by default: the ones drivers send and that only change
@@ -151,6 +169,12 @@ impl Default for ServerConfig {
             max_preauth_connections: 1000,
             startup_parameters: DEFAULT_STARTUP_PARAMETERS.iter().map(|s| (*s).to_owned()).collect(),
             ignore_startup_parameters: Vec::new(),
+            auth_failure_threshold: 5,
+            auth_failure_delay: Duration::from_millis(250),
+            auth_failure_max_delay: Duration::from_secs(5),
+            auth_failure_window: Duration::from_secs(15 * 60),
+            auth_throttle_entries: 65_536,
+            auth_secret: None,
         }
     }
 }
@@ -414,6 +438,15 @@ impl Config {
         }
         if self.server.scram_iterations == 0 {
             return Err(invalid("[server] scram_iterations must be positive"));
+        }
+        if self.server.auth_failure_threshold > 0 && self.server.auth_throttle_entries == 0 {
+            return Err(invalid("[server] auth_throttle_entries must be positive (or auth_failure_threshold = 0 to disable the throttle)"));
+        }
+        if self.server.auth_failure_delay > self.server.auth_failure_max_delay {
+            return Err(invalid("[server] auth_failure_delay must not exceed auth_failure_max_delay"));
+        }
+        if self.server.auth_secret.as_ref().is_some_and(|s| s.len() < 16) {
+            return Err(invalid("[server] auth_secret must be at least 16 characters"));
         }
         Ok(())
     }

@@ -48,7 +48,7 @@ async fn handle(app: &App, headers: &HeaderMap, body: Body) -> Result<Response<B
     let authorized_db = match &request.credentials {
         Credentials::Password(p) => {
             let ok = match p.as_str() {
-                Some(p) => app.users.verify_password(user, p).await,
+                Some(p) => app.users.verify_password(None, user, p).await,
                 None => false,
             };
             if !ok {

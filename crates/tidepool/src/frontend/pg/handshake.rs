@@ -3,6 +3,7 @@
 //! trust) and the greeting (ParameterStatus, BackendKeyData, ReadyForQuery).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -18,7 +19,7 @@ use super::LoginError;
 use crate::app::{App, ClientSlot, Database, LeaseError};
 use crate::config::ClientTlsMode;
 use crate::net::{Duplex, Stream};
-use crate::users::Credential;
+use crate::users::Challenge;
 
 /// A client that finished startup and authentication.
 pub struct LoggedIn {
@@ -103,7 +104,8 @@ pub async fn negotiate_tcp(app: &App, tcp: TcpStream) -> (Option<Stream>, Result
     (Some(stream), Err(LoginError::Protocol("too many startup packets".into())))
 }
 
-/// Authenticates a client and sends the greeting; `params` come from its StartupMessage.
+/// Authenticates a client and sends the greeting; `params` come from its StartupMessage. `peer`
+/// is the client's address when known (it keys the failed-login throttle).
 pub async fn login<S: Duplex>(
     app: &App,
     s: &mut S,
@@ -111,6 +113,7 @@ pub async fn login<S: Duplex>(
     params: Vec<(String, String)>,
     cancel: (i32, i32),
     websocket: bool,
+    peer: Option<IpAddr>,
 ) -> Result<LoggedIn, LoginError> {
     let mut user = None;
     let mut dbname = None;
@@ -138,9 +141,9 @@ pub async fn login<S: Duplex>(
     let dbname = dbname.filter(|d| !d.is_empty()).unwrap_or_else(|| user.clone());
     // The Neon driver pipelines startup + cleartext password over WebSocket (TLS-protected).
     if websocket && rbuf.first() == Some(&b'p') {
-        authenticate_cleartext(app, s, rbuf, &user).await?;
+        authenticate_cleartext(app, s, rbuf, &user, peer).await?;
     } else {
-        authenticate(app, s, rbuf, &user).await?;
+        authenticate(app, s, rbuf, &user, peer).await?;
     }
 
     let database =
@@ -225,28 +228,31 @@ fn parse_options(v: &str, out: &mut HashMap<String, String>) -> Result<(), Login
     Ok(())
 }
 
-async fn authenticate<S: Duplex>(app: &App, s: &mut S, rbuf: &mut BytesMut, user: &str) -> Result<(), LoginError> {
-    let failed = || LoginError::Fatal(sqlstate::INVALID_PASSWORD, format!("password authentication failed for user \"{user}\""));
-    let known = app.users.get(user);
+/// The one failure answer for a wrong password, an unknown user and a throttled attempt.
+fn auth_failed(user: &str) -> LoginError {
+    LoginError::Fatal(sqlstate::INVALID_PASSWORD, format!("password authentication failed for user \"{user}\""))
+}
+
+async fn authenticate<S: Duplex>(app: &App, s: &mut S, rbuf: &mut BytesMut, user: &str, peer: Option<IpAddr>) -> Result<(), LoginError> {
+    let challenge = app.users.challenge(user);
+    if matches!(challenge, Challenge::Trust) {
+        return send_auth_ok(s).await;
+    }
+    // Before the first request: a throttled client waits (or is refused) before it learns anything.
+    let Some(attempt) = app.users.throttle.admit(peer, user).await else { return Err(auth_failed(user)) };
     let mut out = BytesMut::new();
-    match known.map(|u| &u.credential) {
-        Some(Credential::Trust) => {}
-        Some(Credential::Md5 { password }) => {
+    let ok = match challenge {
+        Challenge::Trust => true,
+        Challenge::Md5 { password, known } => {
             let mut salt = [0u8; 4];
             rand::thread_rng().fill_bytes(&mut salt);
             backend::auth_md5(&mut out, salt);
             send(s, &out).await?;
             let f = expect_password(s, rbuf).await?;
             let given = frontend::parse_password(f.body())?;
-            if !tidepool_proto::auth::ct_eq(given, md5_response(user, password, salt).as_bytes()) {
-                return Err(failed());
-            }
+            tidepool_proto::auth::ct_eq(given, md5_response(user, &password, salt).as_bytes()) & known
         }
-        scram_or_unknown => {
-            let verifier = match scram_or_unknown {
-                Some(Credential::Scram(v)) => v.clone(),
-                _ => app.users.decoy.clone(),
-            };
+        Challenge::Scram { verifier, known } => {
             backend::auth_sasl(&mut out, &[SCRAM_SHA_256]);
             send(s, &out).await?;
             let f = expect_password(s, rbuf).await?;
@@ -262,36 +268,42 @@ async fn authenticate<S: Duplex>(app: &App, s: &mut S, rbuf: &mut BytesMut, user
             if f.body().len() > MAX_SASL_MESSAGE {
                 return Err(LoginError::Protocol("SASL message too long".into()));
             }
-            let fin = server.finish(f.body())?;
-            match fin {
-                Some(fin) if known.is_some() => {
+            match server.finish(f.body())? {
+                Some(fin) if known => {
                     out.clear();
                     backend::auth_sasl_final(&mut out, fin.as_bytes());
                     send(s, &out).await?;
+                    true
                 }
-                _ => return Err(failed()),
+                _ => false,
             }
         }
+    };
+    if !ok {
+        attempt.failure();
+        return Err(auth_failed(user));
     }
-    out.clear();
+    attempt.success();
+    send_auth_ok(s).await
+}
+
+async fn send_auth_ok<S: Duplex>(s: &mut S) -> Result<(), LoginError> {
+    let mut out = BytesMut::new();
     backend::auth_ok(&mut out);
     send(s, &out).await?;
     Ok(())
 }
 
-async fn authenticate_cleartext<S: Duplex>(app: &App, s: &mut S, rbuf: &mut BytesMut, user: &str) -> Result<(), LoginError> {
+async fn authenticate_cleartext<S: Duplex>(app: &App, s: &mut S, rbuf: &mut BytesMut, user: &str, peer: Option<IpAddr>) -> Result<(), LoginError> {
     let mut out = BytesMut::new();
     backend::auth_cleartext(&mut out);
     send(s, &out).await?;
     let f = expect_password(s, rbuf).await?;
     let given = std::str::from_utf8(frontend::parse_password(f.body())?).map_err(|_| ProtoError::Utf8("password"))?;
-    if !app.users.verify_password(user, given).await {
-        return Err(LoginError::Fatal(sqlstate::INVALID_PASSWORD, format!("password authentication failed for user \"{user}\"")));
+    if !app.users.verify_password(peer, user, given).await {
+        return Err(auth_failed(user));
     }
-    out.clear();
-    backend::auth_ok(&mut out);
-    send(s, &out).await?;
-    Ok(())
+    send_auth_ok(s).await
 }
 
 /// Writes and flushes (WebSocket streams buffer until flushed).

@@ -115,7 +115,8 @@ pub(super) async fn run<S: Duplex>(
     let key = app.cancels.register();
     let websocket = peer.is_none();
     // Boxed: the login's state is freed once it is done.
-    let logged = Box::pin(tokio::time::timeout_at(deadline, login(&app, &mut client, &mut rbuf, params, (key.pid, key.secret), websocket))).await;
+    let logged =
+        Box::pin(tokio::time::timeout_at(deadline, login(&app, &mut client, &mut rbuf, params, (key.pid, key.secret), websocket, peer.map(|p| p.ip())))).await;
     let logged = match logged {
         Err(_) => return Box::pin(fail_login(&app, &mut client, LoginError::Fatal(sqlstate::PROTOCOL_VIOLATION, "login timed out".into()))).await,
         Ok(Err(e)) => return Box::pin(fail_login(&app, &mut client, e)).await,

@@ -130,7 +130,8 @@ fn assigns(h: &Head<'_>, i: usize) -> bool {
 /// `i` is just after `SET`.
 fn set<'a>(h: &Head<'a>, mut i: usize) -> (Kind, Option<Setting<'a>>) {
     let mut local = false;
-    if (h.is(i, "local") || h.is(i, "session")) && !assigns(h, i + 1) {
+    let session_form = |j: usize| h.is(j, "session") && (h.is(j + 1, "characteristics") || h.is(j + 1, "authorization"));
+    if (h.is(i, "local") || h.is(i, "session")) && !assigns(h, i + 1) && !session_form(i) {
         local = h.is(i, "local");
         i += 1;
     }

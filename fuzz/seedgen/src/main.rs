@@ -270,5 +270,15 @@ fn main() {
     proto(&mut s);
     neon(&mut s);
     prisma(&mut s, &fuzz_dir.join("../tests/clients/prisma/fixtures"));
+    sql(&mut s, &fuzz_dir.join("../crates/tidepool-sql/tests/corpus.sql"));
     println!("wrote {} seeds under {}", s.count, s.root.display());
+}
+
+/// `sql_lexer`: each case of tidepool-sql's oracle corpus, behind a split byte (the target's
+/// first byte chooses where it cuts the text in two).
+fn sql(s: &mut Seeds, corpus: &Path) {
+    let text = fs::read_to_string(corpus).unwrap();
+    for (i, case) in text.split("\n-- case\n").map(str::trim).filter(|c| !c.is_empty()).enumerate() {
+        s.put("sql_lexer", &format!("case-{i:03}"), &[&[0x80], case.as_bytes()].concat());
+    }
 }

@@ -7,7 +7,24 @@
 use std::time::Duration;
 
 use crate::app::ServerLease;
-use crate::upstream::{send_cancel, UpstreamError};
+use crate::upstream::{send_cancel, ServerConn, UpstreamError};
+
+/// Whether `sql` may leave state on the server beyond its transaction (so the connection must be
+/// reset before another client gets it). The text goes through `tidepool-sql`'s lexer, statement
+/// by statement; anything it cannot classify counts as state-changing. `utf8_client`: the session's
+/// `client_encoding` is UTF-8, where a backslash can never be the second byte of a character.
+pub fn leaves_session_state(sql: &[u8], utf8_client: bool) -> bool {
+    let opts = tidepool_sql::Options { standard_conforming_strings: None, backslash_safe_encoding: utf8_client };
+    tidepool_sql::leaves_session_state_with(sql, opts)
+}
+
+/// Marks `conn` dirty if `sql` (sent by tidepool on a client's behalf, UTF-8) may leave session
+/// state, so [`check_in`] resets it.
+pub fn note_sql(conn: &mut ServerConn, sql: &str) {
+    if leaves_session_state(sql.as_bytes(), true) {
+        conn.dirty = true;
+    }
+}
 
 /// How the connection was lent out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

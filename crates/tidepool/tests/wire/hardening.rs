@@ -230,3 +230,50 @@ async fn a_client_waiting_for_a_lease_is_not_buffered_without_bound() -> Result<
     p.stop().await;
     Ok(())
 }
+
+/// Ways to change session state that a first-word check missed; each must be reset before the
+/// next client gets the server.
+const LEAKS: &[&str] = &[
+    "set/**/search_path to leaked_schema",
+    "/* comment */ SET search_path TO leaked_schema",
+    "-- comment\nSET search_path TO leaked_schema",
+    "SELECT set_config('search_path', 'leaked_schema', false)",
+    "SELECT pg_catalog.set_config('search_path', 'leaked_schema', false)",
+    "SELECT \"set_config\"('search_path', 'leaked_schema', false)",
+    "SELECT 1; SET search_path TO leaked_schema",
+    "(SELECT set_config('search_path', 'leaked_schema', false))",
+    "SELECT query_to_xml($$select set_config('search_path', 'leaked_schema', false)$$, true, true, '')",
+    "select 1 as \"x;\"; set search_path = leaked_schema",
+    "SELECT $$;$$; SET search_path TO leaked_schema",
+    "SeT SeSsIoN search_path TO leaked_schema",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_state_never_reaches_the_next_client() -> Result<()> {
+    let cluster = TestCluster::shared().await?;
+    let db = cluster.unique_database("leaks").await?;
+    cluster.client(&db).await?.batch_execute("CREATE SCHEMA leaked_schema").await?;
+    // One server: every client gets the connection the previous one used.
+    let p = Setup::new(cluster, &db).db("pool_size = 1").start().await?;
+    let probe = p.client().await?;
+    let pristine: String = probe.query_one("SHOW search_path", &[]).await?.get(0);
+    for (i, sql) in LEAKS.iter().enumerate() {
+        let attacker = p.client().await?;
+        // Simple protocol (the statement text as sent), then the extended protocol (Parse).
+        attacker.simple_query(sql).await?;
+        let seen: String = probe.query_one("SHOW search_path", &[]).await?.get(0);
+        assert_eq!(seen, pristine, "simple query {i} leaked: {sql}");
+        if !sql.contains(';') || sql.starts_with("select 1 as") {
+            let _ = attacker.query(*sql, &[]).await;
+            let seen: String = probe.query_one("SHOW search_path", &[]).await?.get(0);
+            assert_eq!(seen, pristine, "extended query {i} leaked: {sql}");
+        }
+    }
+    // Advisory locks taken at session level are released for the next client too.
+    let attacker = p.client().await?;
+    attacker.simple_query("/* x */ SELECT pg_advisory_lock(4242)").await?;
+    let held: i64 = probe.query_one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()", &[]).await?.get(0);
+    assert_eq!(held, 0, "an advisory lock reached another client");
+    p.stop().await;
+    Ok(())
+}

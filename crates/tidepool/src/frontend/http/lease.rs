@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use crate::app::{Database, LeaseError, ServerLease};
 use crate::checkin;
-use crate::frontend::pg::state::leaves_session_state;
 use crate::upstream::{ServerConn, UpstreamError};
 
 /// Session settings every HTTP lease runs with.
@@ -37,11 +36,10 @@ pub async fn lease(db: &Database) -> Result<ServerLease, LeaseError> {
     db.lease_with(pinned_params()).await
 }
 
-/// Marks the connection dirty if `sql` may leave session state, so it is reset before reuse.
+/// Marks the connection dirty if `sql` may leave session state, so it is reset before reuse
+/// (HTTP leases are pinned to UTF-8).
 pub fn note_sql(conn: &mut ServerConn, sql: &str) {
-    if leaves_session_state(sql) {
-        conn.dirty = true;
-    }
+    checkin::note_sql(conn, sql);
 }
 
 /// Runs `work` on `lease` within `timeout`. On timeout the running query is cancelled upstream

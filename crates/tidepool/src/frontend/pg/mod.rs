@@ -6,7 +6,6 @@ mod handshake;
 mod prepared;
 mod server_side;
 mod session;
-pub mod state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -14,12 +14,12 @@ pub struct Statement {
     pub server_name: String,
     pub query: String,
     pub param_types: Vec<u32>,
-    /// Executing it may leave session state behind (see [`super::state`]).
+    /// Executing it may leave session state behind (see [`crate::checkin::leaves_session_state`]).
     pub stateful: bool,
 }
 
 impl Statement {
-    pub fn new(query: &str, param_types: &[u32]) -> Self {
+    pub fn new(query: &str, param_types: &[u32], utf8_client: bool) -> Self {
         let mut h = Sha256::new();
         h.update(query.as_bytes());
         for t in param_types {
@@ -30,7 +30,7 @@ impl Statement {
             server_name: format!("tp_{}", hex::encode(&digest[..16])),
             query: query.to_owned(),
             param_types: param_types.to_vec(),
-            stateful: super::state::leaves_session_state(query),
+            stateful: crate::checkin::leaves_session_state(query.as_bytes(), utf8_client),
         }
     }
 }
@@ -89,9 +89,9 @@ mod tests {
 
     #[test]
     fn same_query_same_name_and_types_matter() {
-        let a = Statement::new("select $1", &[23]);
-        let b = Statement::new("select $1", &[23]);
-        let c = Statement::new("select $1", &[25]);
+        let a = Statement::new("select $1", &[23], true);
+        let b = Statement::new("select $1", &[23], true);
+        let c = Statement::new("select $1", &[25], true);
         assert_eq!(a.server_name, b.server_name);
         assert_ne!(a.server_name, c.server_name);
         assert!(a.server_name.len() < 64);

@@ -10,7 +10,7 @@ use tidepool_proto::{sqlstate, Frame};
 
 use super::prepared::{Pending, Statement};
 use super::session::{Attached, End, Session};
-use super::state::leaves_session_state;
+use crate::checkin::leaves_session_state;
 use crate::config::PoolMode;
 use crate::net::Duplex;
 
@@ -24,12 +24,13 @@ impl<S: Duplex> Session<S> {
     /// Forwards one client message to the attached server, rewriting it as needed.
     pub(super) fn on_client_frame(&mut self, frame: Frame) -> Result<(), End> {
         let transaction = self.mode == PoolMode::Transaction;
+        let utf8 = self.params.get("client_encoding").is_some_and(|e| is_utf8(e));
         let max_prepared = self.db.config.max_prepared_statements;
         let msg = FrontendMsg::parse(&frame).map_err(|e| End::Fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
         let Some(a) = self.server.as_mut() else { return Ok(()) };
         match msg {
             FrontendMsg::Query { sql } => {
-                if transaction && leaves_session_state(sql) {
+                if transaction && leaves_session_state(sql.as_bytes(), utf8) {
                     a.lease.dirty = true;
                 }
                 a.pending += 1;
@@ -37,7 +38,7 @@ impl<S: Duplex> Session<S> {
             }
             FrontendMsg::Parse { name, query, param_types } => {
                 a.unsynced = true;
-                if transaction && leaves_session_state(query) {
+                if transaction && leaves_session_state(query.as_bytes(), utf8) {
                     a.lease.dirty = true;
                 }
                 if transaction && !name.is_empty() {
@@ -47,7 +48,7 @@ impl<S: Duplex> Session<S> {
                             format!("more than {max_prepared} prepared statements (max_prepared_statements)"),
                         ));
                     }
-                    let stmt = Statement::new(query, &param_types);
+                    let stmt = Statement::new(query, &param_types, utf8);
                     if a.lease.prepared.contains(&stmt.server_name) {
                         // The server has it already. The client still expects a ParseComplete, in
                         // order: a Close of a statement that does not exist yields exactly one
@@ -237,6 +238,12 @@ fn copy_in_started(a: &mut Attached) {
         // Ended already, but the Sync that makes the server answer has not come yet.
         a.unsynced = true;
     }
+}
+
+/// `client_encoding` values meaning UTF-8 (PostgreSQL ignores case, `-` and `_`).
+fn is_utf8(encoding: &str) -> bool {
+    let e: String = encoding.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    e.eq_ignore_ascii_case("utf8") || e.eq_ignore_ascii_case("unicode")
 }
 
 fn protocol_violation(e: tidepool_proto::ProtoError) -> End {

@@ -74,3 +74,29 @@ fn example_file_is_valid() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/tidepool.toml")).unwrap();
     Config::from_toml(&text, no_env()).unwrap();
 }
+
+/// Every key of every section is documented (set or commented out) in examples/tidepool.toml.
+#[test]
+fn example_config_documents_every_key() {
+    let example = include_str!("../../../../examples/tidepool.toml");
+    Config::from_toml(example, no_env()).expect("the example loads");
+    let full = Config::from_toml(MINIMAL, no_env()).unwrap();
+    let value = toml::Value::try_from(&full).unwrap();
+    let mut missing = Vec::new();
+    let mut check = |section: &str, table: &toml::Value| {
+        for key in table.as_table().into_iter().flat_map(|t| t.keys()) {
+            let documented = example.lines().any(|l| {
+                let l = l.trim_start().trim_start_matches('#').trim_start();
+                l.strip_prefix(key.as_str()).is_some_and(|rest| rest.trim_start().starts_with('='))
+            });
+            if !documented {
+                missing.push(format!("{section}.{key}"));
+            }
+        }
+    };
+    check("server", &value["server"]);
+    check("http", &value["http"]);
+    check("databases", &value["databases"][0]);
+    check("users", &value["users"][0]);
+    assert!(missing.is_empty(), "keys missing from examples/tidepool.toml: {missing:?}");
+}

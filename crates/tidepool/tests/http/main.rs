@@ -7,6 +7,7 @@
 #[allow(dead_code)]
 mod common;
 
+mod hardening;
 mod neon;
 mod prisma;
 mod ws;

@@ -149,7 +149,13 @@ async fn websocket(State(app): State<Arc<App>>, mut req: Request) -> Response {
             _ => return,
         };
         let stream = ws_io::WsStream::new(TokioIo::new(upgraded), limits, permit);
-        crate::frontend::pg::serve_stream(task_app, stream).instrument(tracing::info_span!("ws")).await;
+        // A drain ends logins in progress; a logged-in session runs in its own task (spawned by
+        // serve_stream, which then returns) and ends itself when idle.
+        let shutdown = task_app.shutdown.clone();
+        tokio::select! {
+            _ = crate::frontend::pg::serve_stream(task_app, stream).instrument(tracing::info_span!("ws")) => {}
+            _ = shutdown.cancelled() => {}
+        }
     });
     match accept {
         Accept::Http1(key) => {

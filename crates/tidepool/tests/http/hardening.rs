@@ -313,3 +313,16 @@ async fn drain_closes_idle_http_and_websocket_connections() -> Result<()> {
     read_until_closed(&mut ws, 5).await;
     Ok(())
 }
+
+#[test]
+fn example_http_section_lists_the_defaults() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/tidepool.toml")).expect("example file");
+    let config = tidepool::Config::from_toml(&text, std::iter::empty()).expect("example parses");
+    let example = serde_json::to_value(&config.http).expect("serialise");
+    let defaults = serde_json::to_value(tidepool::config::HttpConfig::default()).expect("serialise");
+    assert_eq!(example, defaults, "examples/tidepool.toml [http] differs from HttpConfig::default()");
+    // Every key is in the file, with or without its comment marker.
+    for key in defaults.as_object().expect("object").keys() {
+        assert!(text.contains(&format!("{key} ")) || text.contains(&format!("{key}=")), "{key} missing from the example");
+    }
+}

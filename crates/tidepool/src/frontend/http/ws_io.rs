@@ -315,13 +315,12 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<I> {
                         continue;
                     }
                 }
-                None => match this.parse_header(cx)? {
-                    Some(f) => {
+                None => {
+                    if let Some(f) = this.parse_header(cx)? {
                         this.frame = Some(f);
                         continue;
                     }
-                    None => {}
-                },
+                }
             }
             // More bytes are needed.
             match this.poll_fill(cx) {

@@ -71,6 +71,7 @@ type Guard = Option<Extension<Arc<ConnGuard>>>;
 
 /// The API key from `Authorization: Bearer`, or the 401 P6002 response. On success the
 /// request's connection stops counting as unauthenticated.
+#[allow(clippy::result_large_err)] // the error is the handler's finished response
 fn authenticate(app: &App, guard: &Guard, headers: &HeaderMap) -> Result<(ApiKey, Arc<Database>), Response> {
     let unauthorized = || error(401, "P6002", "The provided API Key is invalid.", json!({}));
     let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(unauthorized)?;
@@ -282,6 +283,7 @@ async fn expire(app: &App, itx: &Itx) {
     }
 }
 
+#[allow(clippy::result_large_err)] // the error is the handler's finished response
 fn lookup(app: &App, guard: &Guard, headers: &HeaderMap, id: &str, operation: &str) -> Result<Arc<Itx>, Response> {
     let (key, _) = authenticate(app, guard, headers)?;
     if !plausible_itx_id(id) {

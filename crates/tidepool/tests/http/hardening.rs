@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::json;
+use std::future::Future;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -321,4 +323,49 @@ fn example_http_section_lists_the_defaults() {
     for key in defaults.as_object().expect("object").keys() {
         assert!(text.contains(&format!("{key} ")) || text.contains(&format!("{key}=")), "{key} missing from the example");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_streams_and_header_list_are_bounded() -> Result<()> {
+    let p = Setup::new("hard_h2").await?.http("http2_max_concurrent_streams = 7").http("max_header_size = 16384").start().await?;
+    let tcp = TcpStream::connect(p.http).await?;
+    let (client, mut conn) = h2::client::handshake(tcp).await?;
+    // The server announces its stream limit in its SETTINGS.
+    let announced = bounded(
+        "h2 settings",
+        10,
+        std::future::poll_fn(|cx| {
+            if std::pin::Pin::new(&mut conn).poll(cx).is_ready() {
+                return std::task::Poll::Ready(0);
+            }
+            match conn.max_concurrent_send_streams() {
+                7 => std::task::Poll::Ready(7),
+                _ => std::task::Poll::Pending,
+            }
+        }),
+    )
+    .await;
+    assert_eq!(announced, 7);
+    tokio::spawn(conn);
+    let mut client = client.ready().await?;
+    let get = |path: &str| axum::http::Request::get(format!("http://{}{path}", p.http)).body(()).expect("request");
+    let (resp, _) = client.send_request(get("/health"), true)?;
+    assert_eq!(resp.await?.status(), 200);
+    // A header list over max_header_size is refused; the connection stays usable.
+    let mut big = get("/health");
+    big.headers_mut().insert("x-big", "a".repeat(40_000).parse()?);
+    let mut client = client.ready().await?;
+    match client.send_request(big, true) {
+        Ok((resp, _)) => match resp.await {
+            Ok(r) => assert_eq!(r.status(), 431),
+            Err(e) => assert!(e.is_reset() || e.is_remote(), "{e}"),
+        },
+        Err(e) => assert!(e.is_reset() || e.is_remote(), "{e}"),
+    }
+    let mut client = client.ready().await?;
+    let (resp, _) = client.send_request(get("/health"), true)?;
+    assert_eq!(resp.await?.status(), 200);
+    p.neon_ok().await?;
+    p.stop().await;
+    Ok(())
 }

@@ -215,6 +215,7 @@ async fn unauthenticated_websocket_fragments_use_bounded_memory() -> Result<()> 
         sent += 1;
     }
     let grown_mib = rss_kib().saturating_sub(before) / 1024;
+    eprintln!("RSS growth after {sent} pre-auth fragments: {grown_mib} MiB");
     assert!(grown_mib < 20, "RSS grew by {grown_mib} MiB after {sent} unauthenticated 1 MiB fragments");
     assert!(sent < 60, "all 60 MiB were accepted before login");
     read_until_closed(&mut s, 10).await;

@@ -257,6 +257,9 @@ pub enum NeonError {
         /// The configured limit in bytes.
         limit: usize,
     },
+    /// The body did not arrive within the host's body read timeout (HTTP 408).
+    #[error("the request body was not received in time")]
+    RequestTimeout,
     /// The body is not a valid `{query, params}` / `{queries}` JSON document.
     #[error("could not parse the HTTP request body: {0}")]
     InvalidBody(String),
@@ -316,6 +319,7 @@ impl NeonError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::ResponseTooLarge { .. } => StatusCode::INSUFFICIENT_STORAGE,
             Self::InvalidResult { .. } | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -102,7 +102,7 @@ pub use options::{
     BatchOptions, IsolationLevel, OutputOptions, RequestOptions, ARRAY_MODE, BATCH_DEFERRABLE, BATCH_ISOLATION_LEVEL, BATCH_READ_ONLY, CONNECTION_STRING,
     POOL_OPT_IN, RAW_TEXT_OUTPUT,
 };
-pub use params::json_param_to_text;
+pub use params::{json_param_to_text, MAX_PARAM_ARRAY_DEPTH};
 pub use request::{
     check_content_length, connection_string, parse_payload, parse_request, BearerToken, Credentials, Limits, Payload, SqlRequest, Statement, DEFAULT_MAX_BYTES,
 };

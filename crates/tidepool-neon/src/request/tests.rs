@@ -204,3 +204,29 @@ fn invalid_isolation_level_is_reported_before_the_body() {
     h.insert(BATCH_ISOLATION_LEVEL, HeaderValue::from_static("Chaos"));
     assert!(matches!(parse(&h, "not json").unwrap_err(), NeonError::InvalidIsolationLevel));
 }
+
+#[test]
+fn hostile_nesting_anywhere_in_the_body_is_a_400_not_a_crash() {
+    // 100,000 levels in every place a client controls: params (array literal path), ignored
+    // keys (serde_json skips them iteratively), and where a string is expected.
+    let deep = |open: &str, close: &str| format!("{}1{}", open.repeat(100_000), close.repeat(100_000));
+    let arrays = deep("[", "]");
+    let objects = deep("{\"a\":", "}");
+    let bodies = [
+        format!(r#"{{"query":"SELECT $1","params":[{arrays}]}}"#),
+        format!(r#"{{"queries":[{{"query":"SELECT $1","params":[{arrays}]}}]}}"#),
+        format!(r#"{{"query":{arrays}}}"#),
+    ];
+    for body in &bodies {
+        let e = parse(&driver_headers(), body).unwrap_err();
+        assert!(matches!(e, NeonError::InvalidBody(_)), "{e:?}");
+        assert_eq!(e.status(), http::StatusCode::BAD_REQUEST);
+    }
+    // Unused deep values and deep objects as parameters are fine (kept as text).
+    for ignored in [&arrays, &objects] {
+        let r = parse(&driver_headers(), &format!(r#"{{"query":"SELECT 1","ignored":{ignored}}}"#)).unwrap();
+        assert!(r.statements()[0].params.is_empty());
+    }
+    let r = parse(&driver_headers(), &format!(r#"{{"query":"SELECT $1","params":[{objects}]}}"#)).unwrap();
+    assert_eq!(r.statements()[0].params[0].as_ref().map(String::len), Some(objects.len()));
+}

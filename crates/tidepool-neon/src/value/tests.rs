@@ -152,8 +152,15 @@ fn malformed_arrays_fail_cleanly() {
         let err = fails(bad, 1009);
         assert!(matches!(err, ValueError::UnbalancedArray | ValueError::UnbalancedString), "{bad:?}: {err:?}");
     }
-    let deep = format!("{}{}", "{".repeat(100), "}".repeat(100));
-    assert_eq!(fails(&deep, 1007), ValueError::TooDeep);
+    for depth in [100, 100_000] {
+        let deep = format!("{}{}", "{".repeat(depth), "}".repeat(depth));
+        assert_eq!(fails(&deep, 1007), ValueError::TooDeep);
+    }
+    // json/jsonb values are validated without recursion (serde_json skips into a RawValue).
+    let deep_json = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+    let mut out = Vec::new();
+    write_converted(&mut out, deep_json.as_bytes(), conversion_for(3802)).expect("any depth is copied as it is");
+    assert_eq!(out.len(), deep_json.len());
 }
 
 #[test]

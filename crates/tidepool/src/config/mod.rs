@@ -324,6 +324,33 @@ pub struct HttpConfig {
     #[serde(with = "humantime_serde")]
     pub ws_idle_timeout: Duration,
     pub api_key_file: Option<PathBuf>,
+    /// Time a connection gets for its TLS handshake and first request head, and an HTTP/1.1
+    /// connection for each further request head (idle keep-alive included).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Time a request gets to deliver its whole body (counted from the first read of it).
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// Largest request head (HTTP/1.1 request line + headers; HTTP/2 header list).
+    pub max_header_size: usize,
+    /// Concurrent streams per HTTP/2 connection.
+    pub http2_max_concurrent_streams: u32,
+    /// Connections on the HTTP listener that have not authenticated yet; beyond it, 503.
+    pub max_preauth_connections: usize,
+    /// Bytes a WebSocket client may send before its Postgres login has succeeded.
+    pub ws_max_login_bytes: usize,
+    /// Share of a database's `pool_size` one API key may hold in open interactive
+    /// transactions (at least 1); `prisma_max_transactions_per_key` caps it as well.
+    pub itx_max_per_key_share: f64,
+}
+
+impl HttpConfig {
+    /// Interactive transactions one API key may hold open on a database of `pool_size`.
+    pub fn itx_max_per_key(&self, pool_size: usize) -> usize {
+        let share = (self.itx_max_per_key_share * pool_size as f64).floor();
+        let share = if share.is_finite() && share >= 1.0 { share as usize } else { 1 };
+        share.min(pool_size).min(self.prisma_max_transactions_per_key).max(1)
+    }
 }
 
 impl Default for HttpConfig {
@@ -341,6 +368,13 @@ impl Default for HttpConfig {
             max_ws_message_size: d::max_message_size(),
             ws_idle_timeout: d::ws_idle(),
             api_key_file: None,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_header_size: 64 << 10,
+            http2_max_concurrent_streams: 100,
+            max_preauth_connections: 1000,
+            ws_max_login_bytes: 32 << 10,
+            itx_max_per_key_share: 0.5,
         }
     }
 }
@@ -435,6 +469,22 @@ impl Config {
         }
         if self.server.tls_mode == ClientTlsMode::Require && self.server.tls_cert.is_none() {
             return Err(invalid("[server] tls_mode = \"require\" needs tls_cert and tls_key"));
+        }
+        let h = &self.http;
+        if h.header_read_timeout.is_zero() || h.body_read_timeout.is_zero() {
+            return Err(invalid("[http] header_read_timeout and body_read_timeout must be positive"));
+        }
+        if h.max_header_size < 8192 || h.max_header_size > (16 << 20) {
+            return Err(invalid("[http] max_header_size must be within 8 KiB..16 MiB"));
+        }
+        if h.http2_max_concurrent_streams == 0 || h.max_preauth_connections == 0 {
+            return Err(invalid("[http] http2_max_concurrent_streams and max_preauth_connections must be positive"));
+        }
+        if h.ws_max_login_bytes < 1024 {
+            return Err(invalid("[http] ws_max_login_bytes must be at least 1024"));
+        }
+        if !(h.itx_max_per_key_share > 0.0 && h.itx_max_per_key_share <= 1.0) {
+            return Err(invalid("[http] itx_max_per_key_share must be within (0, 1]"));
         }
         if self.server.scram_iterations == 0 {
             return Err(invalid("[server] scram_iterations must be positive"));

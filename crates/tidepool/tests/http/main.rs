@@ -8,6 +8,7 @@
 mod common;
 
 mod auth_throttle;
+mod hardening;
 mod neon;
 mod prisma;
 mod ws;

@@ -282,8 +282,16 @@ fn pool_waiting(p: &Proxy) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_disconnect_during_start_frees_its_slot() -> Result<()> {
-    let p = Setup::new("prisma_itx_start_gone").await?.db("pool_size = 1").http("prisma_max_transactions_per_key = 2").start().await?;
+    let p = Setup::new("prisma_itx_start_gone")
+        .await?
+        .db("pool_size = 2")
+        .http("prisma_max_transactions_per_key = 2")
+        .http("itx_max_per_key_share = 1.0")
+        .start()
+        .await?;
     let holder = p.itx_start(KEY_A, &json!({"timeout": 20000})).await?;
+    // Key B holds the pool's other connection, so A's second start waits with its slot reserved.
+    let other = p.itx_start(KEY_B, &json!({"timeout": 20000})).await?;
     let req = p.client.post(p.url("/transaction/start")).bearer_auth(KEY_A).body(serde_json::to_vec(&json!({"maxWait": 10000}))?);
     let request = tokio::spawn(req.send());
     let waiting = poll(100, || async { (pool_waiting(&p) >= 1).then_some(()) }).await;
@@ -298,8 +306,10 @@ async fn client_disconnect_during_start_frees_its_slot() -> Result<()> {
     let r = p.prisma("/transaction/start", Some(KEY_A), &json!({"maxWait": 200})).await?;
     let msg = r.prisma_err(409, "P2028");
     assert!(msg.contains("Unable to start a transaction in the given time."), "{msg}");
-    let r = p.prisma(&format!("/transaction/{id}/rollback"), Some(KEY_A), &json!({})).await?;
-    assert_eq!(r.status, 200, "{}", r.text);
+    for (id, key) in [(&id, KEY_A), (&other, KEY_B)] {
+        let r = p.prisma(&format!("/transaction/{id}/rollback"), Some(key), &json!({})).await?;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
     p.stop().await;
     Ok(())
 }

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Response};
-use tidepool_neon::{self as neon, Credentials, Field, NeonError, PgErrorFields, ResponseEncoder, SqlRequest};
+use axum::Extension;
+use tidepool_neon::{self as neon, ConnectionString, Credentials, Field, NeonError, PgErrorFields, RequestOptions, ResponseEncoder, SqlRequest};
 
 use super::lease::{self, HttpLeaseError};
-use crate::app::{App, LeaseError};
+use super::{BodyError, ConnGuard};
+use crate::app::{App, Database, LeaseError};
 use crate::upstream::{QueryResult, ServerConn, UpstreamError};
 
 fn to_http(r: axum::http::Response<Vec<u8>>) -> Response<Body> {
@@ -22,9 +24,10 @@ pub async fn preflight() -> Response<Body> {
     to_http(neon::preflight_response())
 }
 
-pub async fn sql(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response<Body> {
-    super::detached(async move {
-        match handle(&app, &headers, body).await {
+pub async fn sql(State(app): State<Arc<App>>, guard: Option<Extension<Arc<ConnGuard>>>, headers: HeaderMap, body: Body) -> Response<Body> {
+    let task_app = app.clone();
+    super::detached(&app, async move {
+        match handle(&task_app, guard.as_deref(), &headers, body).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(error = %e, "/sql request failed");
@@ -35,42 +38,75 @@ pub async fn sql(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) ->
     .await
 }
 
-async fn handle(app: &App, headers: &HeaderMap, body: Body) -> Result<Response<Body>, NeonError> {
-    let limits = neon::Limits { max_request_bytes: app.config.http.max_request_size, max_response_bytes: app.config.http.max_response_size };
-    let too_large = NeonError::RequestTooLarge { limit: limits.max_request_bytes };
-    if neon::check_content_length(headers, &limits).is_err() {
-        super::drain(body, limits.max_request_bytes).await;
-        return Err(too_large);
-    }
-    let body = super::read_limited(body, limits.max_request_bytes).await.ok_or(too_large)?;
-    let request = neon::parse_request(headers, &body, &limits)?;
-    let user = &request.connection.user;
-    let authorized_db = match &request.credentials {
+/// Checks the credentials in the headers; the database the request may use.
+async fn authorize(app: &App, connection: &ConnectionString, credentials: &Credentials) -> Result<Arc<Database>, NeonError> {
+    let user = &connection.user;
+    let authorized_db = match credentials {
         Credentials::Password(p) => {
             let ok = match p.as_str() {
                 Some(p) => app.users.verify_password(None, user, p).await,
                 None => false,
             };
             if !ok {
-                return Err(NeonError::AuthenticationFailed { user: user.clone() });
+                return Err(NeonError::AuthenticationFailed { user: shown(user) });
             }
             None
         }
         Credentials::BearerToken(t) => {
-            let key = app.api_keys.lookup(t.as_str()).ok_or_else(|| NeonError::AuthenticationFailed { user: user.clone() })?;
+            let key = app.api_keys.lookup(t.as_str()).ok_or_else(|| NeonError::AuthenticationFailed { user: shown(user) })?;
             Some(key.database)
         }
     };
-    let dbname = &request.connection.database;
-    let db = app.database(dbname).ok_or_else(|| pg_error("FATAL", "3D000", format!("database \"{dbname}\" does not exist")))?;
+    let dbname = &connection.database;
+    let db = app.database(dbname).ok_or_else(|| pg_error("FATAL", "3D000", format!("database \"{}\" does not exist", shown(dbname))))?;
     let allowed = match &authorized_db {
         Some(d) => d == dbname,
         None => app.users.get(user).is_some_and(|u| u.may_use(dbname)),
     };
     if !allowed {
-        return Err(pg_error("FATAL", "28000", format!("user \"{user}\" may not use database \"{dbname}\"")));
+        return Err(pg_error("FATAL", "28000", format!("user \"{}\" may not use database \"{}\"", shown(user), shown(dbname))));
     }
-    let conn = lease::lease(db).await.map_err(lease_error)?;
+    Ok(db.clone())
+}
+
+async fn handle(app: &App, guard: Option<&Arc<ConnGuard>>, headers: &HeaderMap, body: Body) -> Result<Response<Body>, NeonError> {
+    let limits = neon::Limits { max_request_bytes: app.config.http.max_request_size, max_response_bytes: app.config.http.max_response_size };
+    // Headers first, and the credentials in them checked before a byte of the body is read or
+    // parsed: whoever cannot authenticate never reaches the JSON parser.
+    let parsed_headers = (|| -> Result<_, NeonError> {
+        let connection = neon::connection_string(headers)?;
+        let credentials = Credentials::from_headers(headers, &connection)?;
+        let options = RequestOptions::from_headers(headers)?;
+        Ok((connection, credentials, options))
+    })();
+    let (connection, credentials, options) = match parsed_headers {
+        Ok(h) => h,
+        Err(e) => {
+            super::drain_refused(body).await;
+            return Err(e);
+        }
+    };
+    let db = match authorize(app, &connection, &credentials).await {
+        Ok(db) => db,
+        Err(e) => {
+            super::drain_refused(body).await;
+            return Err(e);
+        }
+    };
+    super::authenticated(guard);
+    let too_large = NeonError::RequestTooLarge { limit: limits.max_request_bytes };
+    if neon::check_content_length(headers, &limits).is_err() {
+        super::drain(body, limits.max_request_bytes).await;
+        return Err(too_large);
+    }
+    let body = super::read_limited(body, limits.max_request_bytes).await.map_err(|e| match e {
+        BodyError::TooLarge => too_large,
+        BodyError::Timeout => NeonError::RequestTimeout,
+        BodyError::Broken => NeonError::InvalidBody("the request body could not be read".into()),
+    })?;
+    let payload = neon::parse_payload(&body, &limits)?;
+    let request = SqlRequest { connection, credentials, options, payload };
+    let conn = lease::lease(&db).await.map_err(lease_error)?;
     let request = Arc::new(request);
     let req = request.clone();
     let max = limits.max_response_bytes;
@@ -133,6 +169,20 @@ fn encode(request: &SqlRequest, results: &[QueryResult], max: usize) -> Result<V
         rows.finish(Some(&r.tag)).map_err(NeonError::from)?;
     }
     enc.finish().map_err(NeonError::from)
+}
+
+/// A client-chosen name as echoed in an error: at most 63 bytes (PostgreSQL's identifier
+/// length), so a large header is never reflected back.
+fn shown(name: &str) -> String {
+    const MAX: usize = 63;
+    if name.len() <= MAX {
+        return name.to_owned();
+    }
+    let mut end = MAX;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &name[..end])
 }
 
 fn pg_error(severity: &str, code: &str, message: String) -> NeonError {

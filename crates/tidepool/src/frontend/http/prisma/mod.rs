@@ -15,6 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
+use axum::Extension;
 use axum::Router;
 use rand::RngCore;
 use serde_json::json;
@@ -25,6 +26,7 @@ use self::exec::PgExecutor;
 pub use self::itx::ItxRegistry;
 use self::itx::{Closed, Itx, Lookup};
 use super::lease::{self, HttpLeaseError};
+use super::{BodyError, ConnGuard};
 use crate::app::{App, Database, LeaseError};
 use crate::keys::ApiKey;
 use crate::pool::PoolError;
@@ -64,18 +66,34 @@ fn from_interp(r: HttpResponse) -> Response {
     json_response(r.status, r.body)
 }
 
-/// The API key from `Authorization: Bearer`, or the 401 P6002 response.
-fn authenticate(app: &App, headers: &HeaderMap) -> Result<(ApiKey, Arc<Database>), Response> {
+/// The connection guard of a request (absent when the router is called without the listener).
+type Guard = Option<Extension<Arc<ConnGuard>>>;
+
+/// The API key from `Authorization: Bearer`, or the 401 P6002 response. On success the
+/// request's connection stops counting as unauthenticated.
+#[allow(clippy::result_large_err)] // the error is the handler's finished response
+fn authenticate(app: &App, guard: &Guard, headers: &HeaderMap) -> Result<(ApiKey, Arc<Database>), Response> {
     let unauthorized = || error(401, "P6002", "The provided API Key is invalid.", json!({}));
     let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(unauthorized)?;
     let key = app.api_keys.lookup(token.trim()).ok_or_else(unauthorized)?;
     let db = app.database(&key.database).cloned().ok_or_else(unauthorized)?;
+    super::authenticated(guard.as_deref());
     Ok((key, db))
 }
 
 async fn read_body(app: &App, body: Body) -> Result<Bytes, Response> {
     let max = app.config.http.max_request_size;
-    super::read_limited(body, max).await.ok_or_else(|| error(413, "P6005", format!("The request body exceeds the limit of {max} bytes."), json!({})))
+    super::read_limited(body, max).await.map_err(|e| match e {
+        BodyError::TooLarge => error(413, "P6005", format!("The request body exceeds the limit of {max} bytes."), json!({})),
+        BodyError::Timeout => error(408, "P6000", "The request body was not received in time.", json!({})),
+        BodyError::Broken => error(400, "P6000", "The request body could not be read.", json!({})),
+    })
+}
+
+/// Transaction ids are 32 lowercase hex characters (128 random bits); anything else is
+/// unknown without a lookup.
+fn plausible_itx_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 fn limits(app: &App) -> Limits {
@@ -100,26 +118,26 @@ fn timed_out(d: Duration) -> Response {
     error(504, "P6004", format!("Query timeout exceeded ({} ms); the query was cancelled.", d.as_millis()), json!({}))
 }
 
-async fn connection_info(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authenticate(&app, &headers) {
+async fn connection_info(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap) -> Response {
+    if let Err(r) = authenticate(&app, &guard, &headers) {
         return r;
     }
     json_response(200, json!({"provider": "postgres", "connectionInfo": {"supportsRelationJoins": true}}).to_string())
 }
 
-async fn invalidate(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authenticate(&app, &headers) {
+async fn invalidate(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap) -> Response {
+    if let Err(r) = authenticate(&app, &guard, &headers) {
         return r;
     }
     json_response(200, "{}".into())
 }
 
-async fn query(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
-    super::detached(query_inner(app, headers, body)).await
+async fn query(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, body: Body) -> Response {
+    super::detached(&app, query_inner(app.clone(), guard, headers, body)).await
 }
 
-async fn query_inner(app: Arc<App>, headers: HeaderMap, body: Body) -> Response {
-    let (_key, db) = match authenticate(&app, &headers) {
+async fn query_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body) -> Response {
+    let (_key, db) = match authenticate(&app, &guard, &headers) {
         Ok(k) => k,
         Err(r) => return r,
     };
@@ -167,7 +185,7 @@ fn not_found() -> Response {
     p2028("Transaction not found. Transaction ID is invalid, refers to an old closed transaction Prisma doesn't have information about anymore, or was obtained before disconnecting.".into(), json!({}))
 }
 
-async fn start(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+async fn start(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, body: Body) -> Response {
     // Set when this handler is dropped (client gone): a transaction begun for nobody is undone.
     struct Gone(Arc<std::sync::atomic::AtomicBool>);
     impl Drop for Gone {
@@ -176,11 +194,11 @@ async fn start(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> R
         }
     }
     let gone = Gone(Default::default());
-    super::detached(start_inner(app, headers, body, gone.0.clone())).await
+    super::detached(&app, start_inner(app.clone(), guard, headers, body, gone.0.clone())).await
 }
 
-async fn start_inner(app: Arc<App>, headers: HeaderMap, body: Body, gone: Arc<std::sync::atomic::AtomicBool>) -> Response {
-    let (key, db) = match authenticate(&app, &headers) {
+async fn start_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body, gone: Arc<std::sync::atomic::AtomicBool>) -> Response {
+    let (key, db) = match authenticate(&app, &guard, &headers) {
         Ok(k) => k,
         Err(r) => return r,
     };
@@ -199,13 +217,10 @@ async fn start_inner(app: Arc<App>, headers: HeaderMap, body: Body, gone: Arc<st
     let cfg = &app.config.http;
     let max_wait = Duration::from_millis(opts.max_wait.unwrap_or(2000));
     let timeout = Duration::from_millis(opts.timeout.unwrap_or(5000)).min(cfg.prisma_max_transaction_timeout);
-    if app.itx.reserve(key.sha256, cfg.prisma_max_transactions_per_key).is_none() {
-        return error(
-            429,
-            "P5011",
-            format!("Too many open interactive transactions for this API key (limit {}).", cfg.prisma_max_transactions_per_key),
-            json!({}),
-        );
+    // One key may not pin more than its share of the pool: others must still get connections.
+    let per_key = cfg.itx_max_per_key(db.config.pool_size);
+    if app.itx.reserve(key.sha256, per_key).is_none() {
+        return error(429, "P5011", format!("Too many open interactive transactions for this API key (limit {per_key})."), json!({}));
     }
     let begun = tokio::time::timeout(max_wait, async {
         let mut conn = lease::lease(&db).await?;
@@ -268,8 +283,12 @@ async fn expire(app: &App, itx: &Itx) {
     }
 }
 
-fn lookup(app: &App, headers: &HeaderMap, id: &str, operation: &str) -> Result<Arc<Itx>, Response> {
-    let (key, _) = authenticate(app, headers)?;
+#[allow(clippy::result_large_err)] // the error is the handler's finished response
+fn lookup(app: &App, guard: &Guard, headers: &HeaderMap, id: &str, operation: &str) -> Result<Arc<Itx>, Response> {
+    let (key, _) = authenticate(app, guard, headers)?;
+    if !plausible_itx_id(id) {
+        return Err(not_found());
+    }
     match app.itx.get(id, &key.sha256) {
         Lookup::Open(t) => Ok(t),
         Lookup::Closed(c) => Err(closed_error(c, operation)),
@@ -281,12 +300,12 @@ fn expired_now(itx: &Itx) -> Closed {
     Closed::Expired { timeout_ms: itx.timeout.as_millis() as u64, taken_ms: itx.started.elapsed().as_millis() as u64 }
 }
 
-async fn itx_query(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>, body: Body) -> Response {
-    super::detached(itx_query_inner(app, headers, id, body)).await
+async fn itx_query(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, Path(id): Path<String>, body: Body) -> Response {
+    super::detached(&app, itx_query_inner(app.clone(), guard, headers, id, body)).await
 }
 
-async fn itx_query_inner(app: Arc<App>, headers: HeaderMap, id: String, body: Body) -> Response {
-    let itx = match lookup(&app, &headers, &id, "query") {
+async fn itx_query_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, id: String, body: Body) -> Response {
+    let itx = match lookup(&app, &guard, &headers, &id, "query") {
         Ok(t) => t,
         Err(r) => return r,
     };
@@ -329,9 +348,9 @@ async fn itx_query_inner(app: Arc<App>, headers: HeaderMap, id: String, body: Bo
     }
 }
 
-async fn end(app: Arc<App>, headers: HeaderMap, id: String, commit: bool) -> Response {
+async fn end(app: Arc<App>, guard: Guard, headers: HeaderMap, id: String, commit: bool) -> Response {
     let operation = if commit { "commit" } else { "rollback" };
-    let itx = match lookup(&app, &headers, &id, operation) {
+    let itx = match lookup(&app, &guard, &headers, &id, operation) {
         Ok(t) => t,
         Err(r) => return r,
     };
@@ -362,10 +381,10 @@ async fn end(app: Arc<App>, headers: HeaderMap, id: String, commit: bool) -> Res
     }
 }
 
-async fn commit(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    super::detached(end(app, headers, id, true)).await
+async fn commit(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    super::detached(&app, end(app.clone(), guard, headers, id, true)).await
 }
 
-async fn rollback(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    super::detached(end(app, headers, id, false)).await
+async fn rollback(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    super::detached(&app, end(app.clone(), guard, headers, id, false)).await
 }

@@ -61,3 +61,31 @@ async fn sql_passwords_are_throttled() -> Result<()> {
     running.stop().await;
     Ok(())
 }
+
+/// The throttle is kept per client address: one address guessing does not slow another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_throttle_is_per_client_address() -> Result<()> {
+    init_tracing();
+    let toml = Setup::new("neon_throttle_ip").await?.toml().replace(
+        "scram_iterations = 64",
+        "scram_iterations = 64\nauth_failure_threshold = 2\nauth_failure_delay = \"50ms\"\nauth_failure_max_delay = \"200ms\"",
+    );
+    let running = tidepool::run::start(tidepool::Config::from_toml(&toml, std::iter::empty())?).await?;
+    let http = running.bound.http.context("http listener")?;
+    let attacker = reqwest::Client::builder().local_address("127.0.0.2".parse::<std::net::IpAddr>()?).timeout(Duration::from_secs(20)).build()?;
+    let other = reqwest::Client::builder().local_address("127.0.0.1".parse::<std::net::IpAddr>()?).timeout(Duration::from_secs(20)).build()?;
+    for _ in 0..6 {
+        assert_eq!(post_sql(&attacker, http, USER, "wrong").await?.1["code"], "28P01");
+    }
+    let throttled = running.app.users.throttle.throttled.get();
+    assert!(throttled >= 4, "the attacker was throttled ({throttled})");
+    // Two failures from another address stay under its own threshold: nothing more throttled.
+    for _ in 0..2 {
+        assert_eq!(post_sql(&other, http, USER, "wrong").await?.1["code"], "28P01");
+    }
+    assert_eq!(running.app.users.throttle.throttled.get(), throttled, "another address was throttled");
+    let (status, _) = post_sql(&other, http, USER, USER_PW).await?;
+    assert_eq!(status, 200);
+    running.stop().await;
+    Ok(())
+}

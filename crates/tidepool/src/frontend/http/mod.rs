@@ -83,12 +83,14 @@ pub(crate) struct ConnGuard {
     over_cap: bool,
     /// A request head has arrived (ends the first-request deadline).
     saw_request: AtomicBool,
+    /// The TCP peer (the failed-login throttle is kept per client address and user).
+    pub(crate) peer: Option<std::net::SocketAddr>,
 }
 
 impl ConnGuard {
-    fn new(semaphore: Arc<Semaphore>) -> ConnGuard {
+    fn new(semaphore: Arc<Semaphore>, peer: Option<std::net::SocketAddr>) -> ConnGuard {
         let permit = semaphore.clone().try_acquire_owned().ok();
-        ConnGuard { over_cap: permit.is_none(), preauth: parking_lot::Mutex::new(permit), semaphore, saw_request: AtomicBool::new(false) }
+        ConnGuard { over_cap: permit.is_none(), preauth: parking_lot::Mutex::new(permit), semaphore, saw_request: AtomicBool::new(false), peer }
     }
 
     /// A request on this connection authenticated: it no longer counts as pre-auth.
@@ -132,6 +134,7 @@ async fn websocket(State(app): State<Arc<App>>, mut req: Request) -> Response {
         return not_found();
     };
     let guard = req.extensions().get::<Arc<ConnGuard>>().cloned();
+    let peer = guard.as_ref().and_then(|g| g.peer);
     let permit = match &guard {
         Some(g) => match g.permit_for_upgrade() {
             Some(p) => Some(p),
@@ -153,7 +156,7 @@ async fn websocket(State(app): State<Arc<App>>, mut req: Request) -> Response {
         // serve_stream, which then returns) and ends itself when idle.
         let shutdown = task_app.shutdown.clone();
         tokio::select! {
-            _ = crate::frontend::pg::serve_stream(task_app, stream).instrument(tracing::info_span!("ws")) => {}
+            _ = crate::frontend::pg::serve_stream(task_app, stream, peer).instrument(tracing::info_span!("ws")) => {}
             _ = shutdown.cancelled() => {}
         }
     });
@@ -383,7 +386,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
         };
         let _ = tcp.set_nodelay(true);
         // Taken at accept, so connections that never send anything count as well.
-        let guard = Arc::new(ConnGuard::new(preauth.clone()));
+        let guard = Arc::new(ConnGuard::new(preauth.clone(), Some(peer)));
         let (app2, router) = (app.clone(), router.clone());
         match &tls {
             None => {

@@ -39,12 +39,12 @@ pub async fn sql(State(app): State<Arc<App>>, guard: Option<Extension<Arc<ConnGu
 }
 
 /// Checks the credentials in the headers; the database the request may use.
-async fn authorize(app: &App, connection: &ConnectionString, credentials: &Credentials) -> Result<Arc<Database>, NeonError> {
+async fn authorize(app: &App, client: Option<std::net::IpAddr>, connection: &ConnectionString, credentials: &Credentials) -> Result<Arc<Database>, NeonError> {
     let user = &connection.user;
     let authorized_db = match credentials {
         Credentials::Password(p) => {
             let ok = match p.as_str() {
-                Some(p) => app.users.verify_password(None, user, p).await,
+                Some(p) => app.users.verify_password(client, user, p).await,
                 None => false,
             };
             if !ok {
@@ -86,7 +86,7 @@ async fn handle(app: &App, guard: Option<&Arc<ConnGuard>>, headers: &HeaderMap, 
             return Err(e);
         }
     };
-    let db = match authorize(app, &connection, &credentials).await {
+    let db = match authorize(app, guard.and_then(|g| g.peer).map(|p| p.ip()), &connection, &credentials).await {
         Ok(db) => db,
         Err(e) => {
             super::drain_refused(body).await;

@@ -105,7 +105,8 @@ async fn serve_tcp(app: Arc<App>, mut tcp: TcpStream, peer: SocketAddr) {
                 // Accepted just as the drain began: no new sessions from now on.
                 return Box::pin(fail_login(&app, &mut stream, LoginError::Fatal(sqlstate::ADMIN_SHUTDOWN, "tidepool is shutting down".into()))).await;
             }
-            session::run(app, stream, rbuf, params, deadline, Some(peer), Some(preauth)).await;
+            let arrival = session::Arrival { deadline, peer: Some(peer), websocket: false, preauth: Some(preauth) };
+            session::run(app, stream, rbuf, params, arrival).await;
         }
     }
 }
@@ -122,7 +123,8 @@ async fn fail_login<S: Duplex>(app: &App, s: &mut S, e: LoginError) {
 }
 
 /// Serves a client on any byte stream (WebSocket): startup packets, then a normal session.
-pub async fn serve_stream<S: Duplex>(app: Arc<App>, mut s: S) {
+/// `peer`: the client's address as the HTTP listener saw it (for the failed-login throttle).
+pub async fn serve_stream<S: Duplex>(app: Arc<App>, mut s: S, peer: Option<SocketAddr>) {
     let deadline = tokio::time::Instant::now() + app.config.server.login_timeout;
     let mut rbuf = BytesMut::new();
     let r = Box::pin(tokio::time::timeout_at(deadline, handshake_generic(&app, &mut s, &mut rbuf))).await;
@@ -133,7 +135,7 @@ pub async fn serve_stream<S: Duplex>(app: Arc<App>, mut s: S) {
         Ok(Ok(Some(_))) if app.shutdown.is_cancelled() => {
             fail_login(&app, &mut s, LoginError::Fatal(sqlstate::ADMIN_SHUTDOWN, "tidepool is shutting down".into())).await
         }
-        Ok(Ok(Some(params))) => session::run(app, s, rbuf, params, deadline, None, None).await,
+        Ok(Ok(Some(params))) => session::run(app, s, rbuf, params, session::Arrival { deadline, peer, websocket: true, preauth: None }).await,
     }
 }
 

@@ -101,19 +101,20 @@ pub(super) enum End {
     Fatal(&'static str, String),
 }
 
-/// Logs a client in and runs its session. `peer` is the TCP peer (None for WebSocket clients);
-/// `preauth` (the listener's pre-authentication slot) is given back once the login is over.
-pub(super) async fn run<S: Duplex>(
-    app: Arc<App>,
-    mut client: S,
-    mut rbuf: BytesMut,
-    params: Vec<(String, String)>,
-    deadline: Instant,
-    peer: Option<std::net::SocketAddr>,
-    preauth: Option<tokio::sync::OwnedSemaphorePermit>,
-) {
+/// How a client reached the session: its login deadline, its address (for a WebSocket, as the
+/// HTTP listener saw it), whether the WebSocket login rules apply, and the listener's
+/// pre-authentication slot, given back once the login is over.
+pub(super) struct Arrival {
+    pub deadline: Instant,
+    pub peer: Option<std::net::SocketAddr>,
+    pub websocket: bool,
+    pub preauth: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// Logs a client in and runs its session.
+pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: BytesMut, params: Vec<(String, String)>, arrival: Arrival) {
+    let Arrival { deadline, peer, websocket, preauth } = arrival;
     let key = app.cancels.register();
-    let websocket = peer.is_none();
     // Boxed: the login's state is freed once it is done.
     let logged =
         Box::pin(tokio::time::timeout_at(deadline, login(&app, &mut client, &mut rbuf, params, (key.pid, key.secret), websocket, peer.map(|p| p.ip())))).await;
@@ -123,10 +124,9 @@ pub(super) async fn run<S: Duplex>(
         Ok(Ok(l)) => l,
     };
     drop(preauth);
-    let span = match peer {
-        Some(peer) => tracing::info_span!("session", %peer, user = %logged.user, db = %logged.database.config.name),
-        None => tracing::info_span!("session", transport = "websocket", user = %logged.user, db = %logged.database.config.name),
-    };
+    let transport = if websocket { "websocket" } else { "tcp" };
+    let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+    let span = tracing::info_span!("session", transport, %peer, user = %logged.user, db = %logged.database.config.name);
     tracing::debug!(parent: &span, "client logged in");
     app.metrics.clients.inc();
     let db = logged.database;

@@ -55,6 +55,16 @@ async fn startup_parameters_are_never_sql_text() -> Result<()> {
     if let Ok(c) = try_connect(&cfg).await {
         let _ = c.simple_query("SELECT 1").await;
     }
+    // Invalid UTF-8 in a value: refused as a protocol violation, never applied.
+    let mut packet = startup_packet(&[("user", TRUST_CLIENT), ("database", DB), ("application_name", "x")]);
+    let at = packet.windows(2).position(|w| w == b"x\0").expect("value");
+    packet.splice(at..at + 1, [0xff, 0xfe, b'\'', b';']);
+    let len = (packet.len() as i32).to_be_bytes();
+    packet[..4].copy_from_slice(&len);
+    let mut r = Raw::connect(p.pg).await?;
+    r.send(&packet).await?;
+    let msgs = bounded("invalid utf-8", 10, r.read_until_closed()).await?;
+    assert!(matches!(msgs.as_slice(), [e] if e.code().as_deref() == Some("08P01")), "{msgs:?}");
     assert_eq!(tables_named_pwned(cluster, &db).await?, Vec::<String>::new(), "a startup parameter ran as SQL");
     p.stop().await;
     Ok(())

@@ -15,6 +15,7 @@ pub mod framing;
 pub mod frontend;
 mod read;
 pub mod startup;
+pub mod websocket;
 
 pub use error::ProtoError;
 pub use framing::{Frame, Limits};

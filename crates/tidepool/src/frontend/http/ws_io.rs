@@ -1,5 +1,6 @@
-//! Postgres over WebSocket: a server-side RFC 6455 codec that turns the upgraded connection into
-//! an `AsyncRead`/`AsyncWrite` byte stream for the Postgres session code.
+//! Postgres over WebSocket: turns the upgraded connection into an `AsyncRead`/`AsyncWrite` byte
+//! stream for the Postgres session code. The frame codec itself is sans-IO, in
+//! `tidepool_proto::websocket`; this module owns the I/O, the limits and the login watch.
 //!
 //! Binary frames are streamed: their payload is unmasked and handed to the reader as it arrives,
 //! fragments included, so no WebSocket message is ever assembled in memory (what the connection
@@ -18,7 +19,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BytesMut};
+use tidepool_proto::websocket::{self as ws, Decoder, CLOSE_NORMAL, CLOSE_TOO_BIG, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
@@ -29,18 +31,6 @@ pub const READ_CHUNK: usize = 8 * 1024;
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// Largest payload put in one outgoing frame.
 const MAX_OUT_FRAME: usize = 256 * 1024;
-
-const OP_CONTINUATION: u8 = 0x0;
-const OP_TEXT: u8 = 0x1;
-const OP_BINARY: u8 = 0x2;
-const OP_CLOSE: u8 = 0x8;
-const OP_PING: u8 = 0x9;
-const OP_PONG: u8 = 0xA;
-
-const CLOSE_NORMAL: u16 = 1000;
-const CLOSE_PROTOCOL: u16 = 1002;
-const CLOSE_UNSUPPORTED: u16 = 1003;
-const CLOSE_TOO_BIG: u16 = 1009;
 
 /// Limits of one WebSocket connection.
 #[derive(Debug, Clone, Copy)]
@@ -68,9 +58,7 @@ pub struct WsStream<I> {
     io: I,
     rbuf: BytesMut,
     frame: Option<Frame>,
-    /// Inside a fragmented binary message (continuations expected).
-    in_message: bool,
-    message_len: u64,
+    decoder: Decoder,
     wbuf: BytesMut,
     /// Nothing more will be read (close received, error, idle timeout, peer gone).
     read_done: bool,
@@ -96,8 +84,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> WsStream<I> {
             io,
             rbuf: BytesMut::with_capacity(READ_CHUNK),
             frame: None,
-            in_message: false,
-            message_len: 0,
+            decoder: Decoder::default(),
             wbuf: BytesMut::new(),
             read_done: false,
             close_sent: false,
@@ -119,31 +106,12 @@ impl<I: AsyncRead + AsyncWrite + Unpin> WsStream<I> {
         self.idle.as_mut().reset(deadline);
     }
 
-    fn queue_frame(&mut self, opcode: u8, payload: &[u8]) {
-        self.wbuf.put_u8(0x80 | opcode);
-        match payload.len() {
-            n if n < 126 => self.wbuf.put_u8(n as u8),
-            n if n <= usize::from(u16::MAX) => {
-                self.wbuf.put_u8(126);
-                self.wbuf.put_u16(n as u16);
-            }
-            n => {
-                self.wbuf.put_u8(127);
-                self.wbuf.put_u64(n as u64);
-            }
-        }
-        self.wbuf.extend_from_slice(payload);
-    }
-
     fn queue_close(&mut self, code: u16, reason: &str) {
         if self.close_sent {
             return;
         }
         self.close_sent = true;
-        let mut payload = Vec::with_capacity(2 + reason.len());
-        payload.extend_from_slice(&code.to_be_bytes());
-        payload.extend_from_slice(&reason.as_bytes()[..reason.len().min(120)]);
-        self.queue_frame(OP_CLOSE, &payload);
+        ws::encode_close(&mut self.wbuf, code, reason);
     }
 
     /// Ends reading with a close frame carrying `code`, and an error for the reader.
@@ -188,75 +156,33 @@ impl<I: AsyncRead + AsyncWrite + Unpin> WsStream<I> {
 
     /// Parses a frame header from `rbuf`; `Ok(None)` if more bytes are needed.
     fn parse_header(&mut self, cx: &mut Context<'_>) -> io::Result<Option<Frame>> {
-        let b = &self.rbuf[..];
-        if b.len() < 2 {
-            return Ok(None);
-        }
-        let (b0, b1) = (b[0], b[1]);
-        let (fin, rsv, opcode) = (b0 & 0x80 != 0, b0 & 0x70, b0 & 0x0F);
-        let masked = b1 & 0x80 != 0;
-        let (len, mut at) = match b1 & 0x7F {
-            126 if b.len() >= 4 => (u64::from(u16::from_be_bytes([b[2], b[3]])), 4),
-            127 if b.len() >= 10 => (u64::from_be_bytes([b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9]]), 10),
-            126 | 127 => return Ok(None),
-            n => (u64::from(n), 2),
-        };
-        if b.len() < at + 4 {
-            return Ok(None);
-        }
-        let mask = [b[at], b[at + 1], b[at + 2], b[at + 3]];
-        at += 4;
-        if rsv != 0 {
-            return Err(self.fail(cx, CLOSE_PROTOCOL, "reserved bits set (no extension was negotiated)"));
-        }
-        if !masked {
-            return Err(self.fail(cx, CLOSE_PROTOCOL, "client frames must be masked"));
-        }
-        match opcode {
-            OP_CLOSE | OP_PING | OP_PONG if !fin || len > 125 => return Err(self.fail(cx, CLOSE_PROTOCOL, "malformed control frame")),
-            OP_CLOSE | OP_PING | OP_PONG => {}
-            OP_TEXT => return Err(self.fail(cx, CLOSE_UNSUPPORTED, "text WebSocket frames are not supported")),
-            OP_BINARY if self.in_message => return Err(self.fail(cx, CLOSE_PROTOCOL, "new message inside a fragmented one")),
-            OP_CONTINUATION if !self.in_message => return Err(self.fail(cx, CLOSE_PROTOCOL, "continuation without a message")),
-            OP_BINARY | OP_CONTINUATION => {
-                if len >> 63 != 0 {
-                    return Err(self.fail(cx, CLOSE_PROTOCOL, "invalid frame length"));
-                }
-                // Before login a message may be larger than the login allowance (the driver
-                // pipelines its first query behind the password): only the bytes actually read
-                // before login count, checked as they are handed over.
-                let total = self.message_len.saturating_add(len);
-                if self.login.is_none() && total > self.limits.max_message as u64 {
-                    return Err(self.fail(cx, CLOSE_TOO_BIG, "WebSocket message too large"));
-                }
-                self.message_len = total;
-                self.in_message = !fin;
+        // Before login a message may be larger than the login allowance (the driver pipelines
+        // its first query behind the password): only the bytes actually read before login
+        // count, checked as they are handed over.
+        let max_message = self.login.is_none().then_some(self.limits.max_message as u64);
+        match self.decoder.decode_header(&self.rbuf, max_message) {
+            Ok(None) => Ok(None),
+            Ok(Some((h, n))) => {
+                self.rbuf.advance(n);
+                Ok(Some(Frame { opcode: h.opcode, fin: h.fin, mask: h.mask, remaining: h.len, offset: 0 }))
             }
-            _ => return Err(self.fail(cx, CLOSE_PROTOCOL, "unknown opcode")),
+            Err(v) => Err(self.fail(cx, v.code, v.reason)),
         }
-        self.rbuf.advance(at);
-        Ok(Some(Frame { opcode, fin, mask, remaining: len, offset: 0 }))
     }
 
     /// Handles a complete control frame whose payload is at the start of `rbuf`.
     fn control(&mut self, cx: &mut Context<'_>, f: Frame) -> io::Result<()> {
         let mut payload = self.rbuf.split_to(f.remaining as usize);
-        for (i, byte) in payload.iter_mut().enumerate() {
-            *byte ^= f.mask[i % 4];
-        }
+        ws::unmask(&mut payload, f.mask, 0);
         match f.opcode {
             // A client that never reads its pongs does not get to grow the write buffer.
             OP_PING if !self.close_sent && self.wbuf.len() < WRITE_HIGH_WATER => {
-                self.queue_frame(OP_PONG, &payload);
+                ws::encode_frame(&mut self.wbuf, OP_PONG, &payload);
                 let _ = self.poll_write_out(cx);
             }
             OP_CLOSE => {
-                let code = match payload.len() {
-                    0 => CLOSE_NORMAL,
-                    1 => return Err(self.fail(cx, CLOSE_PROTOCOL, "malformed close frame")),
-                    _ => u16::from_be_bytes([payload[0], payload[1]]),
-                };
-                self.queue_close(if code == 1005 || code == 1006 || code == 1015 { CLOSE_NORMAL } else { code }, "");
+                let code = ws::close_reply_code(&payload).map_err(|v| self.fail(cx, v.code, v.reason))?;
+                self.queue_close(code, "");
                 self.read_done = true;
                 let _ = self.poll_write_out(cx);
             }
@@ -281,9 +207,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<I> {
                 Some(mut f) if f.opcode == OP_BINARY || f.opcode == OP_CONTINUATION => {
                     if f.remaining == 0 {
                         this.frame = None;
-                        if f.fin {
-                            this.message_len = 0;
-                        }
+                        this.decoder.data_frame_done(&ws::FrameHeader { opcode: f.opcode, fin: f.fin, mask: f.mask, len: 0 });
                         continue;
                     }
                     if !this.rbuf.is_empty() {
@@ -297,9 +221,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<I> {
                             this.login_bytes += n;
                         }
                         let chunk = &mut this.rbuf[..n];
-                        for (i, byte) in chunk.iter_mut().enumerate() {
-                            *byte ^= f.mask[((f.offset + i as u64) % 4) as usize];
-                        }
+                        ws::unmask(chunk, f.mask, f.offset);
                         buf.put_slice(chunk);
                         this.rbuf.advance(n);
                         f.remaining -= n as u64;
@@ -367,7 +289,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<I> {
                 this.login = None;
             }
         }
-        this.queue_frame(OP_BINARY, out);
+        ws::encode_frame(&mut this.wbuf, OP_BINARY, out);
         this.touch();
         if let Poll::Ready(Err(e)) = this.poll_write_out(cx) {
             return Poll::Ready(Err(e));

@@ -44,8 +44,9 @@ pub struct HttpConfig {
     pub max_preauth_connections: usize,
     /// Bytes a WebSocket client may send before its Postgres login has succeeded.
     pub ws_max_login_bytes: usize,
-    /// Share of a database's `pool_size` one API key may hold in open interactive
-    /// transactions (at least 1); `prisma_max_transactions_per_key` caps it as well.
+    /// Share of the pool an API key leases from (its role's, else the database's own) one key
+    /// may hold in open interactive transactions (at least 1); `prisma_max_transactions_per_key`
+    /// caps it as well.
     pub itx_max_per_key_share: f64,
 }
 

@@ -218,10 +218,16 @@ async fn role_pools_bound_server_connections_per_role() -> Result<()> {
             client.post(url).header("authorization", format!("Bearer {key}")).json(&body).send().await.map(|r| r.status().as_u16())
         }));
     }
-    let (mut max_r, mut max_w) = (0, 0);
+    // One observer connection samples both roles' backends in one snapshot while the load runs.
+    let observer = TestCluster::shared().await?.client("postgres").await?;
+    let per_user = "SELECT count(*) FILTER (WHERE usename = $2), count(*) FILTER (WHERE usename = $3) \
+                    FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'";
+    let (mut max_r, mut max_w) = (0i64, 0i64);
     while tasks.iter().any(|t| !t.is_finished()) {
-        max_r = max_r.max(backends(&p, &roles.reader).await?);
-        max_w = max_w.max(backends(&p, &roles.writer).await?);
+        let row = observer.query_one(per_user, &[&p.real_db, &roles.reader, &roles.writer]).await?;
+        max_r = max_r.max(row.get(0));
+        max_w = max_w.max(row.get(1));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     for t in tasks {
         let status = t.await??;

@@ -133,6 +133,14 @@ async fn keys_of_two_roles_run_as_their_roles() -> Result<()> {
     let r = p.prisma(&format!("/transaction/{id}/commit"), Some(KEY_R), &json!({})).await?;
     assert_eq!(r.status, 200, "{}", r.text);
 
+    // The routing API other layers (the query cache) key by: the role a request runs as.
+    let app = p.app();
+    let target = |key: &str| app.target_for_key(&app.api_keys.lookup(key).expect("key")).expect("target");
+    assert_eq!((target(KEY_R).upstream_role(), target(KEY_R).role_name()), (roles.reader.as_str(), Some("reader")));
+    assert_eq!((target(KEY_W).upstream_role(), target(KEY_W).pool_size()), (roles.writer.as_str(), WRITER_POOL));
+    assert_eq!((target(KEY_A).upstream_role(), target(KEY_A).role_name()), (SCRAM_USER, None));
+    assert_eq!(target(KEY_A).pool_size(), 10 - READER_POOL - WRITER_POOL, "the own pool keeps what the roles leave");
+
     // Each role logged in as itself upstream.
     let cluster = TestCluster::shared().await?;
     assert!(cluster.backend_count(&p.real_db, BackendFilter::User(roles.reader.clone())).await? >= 1);

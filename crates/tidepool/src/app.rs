@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::cancel::CancelRegistry;
 use crate::config::{Config, DatabaseConfig, UpstreamUrl};
 use crate::pool::{Lease, Manager, Pool, PoolError, PoolSettings};
+use crate::target::RolePool;
 use crate::upstream::{self, ServerConn, UpstreamError, UpstreamTarget};
 use crate::users::UserStore;
 
@@ -53,7 +54,12 @@ pub type Reports = Vec<(String, String)>;
 /// One configured database at run time.
 pub struct Database {
     pub config: DatabaseConfig,
+    /// The database's own pool (its upstream user), sized `pool_size` minus its roles' pools.
     pub pool: Pool<Upstream>,
+    /// The upstream user the own pool logs in as.
+    pub upstream_user: String,
+    /// Pools of the `[[databases.roles]]` API keys may be bound to, by role name.
+    pub roles: HashMap<String, Arc<RolePool>>,
     pub clients: AtomicUsize,
     /// ParameterStatus values of a pristine server connection, learned on first use.
     pub defaults: Mutex<Option<Vec<(String, String)>>>,
@@ -81,21 +87,19 @@ impl Database {
         Some(ClientSlot(self.clone()))
     }
 
-    /// Leases a connection and brings its session parameters to exactly `want`
-    /// (`SET` what differs, `RESET` what another client left).
+    /// Leases a connection from the database's own pool (see [`lease_from`]).
     pub async fn lease_with(&self, want: &HashMap<String, String>) -> Result<ServerLease, LeaseError> {
-        let mut lease = self.pool.get().await?;
-        match sync_params(&mut lease, want).await {
-            Ok(()) => Ok(lease),
-            Err(UpstreamError::Db(e)) => {
-                lease.release();
-                Err(LeaseError::Params(e))
-            }
-            Err(e) => {
-                lease.discard();
-                Err(LeaseError::Upstream(e))
-            }
-        }
+        lease_from(&self.pool, want).await
+    }
+
+    /// Every pool of the database: its own and its roles'.
+    pub fn pools(&self) -> impl Iterator<Item = &Pool<Upstream>> {
+        std::iter::once(&self.pool).chain(self.roles.values().map(|r| &r.pool))
+    }
+
+    /// Closes every pool of the database (shutdown).
+    pub fn close_pools(&self) {
+        self.pools().for_each(Pool::close);
     }
 
     /// The ParameterStatus values a client with startup parameters `session` should see: the
@@ -148,6 +152,23 @@ impl Database {
         lease.release();
         *self.defaults.lock() = Some(d.clone());
         Ok(d)
+    }
+}
+
+/// Leases a connection from `pool` and brings its session parameters to exactly `want`
+/// (`SET` what differs, `RESET` what another client left).
+pub async fn lease_from(pool: &Pool<Upstream>, want: &HashMap<String, String>) -> Result<ServerLease, LeaseError> {
+    let mut lease = pool.get().await?;
+    match sync_params(&mut lease, want).await {
+        Ok(()) => Ok(lease),
+        Err(UpstreamError::Db(e)) => {
+            lease.release();
+            Err(LeaseError::Params(e))
+        }
+        Err(e) => {
+            lease.discard();
+            Err(LeaseError::Upstream(e))
+        }
     }
 }
 
@@ -224,19 +245,30 @@ impl App {
         let mut databases = HashMap::new();
         for db in &config.databases {
             let url = UpstreamUrl::parse(&db.url).map_err(|e| anyhow::anyhow!("database {}: {e}", db.name))?;
+            let upstream_user = url.user.clone();
+            let db_registry = registry.sub_registry_with_label(("database".into(), db.name.clone().into()));
+            let roles = crate::target::role_pools(db, &url, &tracker, db_registry)?;
             let target = UpstreamTarget::from_config(url, db).map_err(|e| anyhow::anyhow!("database {}: upstream TLS: {e}", db.name))?;
             let settings = PoolSettings {
                 name: db.name.clone(),
-                size: db.pool_size,
+                size: db.own_pool_size(),
                 min_idle: db.min_idle,
                 timeout: db.pool_timeout,
                 idle_timeout: db.idle_timeout,
                 max_lifetime: db.max_lifetime,
             };
             let pool = Pool::new(settings, Upstream { target, tracker: tracker.clone() });
-            pool.stats().register(registry.sub_registry_with_label(("database".into(), db.name.clone().into())));
-            let database =
-                Database { config: db.clone(), pool, clients: AtomicUsize::new(0), defaults: Mutex::new(None), validated: Mutex::new(HashMap::new()) };
+            // The own pool's metrics keep only the `database` label (as before roles existed).
+            pool.stats().register(db_registry);
+            let database = Database {
+                config: db.clone(),
+                pool,
+                upstream_user,
+                roles,
+                clients: AtomicUsize::new(0),
+                defaults: Mutex::new(None),
+                validated: Mutex::new(HashMap::new()),
+            };
             databases.insert(db.name.clone(), Arc::new(database));
         }
         let pg_tls = match (&config.server.tls_cert, &config.server.tls_key) {

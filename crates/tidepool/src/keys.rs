@@ -18,6 +18,9 @@ use crate::config::{ApiKeyConfig, Config};
 pub struct ApiKey {
     pub sha256: [u8; 32],
     pub database: String,
+    /// The upstream role (`[[databases.roles]]` name) the key's requests run as; `None`: the
+    /// database's own upstream user.
+    pub role: Option<String>,
     pub label: String,
 }
 
@@ -30,7 +33,7 @@ struct KeyFile {
 
 fn parse_entry(k: &ApiKeyConfig) -> Option<ApiKey> {
     let bytes: [u8; 32] = hex::decode(&k.sha256).ok()?.try_into().ok()?;
-    Some(ApiKey { sha256: bytes, database: k.database.clone(), label: k.label.clone() })
+    Some(ApiKey { sha256: bytes, database: k.database.clone(), role: k.role.clone(), label: k.label.clone() })
 }
 
 pub fn hash_key(key: &str) -> [u8; 32] {
@@ -113,11 +116,12 @@ fn write_file(path: &Path, f: &KeyFile) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates a key for `database`, stores its hash in `path`, returns the key (shown once).
-pub fn create(path: &Path, database: &str, label: &str) -> anyhow::Result<String> {
+/// Creates a key for `database` (running as `role` when set), stores its hash in `path`, returns
+/// the key (shown once).
+pub fn create(path: &Path, database: &str, role: Option<&str>, label: &str) -> anyhow::Result<String> {
     let key: String = format!("tp_{}", rand::thread_rng().sample_iter(Alphanumeric).take(40).map(char::from).collect::<String>());
     let mut f = read_file(path)?;
-    f.keys.push(ApiKeyConfig { sha256: hex::encode(hash_key(&key)), database: database.to_owned(), label: label.to_owned() });
+    f.keys.push(ApiKeyConfig { sha256: hex::encode(hash_key(&key)), database: database.to_owned(), label: label.to_owned(), role: role.map(str::to_owned) });
     write_file(path, &f)?;
     Ok(key)
 }
@@ -146,9 +150,10 @@ mod tests {
         let path = dir.path().join("keys.toml");
         let mut config = Config::from_toml("[[databases]]\nname='app'\nurl='postgres://x@h/app'\n", Vec::new()).unwrap();
         config.http.api_key_file = Some(path.clone());
-        let key = create(&path, "app", "ci").unwrap();
+        let key = create(&path, "app", None, "ci").unwrap();
         let store = ApiKeys::from_config(&config);
         assert_eq!(store.lookup(&key).unwrap().database, "app");
+        assert_eq!(store.lookup(&key).unwrap().role, None);
         assert!(store.lookup("tp_wrong").is_none());
         assert!(!std::fs::read_to_string(&path).unwrap().contains(&key), "only the hash is stored");
         assert_eq!(revoke(&path, "ci").unwrap(), 1);
@@ -156,5 +161,22 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         let store2 = ApiKeys::from_config(&config);
         assert!(store2.lookup(&key).is_none());
+    }
+
+    #[test]
+    fn a_key_keeps_its_role() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        let key = create(&path, "app", Some("reader"), "ro").unwrap();
+        let plain = create(&path, "app", None, "rw").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.matches("role = ").count(), 1, "only the bound key names a role: {text}");
+        let listed = list(&path).unwrap();
+        assert_eq!(listed.iter().map(|k| k.role.as_deref()).collect::<Vec<_>>(), [Some("reader"), None]);
+        let mut config = Config::from_toml("[[databases]]\nname='app'\nurl='postgres://x@h/app'\n", Vec::new()).unwrap();
+        config.http.api_key_file = Some(path);
+        let store = ApiKeys::from_config(&config);
+        assert_eq!(store.lookup(&key).unwrap().role.as_deref(), Some("reader"));
+        assert_eq!(store.lookup(&plain).unwrap().role, None);
     }
 }

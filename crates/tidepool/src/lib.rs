@@ -3,7 +3,7 @@
 //! Layout: [`config`] (data, validated) → [`app`] (pools, users, cancel keys, metrics) →
 //! [`pool`] (the one pool core every front end leases from, and [`checkin`], the one policy for
 //! giving connections back) → [`upstream`] (server connections) ←
-//! [`frontend`] (protocol translation only) ; [`admin`] serves `/metrics` and `/healthz`;
+//! [`frontend`] (protocol translation only; API-key requests route through [`target`]) ; [`admin`] serves `/metrics` and `/healthz`;
 //! [`run`] wires listeners, signals and graceful drain; [`dev`] is `tidepool dev`.
 
 pub mod admin;
@@ -18,6 +18,7 @@ pub mod keys;
 pub mod net;
 pub mod pool;
 pub mod run;
+pub mod target;
 pub mod upstream;
 pub mod users;
 

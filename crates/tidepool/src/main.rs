@@ -51,10 +51,14 @@ enum KeysAction {
         config: PathBuf,
         #[arg(long)]
         database: String,
+        /// Upstream role (a `[[databases.roles]]` name) the key's requests run as; default: the
+        /// database's own upstream user.
+        #[arg(long)]
+        role: Option<String>,
         #[arg(long, default_value = "")]
         label: String,
     },
-    /// List stored keys (hash prefix, database, label).
+    /// List stored keys (hash prefix, database, role, label).
     List {
         #[arg(long, short, env = "TIDEPOOL_CONFIG")]
         config: PathBuf,
@@ -75,17 +79,20 @@ fn key_file(config: &std::path::Path) -> anyhow::Result<(Config, PathBuf)> {
 
 fn keys(action: KeysAction) -> anyhow::Result<()> {
     match action {
-        KeysAction::Create { config, database, label } => {
+        KeysAction::Create { config, database, role, label } => {
             let (c, f) = key_file(&config)?;
-            anyhow::ensure!(c.database(&database).is_some(), "unknown database {database:?}");
-            let key = tidepool::keys::create(&f, &database, &label)?;
+            let db = c.database(&database).ok_or_else(|| anyhow::anyhow!("unknown database {database:?}"))?;
+            if let Some(r) = role.as_deref() {
+                anyhow::ensure!(db.role(r).is_some(), "database {database:?} has no role {r:?} (add it under [[databases.roles]])");
+            }
+            let key = tidepool::keys::create(&f, &database, role.as_deref(), &label)?;
             println!("{key}");
             eprintln!("Store this key now: it is not shown again (only its SHA-256 is kept in {}).", f.display());
         }
         KeysAction::List { config } => {
             let (_, f) = key_file(&config)?;
             for k in tidepool::keys::list(&f)? {
-                println!("{}  {}  {}", &k.sha256[..12], k.database, k.label);
+                println!("{}  {}  {}  {}", &k.sha256[..12], k.database, k.role.as_deref().unwrap_or("-"), k.label);
             }
         }
         KeysAction::Revoke { config, key } => {

@@ -57,7 +57,7 @@ impl Running {
             tracing::warn!(remaining = app.tracker.len(), "shutdown_timeout reached; closing remaining sessions");
         }
         for db in app.databases.values() {
-            db.pool.close();
+            db.close_pools();
         }
         app.stopped.cancel();
     }

@@ -2,6 +2,8 @@
 //! validation. Loading produces an immutable [`Config`]; nothing here is process-global.
 
 mod env;
+mod http;
+mod roles;
 mod url;
 
 use std::collections::HashSet;
@@ -13,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tidepool_proto::auth::ScramVerifier;
 
+pub use http::HttpConfig;
+pub use roles::{valid_role_name, RoleConfig};
 pub use url::UpstreamUrl;
 
 #[derive(Debug, Error)]
@@ -233,6 +237,9 @@ pub struct DatabaseConfig {
     /// also makes prefer/require check the chain, as in libpq). Unset: the system trust store.
     #[serde(default)]
     pub upstream_tls_ca: Option<PathBuf>,
+    /// Upstream roles API keys may be bound to (see `roles`).
+    #[serde(default)]
+    pub roles: Vec<RoleConfig>,
 }
 
 mod d {
@@ -304,88 +311,16 @@ pub enum ClientAuth {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub max_request_size: usize,
-    /// Neon /sql response limit.
-    pub max_response_size: usize,
-    /// Neon /sql per-request timeout.
-    #[serde(with = "humantime_serde")]
-    pub query_timeout: Duration,
-    pub prisma_max_response_size: usize,
-    #[serde(with = "humantime_serde")]
-    pub prisma_query_timeout: Duration,
-    #[serde(with = "humantime_serde")]
-    pub prisma_max_transaction_timeout: Duration,
-    pub prisma_max_transactions_per_key: usize,
-    pub max_ws_message_size: usize,
-    #[serde(with = "humantime_serde")]
-    pub ws_idle_timeout: Duration,
-    pub api_key_file: Option<PathBuf>,
-    /// Time a connection gets for its TLS handshake and first request head, and an HTTP/1.1
-    /// connection for each further request head (idle keep-alive included).
-    #[serde(with = "humantime_serde")]
-    pub header_read_timeout: Duration,
-    /// Time a request gets to deliver its whole body (counted from the first read of it).
-    #[serde(with = "humantime_serde")]
-    pub body_read_timeout: Duration,
-    /// Largest request head (HTTP/1.1 request line + headers; HTTP/2 header list).
-    pub max_header_size: usize,
-    /// Concurrent streams per HTTP/2 connection.
-    pub http2_max_concurrent_streams: u32,
-    /// Connections on the HTTP listener that have not authenticated yet; beyond it, 503.
-    pub max_preauth_connections: usize,
-    /// Bytes a WebSocket client may send before its Postgres login has succeeded.
-    pub ws_max_login_bytes: usize,
-    /// Share of a database's `pool_size` one API key may hold in open interactive
-    /// transactions (at least 1); `prisma_max_transactions_per_key` caps it as well.
-    pub itx_max_per_key_share: f64,
-}
-
-impl HttpConfig {
-    /// Interactive transactions one API key may hold open on a database of `pool_size`.
-    pub fn itx_max_per_key(&self, pool_size: usize) -> usize {
-        let share = (self.itx_max_per_key_share * pool_size as f64).floor();
-        let share = if share.is_finite() && share >= 1.0 { share as usize } else { 1 };
-        share.min(pool_size).min(self.prisma_max_transactions_per_key).max(1)
-    }
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            tls_cert: None,
-            tls_key: None,
-            max_request_size: d::max_body(),
-            max_response_size: d::max_body(),
-            query_timeout: Duration::from_secs(15),
-            prisma_max_response_size: 5 << 20,
-            prisma_query_timeout: d::query_timeout(),
-            prisma_max_transaction_timeout: Duration::from_secs(60),
-            prisma_max_transactions_per_key: 100,
-            max_ws_message_size: d::max_message_size(),
-            ws_idle_timeout: d::ws_idle(),
-            api_key_file: None,
-            header_read_timeout: Duration::from_secs(10),
-            body_read_timeout: Duration::from_secs(30),
-            max_header_size: 64 << 10,
-            http2_max_concurrent_streams: 100,
-            max_preauth_connections: 1000,
-            ws_max_login_bytes: 32 << 10,
-            itx_max_per_key_share: 0.5,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyConfig {
     pub sha256: String,
     pub database: String,
     #[serde(default)]
     pub label: String,
+    /// Upstream role (a `[[databases.roles]]` name of `database`) the key's requests run as;
+    /// unset: the database's own upstream user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 impl Config {
@@ -430,6 +365,7 @@ impl Config {
             if db.min_idle > db.pool_size {
                 return Err(invalid(format!("database {:?}: min_idle exceeds pool_size", db.name)));
             }
+            roles::validate(db, &url)?;
             if db.max_message_size < 1024 || db.max_message_size > tidepool_proto::framing::MAX_MESSAGE_CEILING {
                 return Err(invalid(format!("database {:?}: max_message_size must be within 1 KiB..1 GiB", db.name)));
             }
@@ -457,8 +393,11 @@ impl Config {
             if k.sha256.len() != 64 || hex::decode(&k.sha256).is_err() {
                 return Err(invalid("api_keys: sha256 must be 64 hex characters"));
             }
-            if !names.contains(k.database.as_str()) {
+            let Some(db) = self.database(&k.database) else {
                 return Err(invalid(format!("api_keys: unknown database {:?}", k.database)));
+            };
+            if let Some(role) = k.role.as_deref().filter(|r| db.role(r).is_none()) {
+                return Err(invalid(format!("api_keys: database {:?} has no role {role:?}", k.database)));
             }
         }
         let pairs = [("server", &self.server.tls_cert, &self.server.tls_key), ("http", &self.http.tls_cert, &self.http.tls_key)];

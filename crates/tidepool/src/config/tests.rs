@@ -98,5 +98,88 @@ fn example_config_documents_every_key() {
     check("http", &value["http"]);
     check("databases", &value["databases"][0]);
     check("users", &value["users"][0]);
+    let role = RoleConfig { name: "r".into(), user: Some("u".into()), password: Some("p".into()), url: Some("postgres://h/d".into()), pool_size: 1 };
+    check("databases.roles", &toml::Value::try_from(&role).unwrap());
+    let key = ApiKeyConfig { sha256: String::new(), database: "app".into(), label: String::new(), role: Some("r".into()) };
+    check("api_keys", &toml::Value::try_from(&key).unwrap());
     assert!(missing.is_empty(), "keys missing from examples/tidepool.toml: {missing:?}");
+}
+
+/// MINIMAL plus roles `reader` and `writer` (pool_size 20) and `extra` appended.
+fn with_roles(extra: &str) -> String {
+    let roles = "\n[[databases.roles]]\nname = \"reader\"\nuser = \"app_reader\"\npassword = \"r-pw\"\npool_size = 4\n\n[[databases.roles]]\nname = \"writer\"\nurl = \"postgres://app_writer:w-pw@127.0.0.1:5432/app\"\n";
+    let at = MINIMAL.find("[[users]]").unwrap();
+    format!("{}{roles}\n{}{extra}", &MINIMAL[..at], &MINIMAL[at..])
+}
+
+fn key(database: &str, role: Option<&str>) -> String {
+    let role = role.map(|r| format!("role = {r:?}\n")).unwrap_or_default();
+    format!("\n[[api_keys]]\nsha256 = \"{}\"\ndatabase = {database:?}\n{role}", "ab".repeat(32))
+}
+
+#[test]
+fn roles_load_with_their_credentials_and_pools() {
+    let c = Config::from_toml(&with_roles(&key("app", Some("reader"))), no_env()).unwrap();
+    let db = &c.databases[0];
+    let url = UpstreamUrl::parse(&db.url).unwrap();
+    let reader = db.role("reader").unwrap();
+    assert_eq!(reader.pool_size, 4);
+    let r = reader.upstream_url(&url).unwrap();
+    assert_eq!((r.user.as_str(), r.password.as_deref(), r.database.as_str(), r.port), ("app_reader", Some("r-pw"), "app", 5432));
+    let writer = db.role("writer").unwrap();
+    assert_eq!(writer.pool_size, 5, "default role pool_size");
+    let w = writer.upstream_url(&url).unwrap();
+    assert_eq!((w.user.as_str(), w.password.as_deref()), ("app_writer", Some("w-pw")));
+    assert_eq!(db.own_pool_size(), 20 - 4 - 5, "role pools are carved out of pool_size");
+    assert_eq!(c.api_keys[0].role.as_deref(), Some("reader"));
+    assert!(!format!("{reader:?}").contains("r-pw"), "Debug hides the role password");
+    // A role without user/url logs in as its name.
+    let c = Config::from_toml(&with_roles("").replace("user = \"app_reader\"\n", ""), no_env()).unwrap();
+    assert_eq!(c.databases[0].role("reader").unwrap().upstream_url(&url).unwrap().user, "reader");
+    // A key without a role still loads and names none.
+    let c = Config::from_toml(&with_roles(&key("app", None)), no_env()).unwrap();
+    assert_eq!(c.api_keys[0].role, None);
+}
+
+#[test]
+fn role_passwords_come_from_the_environment() {
+    let env = vec![
+        ("TIDEPOOL_DATABASES__0__ROLES__0__PASSWORD".to_owned(), "from-env".to_owned()),
+        ("TIDEPOOL_DATABASES__0__ROLES__1__POOL_SIZE".to_owned(), "2".to_owned()),
+    ];
+    let c = Config::from_toml(&with_roles(""), env).unwrap();
+    let db = &c.databases[0];
+    assert_eq!(db.role("reader").unwrap().password.as_deref(), Some("from-env"));
+    assert_eq!(db.role("writer").unwrap().pool_size, 2);
+    // A role can be declared from the environment alone.
+    let env = vec![("TIDEPOOL_DATABASES__0__ROLES__0__NAME".to_owned(), "ops".to_owned())];
+    let c = Config::from_toml(MINIMAL, env).unwrap();
+    assert_eq!(c.databases[0].roles[0].name, "ops");
+}
+
+#[test]
+fn role_mistakes_are_config_errors() {
+    let cases: Vec<(String, &str)> = vec![
+        (with_roles(&key("app", Some("admin"))), "has no role \"admin\""),
+        (with_roles("").replace("name = \"writer\"", "name = \"reader\""), "duplicated"),
+        (with_roles("").replace("pool_size = 4", "pool_size = 15"), "must stay below"),
+        (with_roles("").replace("pool_size = 4", "pool_size = 16"), "must stay below"),
+        (with_roles("").replace("pool_size = 4", "pool_size = 0"), "at least 1"),
+        (with_roles("").replace("name = \"reader\"", "name = \"read er\""), "role name"),
+        (with_roles("").replace("name = \"reader\"", "name = \"\""), "role name"),
+        (with_roles("").replace("name = \"reader\"", &format!("name = \"{}\"", "r".repeat(64))), "role name"),
+        (with_roles("").replace("127.0.0.1:5432/app\"\n", "127.0.0.1:5433/app\"\n"), "own host, port and database"),
+        (with_roles("").replace("127.0.0.1:5432/app\"\n", "127.0.0.1:5432/other\"\n"), "own host, port and database"),
+        (with_roles("").replace("name = \"writer\"\n", "name = \"writer\"\nuser = \"w\"\n"), "not both"),
+        (with_roles("").replace("pool_size = 20", "pool_size = 20\nmin_idle = 12"), "min_idle"),
+        (with_roles("").replace("pool_size = 4", "pool_sise = 4"), "pool_sise"),
+    ];
+    for (text, want) in cases {
+        let err = Config::from_toml(&text, no_env()).expect_err(want).to_string();
+        assert!(err.contains(want), "want {want:?} in {err:?}");
+    }
+    // At the limit: 4 + 5 of 10 leaves the database's own pool 1 connection.
+    let c = Config::from_toml(&with_roles("").replace("pool_size = 20", "pool_size = 10"), no_env()).unwrap();
+    assert_eq!(c.databases[0].own_pool_size(), 1);
+    assert!(Config::from_toml(&with_roles("").replace("pool_size = 20", "pool_size = 9"), no_env()).is_err());
 }

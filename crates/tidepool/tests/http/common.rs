@@ -34,6 +34,8 @@ pub struct Setup {
     url: String,
     db_extra: String,
     http_extra: String,
+    /// Raw TOML appended after the generated file (more tables, e.g. `[[api_keys]]`).
+    tail: String,
 }
 
 impl Setup {
@@ -43,7 +45,7 @@ impl Setup {
         let cluster = TestCluster::shared().await?;
         let real_db = cluster.unique_database(prefix).await?;
         let url = cluster.url(SCRAM_USER, &real_db);
-        Ok(Setup { real_db, url, db_extra: String::new(), http_extra: String::new() })
+        Ok(Setup { real_db, url, db_extra: String::new(), http_extra: String::new(), tail: String::new() })
     }
 
     /// An extra `key = value` line for the `[[databases]]` table.
@@ -57,6 +59,15 @@ impl Setup {
     pub fn http(mut self, line: &str) -> Setup {
         self.http_extra.push_str(line);
         self.http_extra.push('\n');
+        self
+    }
+
+    /// Raw TOML appended to the file (after the `[[databases]]` table, its `db` lines and the
+    /// standard users and keys), e.g. `[[databases.roles]]` or more `[[api_keys]]`.
+    pub fn append(mut self, toml: &str) -> Setup {
+        self.tail.push('\n');
+        self.tail.push_str(toml);
+        self.tail.push('\n');
         self
     }
 
@@ -96,10 +107,11 @@ label = "a"
 sha256 = "{key_b}"
 database = "{DB}"
 label = "b"
-"#,
+{tail}"#,
             http_extra = self.http_extra,
             url = self.url,
             db_extra = self.db_extra,
+            tail = self.tail,
         )
     }
 
@@ -274,7 +286,7 @@ impl Drop for Proxy {
         if let Some(r) = self.running.take() {
             r.app.shutdown.cancel();
             for db in r.app.databases.values() {
-                db.pool.close();
+                db.close_pools();
             }
         }
     }

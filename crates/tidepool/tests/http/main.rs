@@ -11,4 +11,5 @@ mod auth_throttle;
 mod hardening;
 mod neon;
 mod prisma;
+mod roles;
 mod ws;

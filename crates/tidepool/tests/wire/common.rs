@@ -161,7 +161,7 @@ impl Drop for Proxy {
         if let Some(r) = self.running.take() {
             r.app.shutdown.cancel();
             for db in r.app.databases.values() {
-                db.pool.close();
+                db.close_pools();
             }
         }
     }

@@ -7,8 +7,9 @@ use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::app::{Database, LeaseError, ServerLease};
+use crate::app::{LeaseError, ServerLease};
 use crate::checkin;
+use crate::target::Target;
 use crate::upstream::{ServerConn, UpstreamError};
 
 /// Session settings every HTTP lease runs with.
@@ -32,8 +33,9 @@ pub enum HttpLeaseError {
     Upstream(#[from] UpstreamError),
 }
 
-pub async fn lease(db: &Database) -> Result<ServerLease, LeaseError> {
-    db.lease_with(pinned_params()).await
+/// Leases from the pool of `target` (the API key's role, or the database's own user).
+pub async fn lease(target: &Target) -> Result<ServerLease, LeaseError> {
+    target.lease_with(pinned_params()).await
 }
 
 /// Marks the connection dirty if `sql` may leave session state, so it is reset before reuse

@@ -1,6 +1,7 @@
 //! Neon-compatible SQL over HTTP (`POST /sql`, `OPTIONS /sql`): authenticates the
 //! `Neon-Connection-String` (or an API key as `Authorization: Bearer`) against tidepool's users,
-//! runs the statement(s) on a lease from the shared pool and encodes the result with
+//! runs the statement(s) on a lease from the pool of the request's [`Target`] (an API key's
+//! role, else the database's own user) and encodes the result with
 //! `tidepool-neon`. A batch runs in one transaction with the requested isolation options.
 
 use std::sync::Arc;
@@ -13,7 +14,8 @@ use tidepool_neon::{self as neon, ConnectionString, Credentials, Field, NeonErro
 
 use super::lease::{self, HttpLeaseError};
 use super::{BodyError, ConnGuard};
-use crate::app::{App, Database, LeaseError};
+use crate::app::{App, LeaseError};
+use crate::target::Target;
 use crate::upstream::{QueryResult, ServerConn, UpstreamError};
 
 fn to_http(r: axum::http::Response<Vec<u8>>) -> Response<Body> {
@@ -38,10 +40,11 @@ pub async fn sql(State(app): State<Arc<App>>, guard: Option<Extension<Arc<ConnGu
     .await
 }
 
-/// Checks the credentials in the headers; the database the request may use.
-async fn authorize(app: &App, client: Option<std::net::IpAddr>, connection: &ConnectionString, credentials: &Credentials) -> Result<Arc<Database>, NeonError> {
+/// Checks the credentials in the headers; where the request runs. A password login runs as the
+/// database's own upstream user; an API key as the role it is bound to (`App::target_for_key`).
+async fn authorize(app: &App, client: Option<std::net::IpAddr>, connection: &ConnectionString, credentials: &Credentials) -> Result<Target, NeonError> {
     let user = &connection.user;
-    let authorized_db = match credentials {
+    let key_target = match credentials {
         Credentials::Password(p) => {
             let ok = match p.as_str() {
                 Some(p) => app.users.verify_password(client, user, p).await,
@@ -54,19 +57,19 @@ async fn authorize(app: &App, client: Option<std::net::IpAddr>, connection: &Con
         }
         Credentials::BearerToken(t) => {
             let key = app.api_keys.lookup(t.as_str()).ok_or_else(|| NeonError::AuthenticationFailed { user: shown(user) })?;
-            Some(key.database)
+            Some(app.target_for_key(&key).ok_or_else(|| NeonError::AuthenticationFailed { user: shown(user) })?)
         }
     };
     let dbname = &connection.database;
     let db = app.database(dbname).ok_or_else(|| pg_error("FATAL", "3D000", format!("database \"{}\" does not exist", shown(dbname))))?;
-    let allowed = match &authorized_db {
-        Some(d) => d == dbname,
+    let allowed = match &key_target {
+        Some(t) => &t.db.config.name == dbname,
         None => app.users.get(user).is_some_and(|u| u.may_use(dbname)),
     };
     if !allowed {
         return Err(pg_error("FATAL", "28000", format!("user \"{}\" may not use database \"{}\"", shown(user), shown(dbname))));
     }
-    Ok(db.clone())
+    Ok(key_target.unwrap_or_else(|| Target::own(db.clone())))
 }
 
 async fn handle(app: &App, guard: Option<&Arc<ConnGuard>>, headers: &HeaderMap, body: Body) -> Result<Response<Body>, NeonError> {
@@ -86,8 +89,8 @@ async fn handle(app: &App, guard: Option<&Arc<ConnGuard>>, headers: &HeaderMap, 
             return Err(e);
         }
     };
-    let db = match authorize(app, guard.and_then(|g| g.peer).map(|p| p.ip()), &connection, &credentials).await {
-        Ok(db) => db,
+    let target = match authorize(app, guard.and_then(|g| g.peer).map(|p| p.ip()), &connection, &credentials).await {
+        Ok(t) => t,
         Err(e) => {
             super::drain_refused(body).await;
             return Err(e);
@@ -106,7 +109,7 @@ async fn handle(app: &App, guard: Option<&Arc<ConnGuard>>, headers: &HeaderMap, 
     })?;
     let payload = neon::parse_payload(&body, &limits)?;
     let request = SqlRequest { connection, credentials, options, payload };
-    let conn = lease::lease(&db).await.map_err(lease_error)?;
+    let conn = lease::lease(&target).await.map_err(lease_error)?;
     let request = Arc::new(request);
     let req = request.clone();
     let max = limits.max_response_bytes;

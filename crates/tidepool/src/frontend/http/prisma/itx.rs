@@ -11,7 +11,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use crate::app::{Database, ServerLease};
+use crate::app::ServerLease;
+use crate::target::Target;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Closed {
@@ -23,7 +24,8 @@ pub enum Closed {
 pub struct Itx {
     pub id: String,
     pub key: [u8; 32],
-    pub db: Arc<Database>,
+    /// Where the transaction runs (its connection came from the target's pool).
+    pub target: Target,
     pub started: Instant,
     pub timeout: Duration,
     /// The pinned connection; `None` once closed.

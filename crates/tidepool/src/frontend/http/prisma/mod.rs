@@ -2,7 +2,7 @@
 //! `tidepool-prisma` interprets on a lease from the shared pool. Routes: `GET /connection-info`,
 //! `POST /query`, `POST /transaction/start`, `POST /transaction/{id}/query|commit|rollback`,
 //! `POST /invalidate`. Every request carries `Authorization: Bearer <api key>`; the key selects
-//! the database. Errors use Prisma's `{code, error, meta}` shape and P-codes.
+//! the database and the upstream role (`App::target_for_key`), whose pool every lease comes from. Errors use Prisma's `{code, error, meta}` shape and P-codes.
 
 mod exec;
 mod itx;
@@ -27,9 +27,10 @@ pub use self::itx::ItxRegistry;
 use self::itx::{Closed, Itx, Lookup};
 use super::lease::{self, HttpLeaseError};
 use super::{BodyError, ConnGuard};
-use crate::app::{App, Database, LeaseError};
+use crate::app::{App, LeaseError};
 use crate::keys::ApiKey;
 use crate::pool::PoolError;
+use crate::target::Target;
 
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -72,13 +73,13 @@ type Guard = Option<Extension<Arc<ConnGuard>>>;
 /// The API key from `Authorization: Bearer`, or the 401 P6002 response. On success the
 /// request's connection stops counting as unauthenticated.
 #[allow(clippy::result_large_err)] // the error is the handler's finished response
-fn authenticate(app: &App, guard: &Guard, headers: &HeaderMap) -> Result<(ApiKey, Arc<Database>), Response> {
+fn authenticate(app: &App, guard: &Guard, headers: &HeaderMap) -> Result<(ApiKey, Target), Response> {
     let unauthorized = || error(401, "P6002", "The provided API Key is invalid.", json!({}));
     let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(unauthorized)?;
     let key = app.api_keys.lookup(token.trim()).ok_or_else(unauthorized)?;
-    let db = app.database(&key.database).cloned().ok_or_else(unauthorized)?;
+    let target = app.target_for_key(&key).ok_or_else(unauthorized)?;
     super::authenticated(guard.as_deref());
-    Ok((key, db))
+    Ok((key, target))
 }
 
 async fn read_body(app: &App, body: Body) -> Result<Bytes, Response> {
@@ -137,7 +138,7 @@ async fn query(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, bo
 }
 
 async fn query_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body) -> Response {
-    let (_key, db) = match authenticate(&app, &guard, &headers) {
+    let (_key, target) = match authenticate(&app, &guard, &headers) {
         Ok(k) => k,
         Err(r) => return r,
     };
@@ -145,7 +146,7 @@ async fn query_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body
         Ok(b) => b,
         Err(r) => return r,
     };
-    let conn = match lease::lease(&db).await {
+    let conn = match lease::lease(&target).await {
         Ok(c) => c,
         Err(e) => return lease_failed(e),
     };
@@ -198,7 +199,7 @@ async fn start(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, bo
 }
 
 async fn start_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body, gone: Arc<std::sync::atomic::AtomicBool>) -> Response {
-    let (key, db) = match authenticate(&app, &guard, &headers) {
+    let (key, target) = match authenticate(&app, &guard, &headers) {
         Ok(k) => k,
         Err(r) => return r,
     };
@@ -217,13 +218,14 @@ async fn start_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body
     let cfg = &app.config.http;
     let max_wait = Duration::from_millis(opts.max_wait.unwrap_or(2000));
     let timeout = Duration::from_millis(opts.timeout.unwrap_or(5000)).min(cfg.prisma_max_transaction_timeout);
-    // One key may not pin more than its share of the pool: others must still get connections.
-    let per_key = cfg.itx_max_per_key(db.config.pool_size);
+    // One key may not pin more than its share of the pool it leases from (its role's, or the
+    // database's own): others must still get connections.
+    let per_key = cfg.itx_max_per_key(target.pool_size());
     if app.itx.reserve(key.sha256, per_key).is_none() {
         return error(429, "P5011", format!("Too many open interactive transactions for this API key (limit {per_key})."), json!({}));
     }
     let begun = tokio::time::timeout(max_wait, async {
-        let mut conn = lease::lease(&db).await?;
+        let mut conn = lease::lease(&target).await?;
         let mut sql = "BEGIN".to_owned();
         if let Some(level) = isolation {
             sql.push_str(&format!("; SET TRANSACTION ISOLATION LEVEL {}", level.as_sql()));
@@ -258,7 +260,7 @@ async fn start_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body
     let mut raw = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut raw);
     let id = hex::encode(raw);
-    let itx = Arc::new(Itx { id: id.clone(), key: key.sha256, db, started: Instant::now(), timeout, conn: tokio::sync::Mutex::new(Some(conn)) });
+    let itx = Arc::new(Itx { id: id.clone(), key: key.sha256, target, started: Instant::now(), timeout, conn: tokio::sync::Mutex::new(Some(conn)) });
     app.itx.insert(itx.clone());
     let app2 = app.clone();
     app.tracker.spawn(async move {

@@ -15,8 +15,10 @@ mod common;
 #[path = "../wire/raw.rs"]
 mod raw;
 
+mod floods;
 mod prisma;
 mod sql;
+mod state;
 mod wire;
 mod ws;
 
@@ -116,46 +118,6 @@ async fn run_group(tp: &Arc<Tidepool>, group: Group, baseline_kib: u64, failures
     Ok(())
 }
 
-/// Tables whose existence would prove an injected statement ran.
-async fn injected_tables(tp: &Tidepool) -> Result<Vec<String>> {
-    let mut found = Vec::new();
-    for db in [&tp.real_db, &tp.real_db2] {
-        let c = tp.direct(db).await?;
-        for row in c.query("SELECT relname::text FROM pg_class WHERE relname LIKE 'pwned%'", &[]).await? {
-            found.push(format!("{db}.{}", row.get::<_, String>(0)));
-        }
-    }
-    Ok(found)
-}
-
-/// Later clients of every front end see the defaults, whatever earlier attackers set.
-async fn state_leaks(tp: &Tidepool) -> Result<Vec<String>> {
-    let mut leaks = Vec::new();
-    let check = |what: String, search_path: String, app: String, leaks: &mut Vec<String>| {
-        if search_path.contains("leak") || app.contains("leak") || app.contains("pwned") {
-            leaks.push(format!("{what}: search_path={search_path:?} application_name={app:?}"));
-        }
-    };
-    let sql = "SELECT current_setting('search_path') AS sp, current_setting('application_name') AS app";
-    for i in 0..8 {
-        let c = pg_connect(&tp.pg_config(ALICE, Some(ALICE_PW), DB)).await?;
-        let row = c.query_one(sql, &[]).await?;
-        check(format!("wire client {i}"), row.get(0), row.get(1), &mut leaks);
-        let r: serde_json::Value = tp
-            .client
-            .post(tp.url("/sql"))
-            .header("neon-connection-string", tp.alice_cs())
-            .json(&serde_json::json!({"query": sql, "params": []}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let row = &r["rows"][0];
-        check(format!("/sql request {i}"), row["sp"].as_str().unwrap_or("").into(), row["app"].as_str().unwrap_or("").into(), &mut leaks);
-    }
-    Ok(leaks)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_inputs() -> Result<()> {
     let suite_started = Instant::now();
@@ -163,7 +125,7 @@ async fn hostile_inputs() -> Result<()> {
     let groups = vec![
         wire::pre_auth(),
         wire::post_auth(),
-        wire::floods(),
+        floods::wire(),
         sql::pre_auth(),
         sql::post_auth(),
         ws::pre_auth(),
@@ -171,6 +133,7 @@ async fn hostile_inputs() -> Result<()> {
         prisma::pre_auth(),
         prisma::post_auth(),
         prisma::tenants(),
+        state::leavers(),
     ];
     // The table's shape, printed so the count is visible.
     let mut counts = std::collections::BTreeMap::<(Endpoint, bool), usize>::new();
@@ -187,6 +150,7 @@ async fn hostile_inputs() -> Result<()> {
     }
     assert!(total >= 100, "the suite must hold at least 100 cases, has {total}");
 
+    state::self_check(&tp).await?;
     // A warm-up round so the baseline includes the pools' connections.
     Healthy::start(&tp).await?.finish().await;
     let baseline = tp.rss_kib();
@@ -195,12 +159,16 @@ async fn hostile_inputs() -> Result<()> {
     for g in groups {
         run_group(&tp, g, baseline, &mut failures).await?;
     }
-    let injected = injected_tables(&tp).await?;
+    let injected = state::injected_tables(&tp).await?;
     if !injected.is_empty() {
         failures.push(format!("injected statements ran: tables {injected:?} exist"));
     }
-    failures.extend(state_leaks(&tp).await?);
+    failures.extend(state::state_leaks(&tp).await?);
     tp.alive()?;
+    let log = tp.log_text();
+    if log.contains("panicked") {
+        failures.push(format!("tidepool logged a panic:\n{}", log.lines().filter(|l| l.contains("panicked")).collect::<Vec<_>>().join("\n")));
+    }
     eprintln!("hostile: finished in {:.1}s, {} failures", suite_started.elapsed().as_secs_f64(), failures.len());
     if !failures.is_empty() {
         bail!("{} hostile case(s) failed:\n{}\n--- tidepool log tail ---\n{}", failures.len(), failures.join("\n"), tp.log_tail());

@@ -32,6 +32,10 @@ pub enum Api {
 
 pub fn check_http(a: &HttpAnswer, expect: HttpExpect, api: Api) -> Result<()> {
     let shown = || format!("{:?} {}", a.status, a.body.chars().take(300).collect::<String>());
+    // Whatever went wrong, no secret of the configuration is reflected back.
+    for secret in [ALICE_PW, BOB_PW, EVE_PW, "mallory-secret", "trent-secret", KEY_A, KEY_B, KEY_OTHER, tidepool_testkit::SCRAM_PASSWORD] {
+        ensure!(!a.body.contains(secret) && !a.head.contains(secret), "a secret is echoed: {}", shown());
+    }
     match expect {
         HttpExpect::Error(statuses, codes) => {
             ensure!(a.status.is_some_and(|s| statuses.contains(&s)), "status {}, want one of {statuses:?}", shown());

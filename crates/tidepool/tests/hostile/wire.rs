@@ -64,7 +64,7 @@ fn cstr(out: &mut Vec<u8>, s: &[u8]) {
     out.push(0);
 }
 
-fn describe(m: &[Msg]) -> String {
+pub fn describe(m: &[Msg]) -> String {
     m.iter().map(|m| if m.tag == b'E' { format!("E({:?} {:?})", m.code(), m.field(b'M')) } else { char::from(m.tag).to_string() }).collect::<Vec<_>>().join(" ")
 }
 
@@ -112,7 +112,7 @@ async fn until_closed(r: &mut Raw) -> Result<Vec<Msg>> {
     Ok(out)
 }
 
-async fn still_works(r: &mut Raw) -> Result<()> {
+pub async fn still_works(r: &mut Raw) -> Result<()> {
     let col = r.query_col("SELECT 40 + 2").await?;
     ensure!(col == vec![Some("42".to_owned())], "follow-up query answered {col:?}");
     Ok(())
@@ -250,7 +250,7 @@ fn bind_raw(stmt: &[u8], count: u16, params: &[u8]) -> Vec<u8> {
     frame(b'B', &b)
 }
 
-fn sync() -> Vec<u8> {
+pub fn sync() -> Vec<u8> {
     frame(b'S', &[])
 }
 
@@ -452,78 +452,4 @@ pub fn post_auth() -> Group {
         post("a literal just under max_message_size", query_msg(&big_literal), Expect::Fine),
     ];
     Group { name: "wire post-auth", parallel: 6, cases }
-}
-
-pub fn floods() -> Group {
-    let cases = vec![
-        case(Endpoint::Wire, true, "200 idle pre-auth connections", |tp| async move {
-            let mut conns = Vec::new();
-            for _ in 0..200 {
-                let mut r = Raw::connect(tp.pg).await?;
-                let _ = r.send(&declared(None, 40, &[0, 3, 0, 0])).await;
-                conns.push(r);
-            }
-            for mut r in conns {
-                check(&mut r, Expect::Closed).await?;
-            }
-            Ok(())
-        }),
-        case(Endpoint::Wire, true, "50 concurrent wrong passwords", |tp| async move {
-            let tasks: Vec<_> = (0..50)
-                .map(|i| {
-                    let config = tp.pg_config(if i % 2 == 0 { MALLORY } else { TRENT }, Some("wrong"), DB);
-                    tokio::spawn(async move { pg_connect(&config).await.err().and_then(|e| e.as_db_error().map(|d| d.code().code().to_owned())) })
-                })
-                .collect();
-            for t in tasks {
-                let code = t.await?;
-                ensure!(code.as_deref() == Some("28P01"), "wrong password answered {code:?}");
-            }
-            Ok(())
-        }),
-        case(Endpoint::Wire, false, "10,000 pipelined queries in one write", |tp| async move {
-            let (mut r, _) = Raw::login_trust(tp.pg, CAROL, DB, &[]).await?;
-            r.send(&query_msg("SELECT 1").repeat(10_000)).await?;
-            for i in 0..10_000 {
-                let msgs = r.until_ready().await.with_context(|| format!("answer {i}"))?;
-                ensure!(!msgs.iter().any(|m| m.tag == b'E'), "query {i}: {}", describe(&msgs));
-            }
-            still_works(&mut r).await
-        }),
-        case(Endpoint::Wire, false, "50,000 pipelined Syncs", |tp| async move {
-            let (mut r, _) = Raw::login_trust(tp.pg, CAROL, DB, &[]).await?;
-            r.send(&sync().repeat(50_000)).await?;
-            for i in 0..50_000 {
-                r.until_ready().await.with_context(|| format!("Sync {i}"))?;
-            }
-            still_works(&mut r).await
-        }),
-        case(Endpoint::Wire, false, "30 sessions open a transaction and vanish", |tp| async move {
-            for _ in 0..30 {
-                let (mut r, _) = Raw::login_trust(tp.pg, CAROL, DB, &[]).await?;
-                r.query("BEGIN; SELECT 1").await?;
-            }
-            let c = pg_connect(&tp.pg_config(ALICE, Some(ALICE_PW), DB)).await?;
-            ensure!(c.query_one("SELECT 1", &[]).await?.get::<_, i32>(0) == 1);
-            Ok(())
-        }),
-        case(Endpoint::Wire, false, "pipelined queries while never reading", |tp| async move {
-            // 64 MiB of queries written without reading a byte of the answers (which would be
-            // ~2 GB): tidepool must stop reading (backpressure), not buffer everything.
-            let (mut r, _) = Raw::login_trust(tp.pg, CAROL, DB, &[]).await?;
-            let batch = query_msg("SELECT repeat('x', 1000)").repeat(1000);
-            let writer = async {
-                for _ in 0..(64 << 20) / batch.len() {
-                    if tokio::time::timeout(std::time::Duration::from_secs(2), r.s.write_all(&batch)).await.is_err() {
-                        return true;
-                    }
-                }
-                false
-            };
-            let blocked = writer.await;
-            ensure!(blocked, "tidepool accepted 64 MiB of queries without the client reading any answer");
-            Ok(())
-        }),
-    ];
-    Group { name: "wire floods", parallel: 2, cases }
 }

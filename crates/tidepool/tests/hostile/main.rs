@@ -16,6 +16,7 @@ mod common;
 mod raw;
 
 mod floods;
+mod h2;
 mod prisma;
 mod sql;
 mod state;
@@ -128,6 +129,7 @@ async fn hostile_inputs() -> Result<()> {
         floods::wire(),
         sql::pre_auth(),
         sql::post_auth(),
+        h2::attacks(),
         ws::pre_auth(),
         ws::post_auth(),
         prisma::pre_auth(),

@@ -155,6 +155,16 @@ pub fn post_auth() -> Group {
             js(raw_query("SELECT $1::text AS v", json!(["x'); CREATE TABLE pwned_p3 (); --"]))),
             HttpExpect::Status(&[200]),
         ),
+        post(
+            "SQL comment injection through 'comments'",
+            q,
+            js({
+                let mut b = raw_query("SELECT 1 AS one", json!([]));
+                b["comments"] = json!({"app": "*/; CREATE TABLE pwned_p5 (); /*", "x'": "'; --"});
+                b
+            }),
+            HttpExpect::Status(&[200]),
+        ),
         post("set/**/search_path by executeRaw", q, js(raw_execute("set/**/search_path to leak_p1")), HttpExpect::Status(&[200])),
         post("set_config by queryRaw", q, js(raw_query("SELECT set_config('application_name', 'leak_p2', false)", json!([]))), HttpExpect::Status(&[200])),
         post(

@@ -246,6 +246,14 @@ pub fn post_auth() -> Group {
         post("unterminated quote", body("SELECT 'abc"), HttpExpect::Error(BAD, &["42601"])),
         post("two statements", body("SELECT 1; CREATE TABLE pwned_s2 ()"), HttpExpect::Error(BAD, &["42601"])),
         post("set/**/search_path", body("set/**/search_path to leak_s1"), HttpExpect::Status(&[200])),
+        neon(
+            false,
+            "write in a read-only batch",
+            vec![("neon-connection-string", alice().into_bytes()), ("neon-batch-read-only", b"true".to_vec())],
+            json(serde_json::json!({"queries": [{"query": "SELECT 1"}, {"query": "CREATE TABLE pwned_s3 ()"}]})),
+            HttpExpect::Error(BAD, &["25006"]),
+        ),
+        post("SET ROLE to the superuser", body("SET ROLE postgres"), HttpExpect::Error(BAD, &["42501"])),
         post("set_config search_path", body("SELECT set_config('search_path', 'leak_s2', false)"), HttpExpect::Status(&[200])),
         post(
             "SET inside a batch",

@@ -450,6 +450,24 @@ pub fn post_auth() -> Group {
         post("unterminated string with backslashes", query_msg("SELECT E'\\\\\\'"), Expect::Error(&["42601"])),
         post("100,000 empty statements", query_msg(&";".repeat(100_000)), Expect::Fine),
         post("a literal just under max_message_size", query_msg(&big_literal), Expect::Fine),
+        post("SET ROLE to the superuser", query_msg("SET ROLE postgres"), Expect::Error(&["42501"])),
+        post("SET SESSION AUTHORIZATION", query_msg("SET SESSION AUTHORIZATION postgres"), Expect::Error(&["42501"])),
+        post("ALTER SYSTEM", query_msg("ALTER SYSTEM SET log_statement = 'none'"), Expect::Error(&["42501"])),
+        post("pg_read_file", query_msg("SELECT pg_read_file('/etc/passwd')"), Expect::Error(&["42501"])),
+        post("COPY FROM PROGRAM", query_msg("COPY pwned_w9 FROM PROGRAM 'id'"), Expect::Error(&["42501", "42P01"])),
+        case(Endpoint::Wire, false, "COPY FROM STDIN abandoned mid-copy", |tp| async move {
+            let (mut r, _) = Raw::login_trust(tp.pg, CAROL, DB, &[]).await?;
+            r.send(&query_msg("CREATE TEMP TABLE leak_copy (x text); COPY leak_copy FROM STDIN")).await?;
+            loop {
+                let m = r.read_msg().await?.context("closed before CopyInResponse")?;
+                ensure!(m.tag != b'E', "{}", describe(&[m]));
+                if m.tag == b'G' {
+                    break;
+                }
+            }
+            let _ = r.send(&frame(b'd', &b"row\n".repeat(10_000))).await;
+            Ok(())
+        }),
     ];
     Group { name: "wire post-auth", parallel: 6, cases }
 }

@@ -100,3 +100,12 @@ fn example_config_documents_every_key() {
     check("users", &value["users"][0]);
     assert!(missing.is_empty(), "keys missing from examples/tidepool.toml: {missing:?}");
 }
+
+#[test]
+fn itx_database_share() {
+    let mut h = HttpConfig::default();
+    assert_eq!(h.itx_max_per_database(8), 6);
+    assert_eq!(h.itx_max_per_database(1), 1);
+    h.itx_max_share = 1.0;
+    assert_eq!(h.itx_max_per_database(8), usize::MAX);
+}

@@ -280,6 +280,30 @@ pub fn tenants() -> Group {
             }
             Ok(())
         }),
+        case(Endpoint::Prisma, false, "two keys open transactions until refused", |tp| async move {
+            // Each key alone is capped at half the pool; together they must still leave
+            // connections for everyone else.
+            let mut held = Vec::new();
+            for key in [KEY_A, KEY_B] {
+                for _ in 0..8 {
+                    let a = call(&tp, "/transaction/start", key, &json!({"maxWait": 3000, "timeout": 15000})).await?;
+                    match a.status {
+                        Some(200) => held.push((key, a.json["id"].as_str().unwrap_or_default().to_owned())),
+                        _ => {
+                            check_http(&a, HttpExpect::Error(&[429], &["P5011"]), Api::Prisma)?;
+                            break;
+                        }
+                    }
+                }
+            }
+            let r = tp.client.post(tp.url("/sql")).header("neon-connection-string", tp.alice_cs()).json(&json!({"query": "SELECT 1 AS one"})).send().await?;
+            let status = r.status().as_u16();
+            for (key, id) in &held {
+                call(&tp, &format!("/transaction/{id}/rollback"), key, &json!({})).await?;
+            }
+            ensure!(status == 200, "with {} interactive transactions open, /sql answered {status}", held.len());
+            Ok(())
+        }),
         case(Endpoint::Prisma, false, "query an expired transaction", |tp| async move {
             let a = call(&tp, "/transaction/start", KEY_A, &json!({"maxWait": 5000, "timeout": 300})).await?;
             let id = a.json["id"].as_str().context("no id")?.to_owned();

@@ -65,6 +65,7 @@ http_listen = "127.0.0.1:{http}"
 shutdown_timeout = "2s"
 scram_iterations = 64
 login_timeout = "3s"
+idle_transaction_timeout = "2s"
 auth_failure_max_delay = "1s"
 log_level = "warn"
 

@@ -63,6 +63,21 @@ pub fn wire() -> Group {
             ensure!(c.query_one("SELECT 1", &[]).await?.get::<_, i32>(0) == 1);
             Ok(())
         }),
+        case(Endpoint::Wire, false, "8 sessions hold the whole pool in idle transactions", |tp| async move {
+            // Every server of the pool pinned by an idle BEGIN: idle_transaction_timeout (2 s)
+            // ends each with 25P03 and the healthy clients get their connections back.
+            let mut held = Vec::new();
+            for _ in 0..8 {
+                let (mut r, _) = Raw::login_trust(tp.pg, CAROL, DB, &[]).await?;
+                let msgs = r.query("BEGIN; SELECT 1").await?;
+                ensure!(msgs.last().is_some_and(|m| m.tag == b'Z' && m.body == [b'T']), "not in a transaction: {}", describe(&msgs));
+                held.push(r);
+            }
+            for mut r in held {
+                check(&mut r, Expect::Fatal(&["25P03"])).await?;
+            }
+            Ok(())
+        }),
         case(Endpoint::Wire, false, "pipelined queries while never reading", |tp| async move {
             // 64 MiB of queries written without reading a byte of the answers (which would be
             // ~2 GB): tidepool must stop reading (backpressure), not buffer everything.

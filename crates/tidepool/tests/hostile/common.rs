@@ -281,7 +281,14 @@ impl HttpAnswer {
     }
 
     pub fn parse(raw: &[u8]) -> HttpAnswer {
-        let text = String::from_utf8_lossy(raw).into_owned();
+        let mut text = String::from_utf8_lossy(raw).into_owned();
+        // Interim answers (`100 Continue`) precede the final one.
+        while text.starts_with("HTTP/1.1 1") {
+            match text.split_once("\r\n\r\n") {
+                Some((_, rest)) => text = rest.to_owned(),
+                None => break,
+            }
+        }
         let Some((head, body)) = text.split_once("\r\n\r\n") else {
             return HttpAnswer { head: text, ..Default::default() };
         };

@@ -78,6 +78,17 @@ pub fn wire() -> Group {
             }
             Ok(())
         }),
+        case(Endpoint::Wire, false, "300 logged-in idle sessions", |tp| async move {
+            let mut sessions = Vec::new();
+            for i in 0..300 {
+                let (r, _) = Raw::login_trust(tp.pg, CAROL, DB, &[]).await.with_context(|| format!("login {i}"))?;
+                sessions.push(r);
+            }
+            for r in sessions.iter_mut().step_by(50) {
+                still_works(r).await?;
+            }
+            Ok(())
+        }),
         case(Endpoint::Wire, false, "pipelined queries while never reading", |tp| async move {
             // 64 MiB of queries written without reading a byte of the answers (which would be
             // ~2 GB): tidepool must stop reading (backpressure), not buffer everything.

@@ -133,6 +133,17 @@ pub fn pre_auth() -> Group {
         neon(true, "trust user without a password", with_cs(format!("postgresql://{CAROL}@h/{DB}")), body("SELECT 1"), HttpExpect::Error(BAD, &["28P01", ""])),
         neon(true, "user of another database", with_cs(cs(EVE, EVE_PW, DB)), body("SELECT 1"), HttpExpect::Error(BAD, &["28000"])),
         neon(true, "unknown database", with_cs(cs(ALICE, ALICE_PW, "no_such_db")), body("SELECT 1"), HttpExpect::Error(BAD, &["3D000"])),
+        neon(true, "SQL in the database name", with_cs(cs(ALICE, ALICE_PW, "app'%3B%20CREATE%20TABLE%20pwned_s4%20()%3B%20--")), body("SELECT 1"), HttpExpect::Error(BAD, &["3D000"])),
+        raw(
+            Endpoint::Sql,
+            true,
+            "Expect: 100-continue with a wrong password",
+            format!("POST /sql HTTP/1.1\r\nhost: x\r\nconnection: close\r\nexpect: 100-continue\r\nneon-connection-string: {}\r\ncontent-length: 100000\r\n\r\n", cs(ALICE, "wrong", DB)).into_bytes(),
+            HttpExpect::Error(BAD, &["28P01"]),
+            Api::Neon,
+        ),
+        raw(Endpoint::Sql, true, "HTTP/1.0 without Host", b"POST /sql HTTP/1.0\r\ncontent-length: 2\r\n\r\n{}".to_vec(), HttpExpect::Error(BAD, &[""]), Api::Neon),
+        raw(Endpoint::Sql, true, "absolute-form request target", request("POST", "http://evil.example/sql", &[], b"{}"), HttpExpect::StatusOrClosed(&[400]), Api::Neon),
         neon(true, "SQL in the user name", with_cs(cs("x'%20OR%20'1'='1", "guess", DB)), body("SELECT 1"), HttpExpect::Error(BAD, &["28P01"])),
         neon(true, "30 KB user name", with_cs(cs(&"u".repeat(30_000), "guess", DB)), body("SELECT 1"), HttpExpect::Error(BAD, &["28P01"])),
         neon(

@@ -291,6 +291,12 @@ pub fn pre_auth() -> Group {
             Expect::Fatal(PROTO),
         ),
         pre("unknown database", startup_packet(&[("user", CAROL), ("database", "no_such_db")]), Expect::Fatal(&["3D000"])),
+        pre("SQL in the database name", startup_packet(&[("user", CAROL), ("database", "app'; CREATE TABLE pwned_w10 (); --")]), Expect::Fatal(&["3D000"])),
+        pre(
+            "database name with a NUL-free 10 KB value",
+            startup_packet(&[("user", CAROL), ("database", &"d".repeat(9_000))]),
+            Expect::Fatal(&["3D000", "08P01", "54000"]),
+        ),
         pre("100 KB application_name", startup_packet(&[("user", CAROL), ("database", DB), ("application_name", &long)]), Expect::Fatal(PROTO_OR_LIMIT)),
         pre("1,000 startup parameters", startup_bytes(196608, &kv(&many)), Expect::Fatal(PROTO_OR_LIMIT)),
         pre("an HTTP request on the wire port", b"GET / HTTP/1.1\r\nhost: x\r\n\r\n".to_vec(), Expect::Fatal(PROTO_OR_LIMIT)),

@@ -55,7 +55,8 @@ pub struct Tidepool {
     _dir: tempfile::TempDir,
 }
 
-fn config(pg: u16, http: u16, url: &str, url2: &str) -> String {
+fn config(pg: u16, http: u16, url: &str, url2: &str, tls_dir: &std::path::Path) -> String {
+    let (cert, key) = (tls_dir.join("cert.pem"), tls_dir.join("key.pem"));
     let hash = |k: &str| hex::encode(tidepool::keys::hash_key(k));
     format!(
         r#"
@@ -64,6 +65,8 @@ pg_listen = "127.0.0.1:{pg}"
 http_listen = "127.0.0.1:{http}"
 shutdown_timeout = "2s"
 scram_iterations = 64
+tls_cert = "{cert}"
+tls_key = "{key}"
 login_timeout = "3s"
 idle_transaction_timeout = "2s"
 auth_failure_max_delay = "1s"
@@ -139,6 +142,8 @@ label = "other"
         a = hash(KEY_A),
         b = hash(KEY_B),
         o = hash(KEY_OTHER),
+        cert = cert.display(),
+        key = key.display(),
     )
 }
 
@@ -152,7 +157,11 @@ impl Tidepool {
         let dir = tempfile::tempdir()?;
         let (pg, http) = (free_port(), free_port());
         let path = dir.path().join("tidepool.toml");
-        std::fs::write(&path, config(pg, http, &cluster.url(SCRAM_USER, &real_db), &cluster.url(SCRAM_USER, &real_db2)))?;
+        // The wire listener offers TLS (SSLRequest is answered `S`); HTTP stays plain.
+        let (cert, key) = tidepool_testkit::self_signed_cert(["localhost", "127.0.0.1"]);
+        std::fs::write(dir.path().join("cert.pem"), cert)?;
+        std::fs::write(dir.path().join("key.pem"), key)?;
+        std::fs::write(&path, config(pg, http, &cluster.url(SCRAM_USER, &real_db), &cluster.url(SCRAM_USER, &real_db2), dir.path()))?;
         let log = dir.path().join("tidepool.log");
         let out = std::fs::File::create(&log)?;
         let child = Command::new(env!("CARGO_BIN_EXE_tidepool"))

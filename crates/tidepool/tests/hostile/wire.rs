@@ -352,19 +352,39 @@ pub fn pre_auth() -> Group {
         during_md5("md5 password empty", frame(b'p', b"\0"), Expect::Fatal(&["08P01", "28P01"])),
         during_md5("md5 password of 1 MB", frame(b'p', &vec![b'a'; 1 << 20]), Expect::Fatal(&["08P01", "28P01", "54000"])),
         during_md5("StartupMessage instead of the password", startup_packet(&[("user", CAROL)]), Expect::Fatal(&["08P01", "28P01"])),
-        case(Endpoint::Wire, true, "SSLRequest then garbage", |tp| async move {
+        case(Endpoint::Wire, true, "SSLRequest then a garbage TLS record", |tp| async move {
             let mut r = Raw::connect(tp.pg).await?;
             r.send(&ssl_request()).await?;
-            ensure!(r.read_byte().await? == Some(b'N'), "SSLRequest not answered N");
-            let _ = r.send(b"\x16\x03\x01garbage-after-N").await;
-            check(&mut r, Expect::Fatal(PROTO_OR_LIMIT)).await
+            ensure!(r.read_byte().await? == Some(b'S'), "SSLRequest not answered S");
+            let _ = r.send(b"\x16\x03\x01\x00\x05garbage-not-a-client-hello").await;
+            let rest = read_to_close(&mut r.s, 1 << 16).await;
+            ensure!(!rest.contains(&b'Z'), "served after a garbage handshake: {rest:?}");
+            Ok(())
         }),
-        case(Endpoint::Wire, true, "SSLRequest three times", |tp| async move {
+        case(Endpoint::Wire, true, "SSLRequest then a stalled TLS handshake", |tp| async move {
+            let mut r = Raw::connect(tp.pg).await?;
+            r.send(&ssl_request()).await?;
+            ensure!(r.read_byte().await? == Some(b'S'), "SSLRequest not answered S");
+            // A ClientHello record header promising 512 bytes, then nothing: login_timeout.
+            let _ = r.send(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]).await;
+            read_to_close(&mut r.s, 1 << 16).await;
+            Ok(())
+        }),
+        case(Endpoint::Wire, true, "SSLRequest then a plaintext startup", |tp| async move {
+            let mut r = Raw::connect(tp.pg).await?;
+            r.send(&ssl_request()).await?;
+            ensure!(r.read_byte().await? == Some(b'S'), "SSLRequest not answered S");
+            let _ = r.send(&startup_packet(&[("user", CAROL), ("database", DB)])).await;
+            let rest = read_to_close(&mut r.s, 1 << 16).await;
+            ensure!(!rest.starts_with(b"R"), "plaintext login accepted after S: {rest:?}");
+            Ok(())
+        }),
+        case(Endpoint::Wire, true, "GSSENCRequest three times", |tp| async move {
             let mut r = Raw::connect(tp.pg).await?;
             // Each is declined; the connection is refused after the third startup packet.
             for _ in 0..3 {
-                r.send(&ssl_request()).await?;
-                ensure!(r.read_byte().await? == Some(b'N'), "SSLRequest not answered N");
+                r.send(&declared(None, 8, &80_877_104i32.to_be_bytes())).await?;
+                ensure!(r.read_byte().await? == Some(b'N'), "GSSENCRequest not answered N");
             }
             check(&mut r, Expect::Fatal(PROTO)).await
         }),

@@ -86,7 +86,11 @@ impl Database {
     pub async fn lease_with(&self, want: &HashMap<String, String>) -> Result<ServerLease, LeaseError> {
         let mut lease = self.pool.get().await?;
         match sync_params(&mut lease, want).await {
-            Ok(()) => Ok(lease),
+            Ok(()) => {
+                // Check-in resets a dirty connection whatever the client ran.
+                lease.dirty |= self.config.reset_every_transaction;
+                Ok(lease)
+            }
             Err(UpstreamError::Db(e)) => {
                 lease.release();
                 Err(LeaseError::Params(e))

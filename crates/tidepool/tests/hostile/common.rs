@@ -55,7 +55,7 @@ pub struct Tidepool {
     _dir: tempfile::TempDir,
 }
 
-fn config(pg: u16, http: u16, url: &str, url2: &str, tls_dir: &std::path::Path) -> String {
+fn config(pg: u16, http: u16, url: &str, url2: &str, tls_dir: &std::path::Path, db_extra: &str) -> String {
     let (cert, key) = (tls_dir.join("cert.pem"), tls_dir.join("key.pem"));
     let hash = |k: &str| hex::encode(tidepool::keys::hash_key(k));
     format!(
@@ -87,6 +87,7 @@ url = "{url}"
 pool_size = 8
 pool_timeout = "5s"
 max_message_size = {MAX_MESSAGE}
+{db_extra}
 
 [[databases]]
 name = "{DB2}"
@@ -151,6 +152,11 @@ impl Tidepool {
     /// Two fresh databases in the shared cluster, a config in a temp dir, and the binary built
     /// by cargo started on free ports; returns once `/health` answers.
     pub async fn start() -> Result<Tidepool> {
+        Tidepool::start_with("").await
+    }
+
+    /// [`Tidepool::start`] with extra `key = value` lines for the first `[[databases]]` table.
+    pub async fn start_with(db_extra: &str) -> Result<Tidepool> {
         let cluster = TestCluster::shared().await?;
         let real_db = cluster.unique_database("hostile_a").await?;
         let real_db2 = cluster.unique_database("hostile_b").await?;
@@ -161,7 +167,7 @@ impl Tidepool {
         let (cert, key) = tidepool_testkit::self_signed_cert(["localhost", "127.0.0.1"]);
         std::fs::write(dir.path().join("cert.pem"), cert)?;
         std::fs::write(dir.path().join("key.pem"), key)?;
-        std::fs::write(&path, config(pg, http, &cluster.url(SCRAM_USER, &real_db), &cluster.url(SCRAM_USER, &real_db2), dir.path()))?;
+        std::fs::write(&path, config(pg, http, &cluster.url(SCRAM_USER, &real_db), &cluster.url(SCRAM_USER, &real_db2), dir.path(), db_extra))?;
         let log = dir.path().join("tidepool.log");
         let out = std::fs::File::create(&log)?;
         let child = Command::new(env!("CARGO_BIN_EXE_tidepool"))

@@ -205,13 +205,9 @@ pub async fn state_leaks(tp: &Tidepool) -> Result<Vec<String>> {
     Ok(leaks)
 }
 
-/// Known gap (reported, not fixed): the lexical classifier cannot see what a call to a function
-/// the client defined itself does, so `SELECT f()` where `f` runs `set_config(…, false)` is
-/// classified harmless and its setting stays on the pooled connection for other clients.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known gap: a user-defined function that calls set_config leaks session state (see docs/security.md)"]
-async fn user_function_calling_set_config_leaks() -> Result<()> {
-    let tp = Tidepool::start().await?;
+/// Sessions that call a function the client defined, which runs `set_config(…, false)`: the
+/// lexical classifier cannot see inside it. What later clients see afterwards.
+async fn user_function_leaks(tp: &Tidepool) -> Result<Vec<String>> {
     tp.direct(&tp.real_db).await?.batch_execute(&format!("GRANT CREATE ON SCHEMA public TO {}", tidepool_testkit::SCRAM_USER)).await?;
     let c = pg_connect(&tp.pg_config(ALICE, Some(ALICE_PW), DB)).await?;
     c.batch_execute("CREATE FUNCTION public.hostile_fn() RETURNS text LANGUAGE sql AS $$ SELECT set_config('search_path', 'leak_fn', false) $$").await?;
@@ -219,7 +215,30 @@ async fn user_function_calling_set_config_leaks() -> Result<()> {
         let (mut r, _) = Raw::login_trust(tp.pg, CAROL, DB, &[]).await?;
         r.query_col("SELECT public.hostile_fn()").await?;
     }
-    let leaks = state_leaks(&tp).await?;
+    let body = json!({"query": "SELECT public.hostile_fn()", "params": []});
+    for _ in 0..4 {
+        tp.client.post(tp.url("/sql")).header("neon-connection-string", tp.alice_cs()).json(&body).send().await?;
+    }
+    state_leaks(tp).await
+}
+
+/// Known gap (reported, not fixed by default): with the default configuration a call to a
+/// function the client defined that runs `set_config` leaves its setting on the pooled
+/// connection for other clients. Run with `-- --ignored` to see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known gap: a user-defined function that calls set_config leaks session state unless reset_every_transaction is set (see docs/security.md)"]
+async fn user_function_calling_set_config_leaks() -> Result<()> {
+    let tp = Tidepool::start().await?;
+    let leaks = user_function_leaks(&tp).await?;
     ensure!(leaks.is_empty(), "{leaks:?}");
     Ok(())
+}
+
+/// `reset_every_transaction = true` closes that gap: nothing leaks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_every_transaction_stops_user_function_leaks() -> Result<()> {
+    let tp = Tidepool::start_with("reset_every_transaction = true").await?;
+    let leaks = user_function_leaks(&tp).await?;
+    ensure!(leaks.is_empty(), "{leaks:?}");
+    tp.alive()
 }

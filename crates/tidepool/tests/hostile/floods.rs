@@ -7,7 +7,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::common::*;
 use crate::raw::{query_msg, Raw};
-use crate::wire::{check, declared, describe, still_works, sync, Expect};
+use crate::wire::{check, declared, describe, frame, still_works, sync, Expect};
 use crate::{case, Endpoint, Group};
 
 pub fn wire() -> Group {
@@ -88,6 +88,39 @@ pub fn wire() -> Group {
                 still_works(r).await?;
             }
             Ok(())
+        }),
+        case(Endpoint::Wire, true, "2,000 CancelRequests with guessed keys", |tp| async move {
+            // None may cancel the healthy clients' queries (they would see 57014).
+            for chunk in 0..40u32 {
+                let tasks: Vec<_> = (0..50u32)
+                    .map(|i| {
+                        let addr = tp.pg;
+                        tokio::spawn(async move {
+                            let mut r = Raw::connect(addr).await?;
+                            let n = chunk * 50 + i;
+                            let mut body = 80_877_102i32.to_be_bytes().to_vec();
+                            body.extend_from_slice(&(n as i32).to_be_bytes());
+                            body.extend_from_slice(&(n.wrapping_mul(2_654_435_761) as i32).to_be_bytes());
+                            r.send(&declared(None, 16, &body)).await?;
+                            check(&mut r, Expect::Closed).await
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await??;
+                }
+            }
+            Ok(())
+        }),
+        case(Endpoint::Wire, false, "20,000 Parse/Bind/Execute without Sync, then Sync", |tp| async move {
+            let (mut r, _) = Raw::login_trust(tp.pg, CAROL, DB, &[]).await?;
+            let one = [frame(b'P', b"\0SELECT 1\0\0\0"), frame(b'B', b"\0\0\0\0\0\0\0\0"), frame(b'E', b"\0\0\0\0\0")].concat();
+            r.send(&one.repeat(20_000)).await?;
+            r.send(&sync()).await?;
+            let msgs = r.until_ready().await?;
+            ensure!(!msgs.iter().any(|m| m.tag == b'E'), "{}", describe(&msgs[msgs.len().saturating_sub(3)..]));
+            ensure!(msgs.iter().filter(|m| m.tag == b'C').count() == 20_000, "not every Execute was answered");
+            still_works(&mut r).await
         }),
         case(Endpoint::Wire, false, "pipelined queries while never reading", |tp| async move {
             // 64 MiB of queries written without reading a byte of the answers (which would be

@@ -208,6 +208,17 @@ pub fn post_auth() -> Group {
         post("ITX id in upper case", &format!("/transaction/{}/commit", UNKNOWN_ITX.to_uppercase()), Vec::new(), HttpExpect::Error(&[409], &["P2028"])),
         post("unknown ITX id", &format!("/transaction/{UNKNOWN_ITX}/rollback"), Vec::new(), HttpExpect::Error(&[409], &["P2028"])),
         post("a 100 KB ITX id", &format!("/transaction/{}/query", "a".repeat(100_000)), Vec::new(), HttpExpect::StatusOrClosed(&[409, 414, 431, 400])),
+        post(
+            "100,000 keys in params",
+            q,
+            format!(
+                r#"{{"operation":"x","plan":{{"type":"unit"}},"params":{{{}}}}}"#,
+                (0..100_000).map(|i| format!(r#""k{i}":{i}"#)).collect::<Vec<_>>().join(",")
+            )
+            .into_bytes(),
+            HttpExpect::Status(&[200, 400]),
+        ),
+        post("a 3 MB string argument", q, js(raw_query("SELECT length($1::text) AS n", json!(["a".repeat(3 << 20)]))), HttpExpect::Status(&[200])),
         post("/invalidate with junk", "/invalidate", b"\xff\x00junk".to_vec(), HttpExpect::Status(&[200, 400])),
     ];
     Group { name: "prisma post-auth", parallel: 6, cases }
@@ -303,6 +314,37 @@ pub fn tenants() -> Group {
             }
             ensure!(status == 200, "with {} interactive transactions open, /sql answered {status}", held.len());
             Ok(())
+        }),
+        case(Endpoint::Prisma, false, "30 concurrent queries on one transaction", |tp| async move {
+            let id = itx_start(&tp, KEY_A).await?;
+            let tasks: Vec<_> = (0..30)
+                .map(|i| {
+                    let (tp, id) = (tp.clone(), id.clone());
+                    tokio::spawn(async move { call(&tp, &format!("/transaction/{id}/query"), KEY_A, &raw_query("SELECT $1::int AS n", json!([i]))).await })
+                })
+                .collect();
+            for t in tasks {
+                let a = t.await??;
+                ensure!(a.status == Some(200), "{:?} {}", a.status, a.body);
+            }
+            let a = call(&tp, &format!("/transaction/{id}/commit"), KEY_A, &json!({})).await?;
+            ensure!(a.status == Some(200), "commit: {:?} {}", a.status, a.body);
+            Ok(())
+        }),
+        case(Endpoint::Prisma, false, "commit while a query of the transaction runs", |tp| async move {
+            let id = itx_start(&tp, KEY_A).await?;
+            let slow = {
+                let (tp, id) = (tp.clone(), id.clone());
+                tokio::spawn(async move { call(&tp, &format!("/transaction/{id}/query"), KEY_A, &raw_query("SELECT 1 AS n FROM pg_sleep(1)", json!([]))).await })
+            };
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let commit = call(&tp, &format!("/transaction/{id}/commit"), KEY_A, &json!({})).await?;
+            let slow = slow.await??;
+            ensure!(slow.status == Some(200), "the running query: {:?} {}", slow.status, slow.body);
+            match commit.status {
+                Some(200) => Ok(()),
+                _ => check_http(&commit, HttpExpect::Error(&[409], &["P2028"]), Api::Prisma),
+            }
         }),
         case(Endpoint::Prisma, false, "query an expired transaction", |tp| async move {
             let a = call(&tp, "/transaction/start", KEY_A, &json!({"maxWait": 5000, "timeout": 300})).await?;

@@ -273,6 +273,22 @@ pub fn pre_auth() -> Group {
             w.send(&bin(&frame(b'p', b"md5ffffffffffffffffffffffffffffffff\0"))).await?;
             check(&mut w, Expect::Fatal(&["28P01"])).await
         }),
+        case(Endpoint::Ws, true, "pipelined cleartext password of 100 KB", |tp| async move {
+            let startup = startup_packet(&[("user", MALLORY), ("database", DB)]);
+            let mut pw = vec![b'x'; 100_000];
+            pw.push(0);
+            let mut w = RawWs::connect(tp.http).await?;
+            let _ = w.send(&bin(&[startup, frame(b'p', &pw)].concat())).await;
+            let msgs = w.until_closed().await?;
+            ensure!(!msgs.iter().any(|m| m.tag == b'Z'), "{msgs:?}");
+            Ok(())
+        }),
+        case(Endpoint::Ws, true, "pipelined wrong cleartext password", |tp| async move {
+            let startup = startup_packet(&[("user", MALLORY), ("database", DB)]);
+            let mut w = RawWs::connect(tp.http).await?;
+            w.send(&bin(&[startup, frame(b'p', b"guess\0")].concat())).await?;
+            check(&mut w, Expect::Fatal(&["28P01"])).await
+        }),
         case(Endpoint::Ws, true, "silent after the upgrade", |tp| async move {
             let mut w = RawWs::connect(tp.http).await?;
             check(&mut w, Expect::Closed).await

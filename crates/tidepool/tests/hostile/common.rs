@@ -179,7 +179,8 @@ impl Tidepool {
             .spawn()
             .context("spawning tidepool")?;
         let pid = child.id();
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build()?;
+        // Idle keep-alive connections are dropped before the server's header_read_timeout (2 s) closes them.
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).pool_idle_timeout(Duration::from_millis(1000)).build()?;
         let tp = Tidepool {
             child: parking_lot::Mutex::new(child),
             pid,

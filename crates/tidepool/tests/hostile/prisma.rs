@@ -335,7 +335,9 @@ pub fn tenants() -> Group {
             let id = itx_start(&tp, KEY_A).await?;
             let slow = {
                 let (tp, id) = (tp.clone(), id.clone());
-                tokio::spawn(async move { call(&tp, &format!("/transaction/{id}/query"), KEY_A, &raw_query("SELECT 1 AS n FROM pg_sleep(1)", json!([]))).await })
+                tokio::spawn(
+                    async move { call(&tp, &format!("/transaction/{id}/query"), KEY_A, &raw_query("SELECT 1 AS n FROM pg_sleep(1)", json!([]))).await },
+                )
             };
             tokio::time::sleep(Duration::from_millis(200)).await;
             let commit = call(&tp, &format!("/transaction/{id}/commit"), KEY_A, &json!({})).await?;

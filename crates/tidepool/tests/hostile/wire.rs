@@ -476,6 +476,39 @@ pub fn post_auth() -> Group {
         post("unterminated string with backslashes", query_msg("SELECT E'\\\\\\'"), Expect::Error(&["42601"])),
         post("100,000 empty statements", query_msg(&";".repeat(100_000)), Expect::Fine),
         post("a literal just under max_message_size", query_msg(&big_literal), Expect::Fine),
+        post(
+            "a failed Parse skips the rest of the batch",
+            cat(&[
+                parse_raw(b"", b"SELEC broken", 0, &[]),
+                bind_raw(b"", 0, &[]),
+                frame(b'E', b"\0\0\0\0\0"),
+                parse_raw(b"hostile_s1", b"SELECT 1", 0, &[]),
+                sync(),
+            ]),
+            Expect::Error(&["42601"]),
+        ),
+        case(Endpoint::Wire, false, "a statement parsed after an error in its batch does not exist", |tp| async move {
+            let (mut r, _) = Raw::login_trust(tp.pg, CAROL, DB, &[]).await?;
+            r.send(&cat(&[parse_raw(b"", b"SELEC broken", 0, &[]), parse_raw(b"hostile_s2", b"SELECT 1", 0, &[]), sync()])).await?;
+            let msgs = r.until_ready().await?;
+            ensure!(msgs.iter().any(|m| m.tag == b'E'), "{}", describe(&msgs));
+            r.send(&cat(&[bind_raw(b"hostile_s2", 0, &[]), frame(b'E', b"\0\0\0\0\0"), sync()])).await?;
+            check(&mut r, Expect::Error(&["26000"])).await
+        }),
+        post("Describe of an unknown statement", cat(&[frame(b'D', b"Sno_such_statement\0"), sync()]), Expect::Error(&["26000"])),
+        case(Endpoint::Wire, false, "a Query in the middle of COPY FROM STDIN", |tp| async move {
+            let (mut r, _) = Raw::login_trust(tp.pg, CAROL, DB, &[]).await?;
+            r.send(&query_msg("CREATE TEMP TABLE copy_q (x text); COPY copy_q FROM STDIN")).await?;
+            loop {
+                let m = r.read_msg().await?.context("closed before CopyInResponse")?;
+                if m.tag == b'G' {
+                    break;
+                }
+            }
+            // PostgreSQL refuses the Query (08P01); tidepool then closes the session.
+            r.send(&cat(&[frame(b'd', b"row\n"), query_msg("SELECT 1")])).await?;
+            check(&mut r, Expect::Fatal(&["08P01"])).await
+        }),
         post("SET ROLE to the superuser", query_msg("SET ROLE postgres"), Expect::Error(&["42501"])),
         post("SET SESSION AUTHORIZATION", query_msg("SET SESSION AUTHORIZATION postgres"), Expect::Error(&["42501"])),
         post("ALTER SYSTEM", query_msg("ALTER SYSTEM SET log_statement = 'none'"), Expect::Error(&["42501"])),

@@ -221,7 +221,7 @@ pub fn post_auth() -> Group {
         post("a 3 MB string argument", q, js(raw_query("SELECT length($1::text) AS n", json!(["a".repeat(3 << 20)]))), HttpExpect::Status(&[200])),
         post("/invalidate with junk", "/invalidate", b"\xff\x00junk".to_vec(), HttpExpect::Status(&[200, 400])),
     ];
-    Group { name: "prisma post-auth", parallel: 6, cases }
+    Group { name: "prisma post-auth", parallel: 3, cases }
 }
 
 /// Tenants reaching for each other's transactions and databases.

@@ -25,6 +25,11 @@ pub async fn preflight() -> Response<Body> {
     to_http(neon::preflight_response())
 }
 
+/// Any other method on `/sql`: Neon's own answer (400 "query is not supported"), not an empty 405.
+pub async fn unsupported() -> Response<Body> {
+    to_http(neon::error_response(&NeonError::UnsupportedRoute))
+}
+
 pub async fn sql(State(app): State<Arc<App>>, guard: Option<Extension<Arc<ConnGuard>>>, headers: HeaderMap, body: Body) -> Response<Body> {
     let task_app = app.clone();
     super::detached(&app, async move {

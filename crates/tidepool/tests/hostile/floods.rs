@@ -6,8 +6,9 @@ use anyhow::{ensure, Context};
 use tokio::io::AsyncWriteExt;
 
 use crate::common::*;
+use crate::msgs::{declared, frame, sync};
 use crate::raw::{query_msg, Raw};
-use crate::wire::{check, declared, describe, frame, still_works, sync, Expect};
+use crate::wire::{check, describe, still_works, Expect};
 use crate::{case, Endpoint, Group};
 
 pub fn wire() -> Group {

@@ -17,6 +17,7 @@ mod raw;
 
 mod floods;
 mod h2;
+mod msgs;
 mod prisma;
 mod sql;
 mod state;

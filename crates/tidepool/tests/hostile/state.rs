@@ -7,9 +7,10 @@ use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 
 use crate::common::*;
+use crate::msgs::{frame, sync};
 use crate::raw::{query_msg, Raw};
 use crate::sql::{check_http, cs, Api, HttpExpect};
-use crate::wire::{check, frame, sync, Expect};
+use crate::wire::{check, Expect};
 use crate::{case, Case, Endpoint, Group};
 
 /// Statements that would each leave something behind on a session; none may reach a later

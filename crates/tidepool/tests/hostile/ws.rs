@@ -10,9 +10,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::common::*;
+use crate::msgs::{declared, frame};
 use crate::raw::{query_msg, startup_packet, Msg};
 use crate::sql::{check_http, raw, Api, HttpExpect};
-use crate::wire::{declared, frame, Expect};
+use crate::wire::Expect;
 use crate::{case, Case, Endpoint, Group};
 
 const HANDSHAKE: &str = "GET /v2 HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n";

@@ -130,6 +130,9 @@ pub enum DbError {
     /// TLS negotiation failed (Prisma P1011).
     #[error("TLS error: {reason}")]
     Tls { reason: String },
+    /// The statement has more parameters than one protocol message can carry (Prisma P2029).
+    #[error("too many bind parameters")]
+    ParameterLimit,
     /// Anything else; reported as an internal error.
     #[error("{0}")]
     Other(String),

@@ -208,7 +208,7 @@ fn map_other(e: &DbError) -> Option<Mapped> {
         DbError::Tls { reason } => {
             ("P1011", format!("Error opening a TLS connection: {reason}"), object([("kind", "TlsConnectionError".into()), ("reason", reason.as_str().into())]))
         }
-        DbError::Other(_) => return None,
+        DbError::ParameterLimit | DbError::Other(_) => return None,
     };
     Some(Mapped { code, message, cause, original: None, table: None })
 }
@@ -233,6 +233,11 @@ fn finish(m: Mapped, raw: bool) -> Error {
 
 /// Map an executor error to the error Prisma reports. `raw` is true for `rawSql` statements.
 pub(crate) fn map_db_error(e: &DbError, raw: bool) -> Error {
+    if matches!(e, DbError::ParameterLimit) {
+        // Raw queries included: the statement never reached the database, so there is no
+        // database error for P2010 to wrap.
+        return Error::parameter_limit();
+    }
     match map_other(e) {
         Some(m) => finish(m, raw),
         None => Error::internal(e.to_string()),
@@ -262,6 +267,15 @@ mod tests {
             err.body_json(),
             r#"{"code":"P2002","error":"Unique constraint failed on the constraint: `User_email_key`","meta":{"driverAdapterError":{"name":"DriverAdapterError","cause":{"originalCode":"23505","originalMessage":"duplicate key value violates unique constraint \"User_email_key\"","kind":"UniqueConstraintViolation","constraint":{"index":"User_email_key"},"table":"User"}},"table":"User"}}"#
         );
+    }
+
+    #[test]
+    fn parameter_limit_is_p2029_for_raw_and_model_queries() {
+        for raw in [true, false] {
+            let err = map_db_error(&DbError::ParameterLimit, raw);
+            assert_eq!(err.code(), "P2029");
+            assert_eq!(err.http_status(), 400);
+        }
     }
 
     #[test]

@@ -47,6 +47,12 @@ impl Error {
         Error::Internal(message.into())
     }
 
+    /// P2029: a statement needs more bind parameters than the database accepts (Prisma's
+    /// own limit for chunkable templates, or the wire protocol's 65,535 for the executor).
+    pub(crate) fn parameter_limit() -> Self {
+        Error::known("P2029", "The query parameter limit supported by your database is exceeded.", Value::Object(Default::default()))
+    }
+
     /// P2023, the data mapper's error code.
     pub(crate) fn data_mapper(message: impl Into<String>) -> Self {
         Error::known("P2023", message, Value::Object(Default::default()))

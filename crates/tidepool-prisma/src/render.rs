@@ -13,7 +13,7 @@ use indexmap::IndexMap;
 use crate::db::Param;
 use crate::encode::encode_param;
 use crate::error::{Error, Result};
-use crate::json::{Map, Value};
+use crate::json::Value;
 use crate::plan::{ArgType, DbQuery, DynArgType, Fragment, PlaceholderFormat, Template};
 
 /// One statement ready for the executor.
@@ -231,7 +231,7 @@ pub(crate) fn render(q: &DbQuery, args: Vec<Value>, max_bind: Option<usize>, typ
             for c in chunk(bound, max_bind, t.chunkable) {
                 let st = render_chunk(&t.placeholder, &c, typed)?;
                 if max_bind.is_some_and(|m| st.params.len() > m) {
-                    return Err(Error::known("P2029", "The query parameter limit supported by your database is exceeded.", Value::Object(Map::new())));
+                    return Err(Error::parameter_limit());
                 }
                 out.push(st);
             }

@@ -89,7 +89,7 @@ impl Database {
 
     /// Leases a connection from the database's own pool (see [`lease_from`]).
     pub async fn lease_with(&self, want: &HashMap<String, String>) -> Result<ServerLease, LeaseError> {
-        lease_from(&self.pool, want).await
+        lease_from(&self.pool, want, self.config.reset_every_transaction).await
     }
 
     /// Every pool of the database: its own and its roles'.
@@ -157,10 +157,14 @@ impl Database {
 
 /// Leases a connection from `pool` and brings its session parameters to exactly `want`
 /// (`SET` what differs, `RESET` what another client left).
-pub async fn lease_from(pool: &Pool<Upstream>, want: &HashMap<String, String>) -> Result<ServerLease, LeaseError> {
+/// `reset_every_transaction` marks the lease dirty so check-in resets it whatever the client ran.
+pub async fn lease_from(pool: &Pool<Upstream>, want: &HashMap<String, String>, reset_every_transaction: bool) -> Result<ServerLease, LeaseError> {
     let mut lease = pool.get().await?;
     match sync_params(&mut lease, want).await {
-        Ok(()) => Ok(lease),
+        Ok(()) => {
+            lease.dirty |= reset_every_transaction;
+            Ok(lease)
+        }
         Err(UpstreamError::Db(e)) => {
             lease.release();
             Err(LeaseError::Params(e))

@@ -82,6 +82,14 @@ impl Target {
         self.role.as_deref().map(|r| r.name.as_str())
     }
 
+    /// Names the pool this target leases from: `database` or `database/role`.
+    pub fn pool_id(&self) -> String {
+        match self.role_name() {
+            Some(role) => format!("{}/{role}", self.db.config.name),
+            None => self.db.config.name.clone(),
+        }
+    }
+
     /// The pool requests of this target lease from.
     pub fn pool(&self) -> &Pool<Upstream> {
         match &self.role {
@@ -97,7 +105,7 @@ impl Target {
 
     /// Leases from this target's pool with session parameters `want` (see [`lease_from`]).
     pub async fn lease_with(&self, want: &HashMap<String, String>) -> Result<ServerLease, LeaseError> {
-        lease_from(self.pool(), want).await
+        lease_from(self.pool(), want, self.db.config.reset_every_transaction).await
     }
 }
 

@@ -48,6 +48,10 @@ pub struct HttpConfig {
     /// may hold in open interactive transactions (at least 1); `prisma_max_transactions_per_key`
     /// caps it as well.
     pub itx_max_per_key_share: f64,
+    /// Share of a pool all API keys together may hold in open interactive transactions (at
+    /// least 1), so several keys cannot starve the wire and `/sql` clients; 1.0 means no cap
+    /// beyond the pool itself.
+    pub itx_max_share: f64,
 }
 
 impl HttpConfig {
@@ -56,6 +60,19 @@ impl HttpConfig {
         let share = (self.itx_max_per_key_share * pool_size as f64).floor();
         let share = if share.is_finite() && share >= 1.0 { share as usize } else { 1 };
         share.min(pool_size).min(self.prisma_max_transactions_per_key).max(1)
+    }
+}
+
+impl HttpConfig {
+    /// Interactive transactions all API keys together may hold open on a pool of `pool_size`
+    /// (`itx_max_share = 1.0`: no cap of its own, starts beyond the pool wait for a connection).
+    pub fn itx_max_per_database(&self, pool_size: usize) -> usize {
+        if self.itx_max_share >= 1.0 {
+            return usize::MAX;
+        }
+        let share = (self.itx_max_share * pool_size as f64).floor();
+        let share = if share.is_finite() && share >= 1.0 { share as usize } else { 1 };
+        share.min(pool_size).max(1)
     }
 }
 
@@ -81,6 +98,7 @@ impl Default for HttpConfig {
             max_preauth_connections: 1000,
             ws_max_login_bytes: 32 << 10,
             itx_max_per_key_share: 0.5,
+            itx_max_share: 0.75,
         }
     }
 }

@@ -231,6 +231,13 @@ pub struct DatabaseConfig {
     pub max_message_size: usize,
     #[serde(default = "d::max_prepared")]
     pub max_prepared_statements: usize,
+    /// Reset (DISCARD ALL) every server connection when it comes back, whatever the client ran.
+    /// The SQL classifier cannot see session state left by code it does not read (a function,
+    /// trigger, operator or view the client defined calling `set_config`); with clients that do
+    /// not trust each other, this closes that gap at the cost of a round trip per transaction and
+    /// re-preparing statements.
+    #[serde(default)]
+    pub reset_every_transaction: bool,
     #[serde(default = "d::upstream_tls")]
     pub upstream_tls: UpstreamTls,
     /// PEM file of CA certificates trusted for the upstream server (verify-ca/verify-full; it
@@ -424,6 +431,12 @@ impl Config {
         }
         if !(h.itx_max_per_key_share > 0.0 && h.itx_max_per_key_share <= 1.0) {
             return Err(invalid("[http] itx_max_per_key_share must be within (0, 1]"));
+        }
+        if !(h.itx_max_share > 0.0 && h.itx_max_share <= 1.0) {
+            return Err(invalid("[http] itx_max_share must be within (0, 1]"));
+        }
+        if !(h.itx_max_share > 0.0 && h.itx_max_share <= 1.0) {
+            return Err(invalid("[http] itx_max_share must be within (0, 1]"));
         }
         if self.server.scram_iterations == 0 {
             return Err(invalid("[server] scram_iterations must be positive"));

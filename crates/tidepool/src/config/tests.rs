@@ -183,3 +183,12 @@ fn role_mistakes_are_config_errors() {
     assert_eq!(c.databases[0].own_pool_size(), 1);
     assert!(Config::from_toml(&with_roles("").replace("pool_size = 20", "pool_size = 9"), no_env()).is_err());
 }
+
+#[test]
+fn itx_database_share() {
+    let mut h = HttpConfig::default();
+    assert_eq!(h.itx_max_per_database(8), 6);
+    assert_eq!(h.itx_max_per_database(1), 1);
+    h.itx_max_share = 1.0;
+    assert_eq!(h.itx_max_per_database(8), usize::MAX);
+}

@@ -287,6 +287,7 @@ async fn client_disconnect_during_start_frees_its_slot() -> Result<()> {
         .db("pool_size = 2")
         .http("prisma_max_transactions_per_key = 2")
         .http("itx_max_per_key_share = 1.0")
+        .http("itx_max_share = 1.0")
         .start()
         .await?;
     let holder = p.itx_start(KEY_A, &json!({"timeout": 20000})).await?;
@@ -479,7 +480,8 @@ async fn expired_transaction_is_p2028_with_timing_meta() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_wait_with_the_pool_exhausted() -> Result<()> {
-    let p = Setup::new("prisma_itx_maxwait").await?.db("pool_size = 1").start().await?;
+    // Interactive transactions may hold the whole pool here (the default leaves a quarter free).
+    let p = Setup::new("prisma_itx_maxwait").await?.db("pool_size = 1").http("itx_max_share = 1.0").start().await?;
     let holder = p.itx_start(KEY_A, &json!({"maxWait": 2000, "timeout": 20000})).await?;
     let r = bounded("start with maxWait", 10, p.prisma("/transaction/start", Some(KEY_B), &json!({"maxWait": 200, "timeout": 5000}))).await?;
     let msg = r.prisma_err(409, "P2028");

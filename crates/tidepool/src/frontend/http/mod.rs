@@ -45,7 +45,7 @@ use crate::app::App;
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/health", get(health))
-        .route("/sql", post(neon::sql).options(neon::preflight))
+        .route("/sql", post(neon::sql).options(neon::preflight).fallback(neon::unsupported))
         .merge(prisma::routes())
         .fallback(websocket)
         .layer(axum::middleware::from_fn(trace_request))

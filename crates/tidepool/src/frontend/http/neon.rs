@@ -17,6 +17,7 @@ use super::{BodyError, ConnGuard};
 use crate::app::{App, LeaseError};
 use crate::target::Target;
 use crate::upstream::{QueryResult, ServerConn, UpstreamError};
+use tidepool_proto::ProtoError;
 
 fn to_http(r: axum::http::Response<Vec<u8>>) -> Response<Body> {
     r.map(Body::from)
@@ -24,6 +25,11 @@ fn to_http(r: axum::http::Response<Vec<u8>>) -> Response<Body> {
 
 pub async fn preflight() -> Response<Body> {
     to_http(neon::preflight_response())
+}
+
+/// Any other method on `/sql`: Neon's own answer (400 "query is not supported"), not an empty 405.
+pub async fn unsupported() -> Response<Body> {
+    to_http(neon::error_response(&NeonError::UnsupportedRoute))
 }
 
 pub async fn sql(State(app): State<Arc<App>>, guard: Option<Extension<Arc<ConnGuard>>>, headers: HeaderMap, body: Body) -> Response<Body> {
@@ -203,6 +209,25 @@ fn upstream_error(e: UpstreamError, max: usize) -> NeonError {
     match e {
         UpstreamError::Db(f) => NeonError::Postgres(Box::new(PgErrorFields::from_fields(f.fields.iter().map(|(k, v)| (*k, v.as_str()))))),
         UpstreamError::TooLarge(_) => NeonError::ResponseTooLarge { limit: max },
+        // The client's statement cannot be encoded (more than 65,535 parameters, a value over
+        // 2 GiB): refused before a byte reached the server, so it is the client's error (400
+        // with PostgreSQL's program_limit_exceeded), not an unavailable upstream (503).
+        UpstreamError::Protocol(p @ (ProtoError::TooManyParameters { .. } | ProtoError::ValueTooLarge { .. })) => pg_error("ERROR", "54000", p.to_string()),
         other => NeonError::Unavailable(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unencodable_statements_are_the_clients_error() {
+        for p in [ProtoError::TooManyParameters { count: 100_000 }, ProtoError::ValueTooLarge { len: 1 << 31 }] {
+            let e = upstream_error(UpstreamError::Protocol(p), 1);
+            assert_eq!(e.status().as_u16(), 400, "{e}");
+            assert_eq!(e.sqlstate(), Some("54000"), "{e}");
+        }
+        assert_eq!(upstream_error(UpstreamError::Closed, 1).status().as_u16(), 503);
     }
 }

@@ -5,6 +5,7 @@ use tidepool_prisma::{Column, DbError, Executor, Param, Rows, ServerError};
 
 use crate::frontend::http::lease::note_sql;
 use crate::upstream::{ServerConn, UpstreamError};
+use tidepool_proto::ProtoError;
 
 pub struct PgExecutor<'a> {
     pub conn: &'a mut ServerConn,
@@ -35,6 +36,8 @@ fn db_error(e: UpstreamError) -> DbError {
         UpstreamError::Io(_) | UpstreamError::Closed => DbError::ConnectionClosed,
         UpstreamError::ConnectTimeout => DbError::Timeout,
         UpstreamError::Tls(reason) => DbError::Tls { reason },
+        // Refused before a byte was sent: the client's statement is too big for the protocol.
+        UpstreamError::Protocol(ProtoError::TooManyParameters { .. } | ProtoError::ValueTooLarge { .. }) => DbError::ParameterLimit,
         other => DbError::Other(other.to_string()),
     }
 }

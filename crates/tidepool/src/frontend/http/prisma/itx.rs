@@ -41,8 +41,34 @@ impl Itx {
 #[derive(Default)]
 pub struct ItxRegistry {
     open: Mutex<HashMap<String, Arc<Itx>>>,
-    per_key: Mutex<HashMap<[u8; 32], usize>>,
+    slots: Mutex<Slots>,
     closed: Mutex<VecDeque<(String, [u8; 32], Closed)>>,
+}
+
+/// Open (or starting) transactions per API key and per database, under one lock so a
+/// reservation checks both limits at once.
+#[derive(Default)]
+struct Slots {
+    per_key: HashMap<[u8; 32], usize>,
+    per_db: HashMap<String, usize>,
+}
+
+/// Which limit refused a reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    /// The API key already holds its share of the pool.
+    Key(usize),
+    /// All keys together already hold the database's share of the pool.
+    Database(usize),
+}
+
+fn decrement<K: std::hash::Hash + Eq>(m: &mut HashMap<K, usize>, k: &K) {
+    if let Some(n) = m.get_mut(k) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            m.remove(k);
+        }
+    }
 }
 
 const TOMBSTONES: usize = 1000;
@@ -54,25 +80,25 @@ pub enum Lookup {
 }
 
 impl ItxRegistry {
-    /// Reserves a slot for `key`, or `None` when it already has `max` open transactions.
-    pub fn reserve(&self, key: [u8; 32], max: usize) -> Option<()> {
-        let mut m = self.per_key.lock();
-        let n = m.entry(key).or_default();
-        if *n >= max {
-            return None;
+    /// Reserves a slot for `key` on database `db`, unless the key already has `max_key` open
+    /// transactions or the database `max_db` (all keys together).
+    pub fn reserve(&self, key: [u8; 32], db: &str, max_key: usize, max_db: usize) -> Result<(), Full> {
+        let mut s = self.slots.lock();
+        if s.per_key.get(&key).copied().unwrap_or(0) >= max_key {
+            return Err(Full::Key(max_key));
         }
-        *n += 1;
-        Some(())
+        if s.per_db.get(db).copied().unwrap_or(0) >= max_db {
+            return Err(Full::Database(max_db));
+        }
+        *s.per_key.entry(key).or_default() += 1;
+        *s.per_db.entry(db.to_owned()).or_default() += 1;
+        Ok(())
     }
 
-    pub fn unreserve(&self, key: &[u8; 32]) {
-        let mut m = self.per_key.lock();
-        if let Some(n) = m.get_mut(key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                m.remove(key);
-            }
-        }
+    pub fn unreserve(&self, key: &[u8; 32], db: &str) {
+        let mut s = self.slots.lock();
+        decrement(&mut s.per_key, key);
+        decrement(&mut s.per_db, &db.to_owned());
     }
 
     pub fn insert(&self, itx: Arc<Itx>) {
@@ -95,7 +121,7 @@ impl ItxRegistry {
         if self.open.lock().remove(&itx.id).is_none() {
             return;
         }
-        self.unreserve(&itx.key);
+        self.unreserve(&itx.key, &itx.target.pool_id());
         let mut c = self.closed.lock();
         if c.len() >= TOMBSTONES {
             c.pop_front();
@@ -105,5 +131,32 @@ impl ItxRegistry {
 
     pub fn open_count(&self) -> usize {
         self.open.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservations_respect_the_key_and_the_database_limits() {
+        let r = ItxRegistry::default();
+        let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        // Per key 2, per database 3: two keys cannot take more than 3 together.
+        assert_eq!(r.reserve(a, "app", 2, 3), Ok(()));
+        assert_eq!(r.reserve(a, "app", 2, 3), Ok(()));
+        assert_eq!(r.reserve(a, "app", 2, 3), Err(Full::Key(2)));
+        assert_eq!(r.reserve(b, "app", 2, 3), Ok(()));
+        assert_eq!(r.reserve(b, "app", 2, 3), Err(Full::Database(3)));
+        // Another database has its own budget.
+        assert_eq!(r.reserve(c, "other", 2, 3), Ok(()));
+        // Releasing one of the first key's slots lets the second key in.
+        r.unreserve(&a, "app");
+        assert_eq!(r.reserve(b, "app", 2, 3), Ok(()));
+        for (k, db) in [(a, "app"), (b, "app"), (b, "app"), (c, "other")] {
+            r.unreserve(&k, db);
+        }
+        let s = r.slots.lock();
+        assert!(s.per_key.is_empty() && s.per_db.is_empty(), "every slot released");
     }
 }

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use self::exec::PgExecutor;
 pub use self::itx::ItxRegistry;
-use self::itx::{Closed, Itx, Lookup};
+use self::itx::{Closed, Full, Itx, Lookup};
 use super::lease::{self, HttpLeaseError};
 use super::{BodyError, ConnGuard};
 use crate::app::{App, LeaseError};
@@ -219,10 +219,16 @@ async fn start_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body
     let max_wait = Duration::from_millis(opts.max_wait.unwrap_or(2000));
     let timeout = Duration::from_millis(opts.timeout.unwrap_or(5000)).min(cfg.prisma_max_transaction_timeout);
     // One key may not pin more than its share of the pool it leases from (its role's, or the
-    // database's own): others must still get connections.
-    let per_key = cfg.itx_max_per_key(target.pool_size());
-    if app.itx.reserve(key.sha256, per_key).is_none() {
-        return error(429, "P5011", format!("Too many open interactive transactions for this API key (limit {per_key})."), json!({}));
+    // database's own): others must still get connections. Nor may all keys of that pool
+    // together: the wire and /sql clients of the database need connections too.
+    let (per_key, per_db) = (cfg.itx_max_per_key(target.pool_size()), cfg.itx_max_per_database(target.pool_size()));
+    let db_name = target.pool_id();
+    match app.itx.reserve(key.sha256, &db_name, per_key, per_db) {
+        Ok(()) => {}
+        Err(Full::Key(n)) => return error(429, "P5011", format!("Too many open interactive transactions for this API key (limit {n})."), json!({})),
+        Err(Full::Database(n)) => {
+            return error(429, "P5011", format!("Too many open interactive transactions on this database (limit {n})."), json!({}));
+        }
     }
     let begun = tokio::time::timeout(max_wait, async {
         let mut conn = lease::lease(&target).await?;
@@ -242,11 +248,11 @@ async fn start_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body
     let conn = match begun {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
-            app.itx.unreserve(&key.sha256);
+            app.itx.unreserve(&key.sha256, &db_name);
             return lease_failed(e);
         }
         Err(_) => {
-            app.itx.unreserve(&key.sha256);
+            app.itx.unreserve(&key.sha256, &db_name);
             return p2028("Unable to start a transaction in the given time.".into(), json!({}));
         }
     };
@@ -254,7 +260,7 @@ async fn start_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body
         let mut conn = conn;
         let _ = conn.simple("ROLLBACK").await;
         lease::finish(conn).await;
-        app.itx.unreserve(&key.sha256);
+        app.itx.unreserve(&key.sha256, &db_name);
         return p2028("Unable to start a transaction: the client went away.".into(), json!({}));
     }
     let mut raw = [0u8; 16];

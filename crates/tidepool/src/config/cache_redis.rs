@@ -11,8 +11,8 @@ use super::{invalid, ConfigError};
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisCacheConfig {
-    /// `redis://[user:password@]host:port[/db]` (or `rediss://` when built with TLS). None: no
-    /// shared tier, every node caches alone.
+    /// `redis://[user:password@]host:port[/db]` (TLS, `rediss://`, is not built in: keep Redis on
+    /// a private network). None: no shared tier, every node caches alone.
     pub redis_url: Option<String>,
     /// Longest a Redis read or write may take (a `get` is two round trips); beyond it the call is
     /// abandoned, counted, and the request goes on as a miss.

@@ -200,6 +200,8 @@ pub struct App {
     pub itx: crate::frontend::http::prisma::ItxRegistry,
     /// Slots for TCP connections that have not finished logging in (`max_preauth_connections`).
     pub preauth_pg: Arc<tokio::sync::Semaphore>,
+    /// The query cache (Prisma API and Neon `/sql`).
+    pub cache: crate::cache::Cache,
 }
 
 /// Front-end counters.
@@ -244,6 +246,8 @@ impl App {
             _ => None,
         };
         let api_keys = crate::keys::ApiKeys::from_config(&config);
+        let cache = crate::cache::Cache::new(config.cache.clone(), None, tracker.clone());
+        cache.metrics().register(&mut registry);
         let config_preauth = config.server.max_preauth_connections;
         Ok(Arc::new(App {
             users: UserStore::from_config(&config).registered(&mut registry),
@@ -259,6 +263,7 @@ impl App {
             api_keys,
             itx: Default::default(),
             preauth_pg: Arc::new(tokio::sync::Semaphore::new(config_preauth)),
+            cache,
         }))
     }
 

@@ -98,5 +98,6 @@ fn example_config_documents_every_key() {
     check("http", &value["http"]);
     check("databases", &value["databases"][0]);
     check("users", &value["users"][0]);
+    check("cache", &value["cache"]);
     assert!(missing.is_empty(), "keys missing from examples/tidepool.toml: {missing:?}");
 }

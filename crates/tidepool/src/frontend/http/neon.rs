@@ -115,6 +115,15 @@ async fn handle(app: &App, guard: Option<&Arc<ConnGuard>>, headers: &HeaderMap, 
         HttpLeaseError::Lease(l) => lease_error(l),
         HttpLeaseError::Upstream(u) => upstream_error(u, max),
     })?;
+    if app.cache.config().invalidate_on_write {
+        let mut tables = Vec::new();
+        for s in request.statements() {
+            tables.extend(crate::cache::sql::written_tables(s.query.as_bytes()));
+        }
+        tables.sort();
+        tables.dedup();
+        app.cache.written(&db.config.name, tables);
+    }
     let body = encode(&request, &results, max)?;
     Ok(to_http(neon::success_response(&request, body)))
 }

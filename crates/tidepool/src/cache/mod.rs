@@ -14,6 +14,8 @@ pub mod invalidate;
 pub mod key;
 pub mod metrics;
 pub mod sql;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;

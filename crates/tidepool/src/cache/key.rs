@@ -55,6 +55,14 @@ impl KeyBuilder {
         self
     }
 
+    /// The request's tags, order and duplicates ignored.
+    pub fn tags(&mut self, tags: &[String]) -> &mut Self {
+        let mut sorted: Vec<&str> = tags.iter().map(String::as_str).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        self.part(sorted.join(",").as_bytes())
+    }
+
     pub fn finish(self) -> Key {
         Key(self.0.finalize().into())
     }

@@ -109,12 +109,14 @@ struct Parts<'a> {
     params: Option<&'a RawValue>,
 }
 
-/// The key of a `/query` body: database, role, pinned settings, operation, model, plan and
+/// The key of a `/query` body: database, role, pinned settings, the request's tags (so an entry
+/// is always dropped by invalidating any tag its request named), operation, model, plan and
 /// params exactly as sent (SQL-commenter `comments` do not change results and are left out).
 /// `None` for a body that is not a well-formed request (it then runs uncached and fails as usual).
-pub fn key(db: &Database, api_key: &ApiKey, body: &[u8]) -> Option<Key> {
+pub fn key(db: &Database, api_key: &ApiKey, tags: &[String], body: &[u8]) -> Option<Key> {
     let parts: Parts<'_> = serde_json::from_slice(body).ok()?;
     let mut k = KeyBuilder::new("prisma", &db.config.name, &cache_role(db, api_key), pinned_settings());
+    k.tags(tags);
     k.part(parts.operation.get().as_bytes()).part(parts.model.map_or("", RawValue::get).as_bytes());
     k.part(parts.plan.get().as_bytes()).part(parts.params.map_or("{}", RawValue::get).as_bytes());
     Some(k.finish())

@@ -186,7 +186,7 @@ async fn query_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body
     let request = match (strategy, app.cache.enabled()) {
         (None, _) => return uncached(&app, db, body, Bypass::NoStrategy).await,
         (Some(_), false) => return uncached(&app, db, body, Bypass::Disabled).await,
-        (Some(strategy), true) => match cache::key(&db, &key, &body) {
+        (Some(strategy), true) => match cache::key(&db, &key, &strategy.tags, &body) {
             Some(k) => CacheRequest { key: k, database: db.config.name.as_str().into(), strategy },
             None => return uncached(&app, db, body, Bypass::Write).await,
         },

@@ -340,3 +340,62 @@ async fn invalidate_on_write_drops_entries_that_read_the_table() -> Result<()> {
     p.stop().await;
     Ok(())
 }
+
+/// `POST /sql` as [`USER`] with extra headers.
+async fn sql(p: &Proxy, body: &Value, extra: &[(&str, &str)]) -> Result<Resp> {
+    let cs = p.conn_str(USER, Some(USER_PW), DB);
+    let mut headers = vec![("neon-connection-string", cs.as_str())];
+    headers.extend_from_slice(extra);
+    p.neon_raw(&headers, serde_json::to_vec(body)?).await
+}
+
+#[track_caller]
+fn neon_status(r: &Resp) -> &str {
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.header("tidepool-cache-status").unwrap_or("<absent>")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neon_sql_opts_in_with_tidepool_cache_headers() -> Result<()> {
+    let p = Setup::new("cache_neon").await?.start().await?;
+    schema(&p, 0.0).await?;
+    let read = json!({"query": "SELECT id, name FROM \"Counted\" WHERE id >= $1 ORDER BY id", "params": [1]});
+    let ttl = [("tidepool-cache-ttl", "600"), ("tidepool-cache-tags", "items")];
+    assert_eq!(neon_status(&sql(&p, &read, &[]).await?), "none");
+    let r = sql(&p, &read, &ttl).await?;
+    assert_eq!(neon_status(&r), "miss");
+    assert!(r.header("last-modified").is_some());
+    let rows = r.json["rows"].clone();
+    let r = sql(&p, &read, &ttl).await?;
+    assert_eq!(neon_status(&r), "ttl");
+    assert_eq!(r.json["rows"], rows);
+    assert_eq!(runs(&p).await?, 2, "none ran, miss ran, ttl did not");
+    // Output options and parameters are part of the key.
+    assert_eq!(neon_status(&sql(&p, &read, &[ttl[0], ttl[1], ("neon-array-mode", "true")]).await?), "miss");
+    let r = sql(&p, &json!({"query": "SELECT id, name FROM \"Counted\" WHERE id >= $1 ORDER BY id", "params": [2]}), &ttl).await?;
+    assert_eq!((neon_status(&r), r.json["rows"].as_array().map(Vec::len)), ("miss", Some(1)));
+    // A batch of reads is cached as a whole.
+    let batch = json!({"queries": [{"query": "SELECT 1 AS a FROM \"Item\" LIMIT 1", "params": []}, {"query": "SELECT name FROM \"Item\" WHERE id = $1", "params": [1]}]});
+    assert_eq!(neon_status(&sql(&p, &batch, &ttl).await?), "miss");
+    assert_eq!(neon_status(&sql(&p, &batch, &ttl).await?), "ttl");
+    // Writes and volatile functions: none.
+    for q in ["UPDATE \"Item\" SET name = name", "SELECT now()", "SELECT pg_backend_pid()"] {
+        assert_eq!(neon_status(&sql(&p, &json!({"query": q, "params": []}), &ttl).await?), "none", "{q}");
+    }
+    // Invalidation through the Prisma endpoint (same database) drops /sql entries too.
+    let r = p.prisma("/invalidate", Some(KEY_A), &json!({"tags": ["items"]})).await?;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(neon_status(&sql(&p, &read, &ttl).await?), "miss");
+    // Bad values: 400, and the server carries on.
+    for bad in [
+        [("tidepool-cache-ttl", "-1"), ("tidepool-cache-swr", "1")],
+        [("tidepool-cache-ttl", "60"), ("tidepool-cache-swr", "x")],
+        [("tidepool-cache-ttl", "60"), ("tidepool-cache-tags", "a b")],
+    ] {
+        let r = sql(&p, &read, &bad).await?;
+        assert_eq!(r.status, 400, "{bad:?}: {}", r.text);
+    }
+    p.neon_ok().await?;
+    p.stop().await;
+    Ok(())
+}

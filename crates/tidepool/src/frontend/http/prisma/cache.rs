@@ -38,7 +38,7 @@ const READ_OPERATIONS: &[&str] = &["findUnique", "findUniqueOrThrow", "findFirst
 pub struct BadStrategy(pub String);
 
 /// Parses one `cache-control` delta-seconds value (digits only, as HTTP defines it).
-fn seconds(v: &str, name: &str) -> Result<u64, BadStrategy> {
+pub(crate) fn seconds(v: &str, name: &str) -> Result<u64, BadStrategy> {
     let v = v.trim().trim_matches('"');
     if v.is_empty() || v.len() > 12 || !v.bytes().all(|b| b.is_ascii_digit()) {
         return Err(BadStrategy(format!("Invalid cacheStrategy: {name} must be a non-negative whole number of seconds.")));

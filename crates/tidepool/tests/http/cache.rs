@@ -324,6 +324,18 @@ async fn invalidate_on_write_drops_entries_that_read_the_table() -> Result<()> {
     let r = q(&p, &items, cc, None).await?;
     assert_eq!((status(&r), names(&r)[0].as_str()), ("miss", "prisma"));
     assert_eq!(status(&q(&p, &other, cc, None).await?), "ttl");
+    // A write in an interactive transaction: a read between the write and the commit caches the
+    // old rows; the commit drops them.
+    let id = p.itx_start(KEY_A, &json!({})).await?;
+    let r = p.prisma(&format!("/transaction/{id}/query"), Some(KEY_A), &raw_execute("UPDATE \"Item\" SET name = 'itx' WHERE id = 1")).await?;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = q(&p, &items, cc, None).await?;
+    assert_eq!((status(&r), names(&r)[0].as_str()), ("miss", "prisma"));
+    assert_eq!(status(&q(&p, &items, cc, None).await?), "ttl");
+    let r = p.prisma(&format!("/transaction/{id}/commit"), Some(KEY_A), &json!({})).await?;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = q(&p, &items, cc, None).await?;
+    assert_eq!((status(&r), names(&r)[0].as_str()), ("miss", "itx"));
     // A write through /sql.
     p.neon_rows("UPDATE \"Item\" SET name = 'neon' WHERE id = 1").await?;
     let r = q(&p, &items, cc, None).await?;

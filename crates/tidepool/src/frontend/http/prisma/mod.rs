@@ -340,7 +340,15 @@ async fn start_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body
     let mut raw = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut raw);
     let id = hex::encode(raw);
-    let itx = Arc::new(Itx { id: id.clone(), key: key.sha256, db, started: Instant::now(), timeout, conn: tokio::sync::Mutex::new(Some(conn)) });
+    let itx = Arc::new(Itx {
+        id: id.clone(),
+        key: key.sha256,
+        db,
+        started: Instant::now(),
+        timeout,
+        conn: tokio::sync::Mutex::new(Some(conn)),
+        writes: Default::default(),
+    });
     app.itx.insert(itx.clone());
     let app2 = app.clone();
     app.tracker.spawn(async move {
@@ -420,6 +428,14 @@ async fn itx_query_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, id: St
     let mut exec = PgExecutor::new(conn, limits.max_response_bytes);
     exec.track_writes = app.cache.config().invalidate_on_write;
     let r = tokio::time::timeout(budget, tidepool_prisma::handle_query(&mut exec, &body, &ctx, &limits)).await;
+    if !exec.writes.is_empty() {
+        let mut seen = itx.writes.lock();
+        for t in &exec.writes {
+            if !seen.contains(t) {
+                seen.push(t.clone());
+            }
+        }
+    }
     app.cache.written(&itx.db.config.name, std::mem::take(&mut exec.writes));
     let too_large_hit = exec.too_large;
     match r {
@@ -460,6 +476,10 @@ async fn end(app: Arc<App>, guard: Guard, headers: HeaderMap, id: String, commit
     let r = conn.simple(if commit { "COMMIT" } else { "ROLLBACK" }).await;
     lease::finish(conn).await;
     app.itx.close(&itx, if commit && r.is_ok() { Closed::Committed } else { Closed::RolledBack });
+    if commit && r.is_ok() {
+        // Entries read between a write and this commit still hold the old rows.
+        app.cache.written(&itx.db.config.name, std::mem::take(&mut *itx.writes.lock()));
+    }
     match r {
         Ok(()) => json_response(200, "{}"),
         Err(crate::upstream::UpstreamError::Db(f)) if f.code() == "40001" || f.code() == "40P01" => {

@@ -11,10 +11,12 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tidepool::cache::shared::RedisTier;
 use tidepool::cache::{EntryScope, Invalidation, SharedTier};
-use tidepool::config::RedisCacheConfig;
+use tidepool::config::CacheConfig;
 use tidepool_testkit::TestRedis;
 
-const MAX_ENTRY: usize = 64 << 10;
+/// `max_entry_bytes` of the tests; the tier bounds values at this + `ENTRY_OVERHEAD`.
+const MAX_ENTRY: u64 = 64 << 10;
+const MAX_VALUE: usize = MAX_ENTRY as usize + tidepool::cache::shared::ENTRY_OVERHEAD;
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// One node: its tier and what its callbacks saw.
@@ -24,18 +26,19 @@ struct Node {
     reconnects: Arc<AtomicUsize>,
 }
 
-fn config(url: &str) -> RedisCacheConfig {
-    RedisCacheConfig {
+fn config(url: &str) -> CacheConfig {
+    CacheConfig {
         redis_url: Some(url.to_owned()),
         // Generous: the machine is shared; these tests are about behaviour, not speed.
         redis_timeout: Duration::from_millis(500),
         redis_reconnect_max_delay: Duration::from_millis(200),
-        ..RedisCacheConfig::default()
+        max_entry_bytes: MAX_ENTRY,
+        ..CacheConfig::default()
     }
 }
 
-async fn node_with(config: RedisCacheConfig) -> Node {
-    let tier = RedisTier::new(&config, MAX_ENTRY).unwrap();
+async fn node_with(config: CacheConfig) -> Node {
+    let tier = RedisTier::new(&config).unwrap();
     let received = Arc::new(Mutex::new(Vec::new()));
     let reconnects = Arc::new(AtomicUsize::new(0));
     let (r, c) = (received.clone(), reconnects.clone());
@@ -100,7 +103,7 @@ async fn an_entry_put_on_one_node_is_read_on_another() {
     a.tier.put_scoped(b"k2", Bytes::from_static(b"v2"), HOUR, &scope("other", &[], &[])).await;
     assert_eq!(eventually_get(&b.tier, b"k2").await, Bytes::from_static(b"v2"));
     a.tier.put(b"zero", Bytes::from_static(b"v"), Duration::ZERO).await;
-    a.tier.put(b"big", Bytes::from(vec![0u8; MAX_ENTRY + 1]), HOUR).await;
+    a.tier.put(b"big", Bytes::from(vec![0u8; MAX_VALUE + 1]), HOUR).await;
     a.tier.put(b"k3", Bytes::from_static(b"v3"), HOUR).await;
     eventually_get(&b.tier, b"k3").await; // writes are processed in order: the two above were seen
     assert_eq!(b.tier.get(b"zero").await, None);
@@ -212,7 +215,7 @@ async fn hostile_values_in_redis_are_misses() {
     a.tier.put(b"big", Bytes::from_static(b"small"), HOUR).await;
     eventually_get(&a.tier, b"big").await;
     let key = name(b"big");
-    redis::cmd("APPEND").arg(&key).arg(vec![b'x'; MAX_ENTRY + 100_000]).query_async::<()>(&mut conn).await.unwrap();
+    redis::cmd("APPEND").arg(&key).arg(vec![b'x'; MAX_VALUE + 100_000]).query_async::<()>(&mut conn).await.unwrap();
     // Another type under our name: a Redis error, counted, still a miss.
     redis::cmd("LPUSH").arg(name(b"list")).arg("x").query_async::<()>(&mut conn).await.unwrap();
     let rejected = a.tier.metrics().rejected.get();
@@ -278,11 +281,11 @@ async fn redis_down_costs_misses_and_coming_back_resubscribes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_at_start_is_not_an_error() {
     let port = tidepool_testkit::free_port();
-    let tier = RedisTier::new(&config(&format!("redis://127.0.0.1:{port}")), MAX_ENTRY).unwrap();
+    let tier = RedisTier::new(&config(&format!("redis://127.0.0.1:{port}"))).unwrap();
     assert_eq!(tier.get(b"k").await, None);
     tier.put(b"k", Bytes::from_static(b"v"), HOUR).await;
     assert!(tier.metrics().errors.get() >= 1);
     // Bad URLs are refused without echoing them (they may hold a password).
-    let Err(err) = RedisTier::new(&config("http://user:hunter2@host"), MAX_ENTRY) else { panic!("accepted a bad URL") };
+    let Err(err) = RedisTier::new(&config("http://user:hunter2@host")) else { panic!("accepted a bad URL") };
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }

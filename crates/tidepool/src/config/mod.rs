@@ -1,6 +1,7 @@
 //! Configuration as data: the TOML schema, defaults, `TIDEPOOL_…` environment overrides and
 //! validation. Loading produces an immutable [`Config`]; nothing here is process-global.
 
+mod cache;
 mod cache_redis;
 mod env;
 mod url;
@@ -14,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tidepool_proto::auth::ScramVerifier;
 
-pub use cache_redis::RedisCacheConfig;
+pub use cache::CacheConfig;
 pub use url::UpstreamUrl;
 
 #[derive(Debug, Error)]
@@ -44,10 +45,8 @@ pub struct Config {
     pub http: HttpConfig,
     #[serde(default)]
     pub api_keys: Vec<ApiKeyConfig>,
-    /// The query cache. On this branch only the shared (Redis) tier's keys; the `cache` branch
-    /// defines the whole section and embeds these.
     #[serde(default)]
-    pub cache: RedisCacheConfig,
+    pub cache: CacheConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -504,8 +503,7 @@ impl Config {
         if self.server.auth_secret.as_ref().is_some_and(|s| s.len() < 16) {
             return Err(invalid("[server] auth_secret must be at least 16 characters"));
         }
-        self.cache.validate()?;
-        Ok(())
+        self.cache.validate()
     }
 
     pub fn database(&self, name: &str) -> Option<&DatabaseConfig> {

@@ -34,6 +34,8 @@ pub struct Setup {
     url: String,
     db_extra: String,
     http_extra: String,
+    cache_extra: String,
+    tail: String,
 }
 
 impl Setup {
@@ -43,7 +45,7 @@ impl Setup {
         let cluster = TestCluster::shared().await?;
         let real_db = cluster.unique_database(prefix).await?;
         let url = cluster.url(SCRAM_USER, &real_db);
-        Ok(Setup { real_db, url, db_extra: String::new(), http_extra: String::new() })
+        Ok(Setup { real_db, url, db_extra: String::new(), http_extra: String::new(), cache_extra: String::new(), tail: String::new() })
     }
 
     /// An extra `key = value` line for the `[[databases]]` table.
@@ -60,6 +62,20 @@ impl Setup {
         self
     }
 
+    /// An extra `key = value` line for `[cache]`.
+    pub fn cache(mut self, line: &str) -> Setup {
+        self.cache_extra.push_str(line);
+        self.cache_extra.push('\n');
+        self
+    }
+
+    /// Raw TOML appended at the end (more databases, keys, …); `{url}` is replaced by the
+    /// upstream URL of this setup's database.
+    pub fn tail(mut self, toml: &str) -> Setup {
+        self.tail.push_str(&toml.replace("{url}", &self.url));
+        self
+    }
+
     pub fn toml(&self) -> String {
         let key_a = hex::encode(tidepool::keys::hash_key(KEY_A));
         let key_b = hex::encode(tidepool::keys::hash_key(KEY_B));
@@ -73,6 +89,9 @@ scram_iterations = 64
 
 [http]
 {http_extra}
+
+[cache]
+{cache_extra}
 
 [[databases]]
 name = "{DB}"
@@ -96,7 +115,10 @@ label = "a"
 sha256 = "{key_b}"
 database = "{DB}"
 label = "b"
+{tail}
 "#,
+            tail = self.tail,
+            cache_extra = self.cache_extra,
             http_extra = self.http_extra,
             url = self.url,
             db_extra = self.db_extra,
@@ -132,7 +154,7 @@ pub struct Resp {
 }
 
 impl Resp {
-    async fn from(r: reqwest::Response) -> Result<Resp> {
+    pub async fn from(r: reqwest::Response) -> Result<Resp> {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let text = r.text().await?;
@@ -174,6 +196,11 @@ impl Resp {
 impl Proxy {
     pub fn app(&self) -> &tidepool::App {
         &self.running.as_ref().expect("running").app
+    }
+
+    /// Port of the Postgres wire listener.
+    pub fn app_pg_port(&self) -> u16 {
+        self.running.as_ref().and_then(|r| r.bound.pg).map_or(0, |a| a.port())
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -8,6 +8,7 @@
 mod common;
 
 mod auth_throttle;
+mod cache;
 mod hardening;
 mod neon;
 mod prisma;

@@ -25,4 +25,4 @@ mod redis;
 mod subscriber;
 
 pub use self::metrics::TierMetrics;
-pub use self::redis::{OnInvalidation, OnReconnect, RedisTier, RedisTierError};
+pub use self::redis::{OnInvalidation, OnReconnect, RedisTier, RedisTierError, ENTRY_OVERHEAD};

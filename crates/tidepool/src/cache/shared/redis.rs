@@ -18,7 +18,7 @@ use super::keys;
 use super::message;
 use super::metrics::{LogLimiter, TierMetrics};
 use crate::cache::{EntryScope, Invalidation, SharedTier};
-use crate::config::RedisCacheConfig;
+use crate::config::CacheConfig;
 
 /// Called with each invalidation published by another node (the cache's `apply_remote`).
 pub type OnInvalidation = Arc<dyn Fn(&Invalidation) + Send + Sync>;
@@ -27,6 +27,9 @@ pub type OnReconnect = Arc<dyn Fn() + Send + Sync>;
 
 /// Entries written to Redis at once by the writer task.
 const WRITE_CONCURRENCY: usize = 16;
+/// Room for what the cache core stores around a payload (timestamps, database, tags, tables):
+/// a value read or written may be this much larger than `max_entry_bytes`.
+pub const ENTRY_OVERHEAD: usize = 64 << 10;
 /// At most one log line per this interval for each kind of trouble.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -72,9 +75,10 @@ struct PutJob {
 impl RedisTier {
     /// Connects lazily (a Redis that is down at start is not an error: calls fail, are counted,
     /// and the connection is retried) and starts the writer tasks; needs a Tokio runtime. Values
-    /// over `max_entry_bytes` are neither written nor read. Call [`RedisTier::subscribe`] to
-    /// receive other nodes' invalidations.
-    pub fn new(config: &RedisCacheConfig, max_entry_bytes: usize) -> Result<Arc<RedisTier>, RedisTierError> {
+    /// over `max_entry_bytes` + [`ENTRY_OVERHEAD`] are neither written nor read. Call
+    /// [`RedisTier::subscribe`] to receive other nodes' invalidations.
+    pub fn new(config: &CacheConfig) -> Result<Arc<RedisTier>, RedisTierError> {
+        let max_entry_bytes = usize::try_from(config.max_entry_bytes).unwrap_or(usize::MAX).saturating_add(ENTRY_OVERHEAD);
         let url = config.redis_url.as_deref().ok_or(RedisTierError::NotConfigured)?;
         let client = redis::Client::open(url).map_err(|_| RedisTierError::InvalidUrl)?;
         let manager_config = ConnectionManagerConfig::new()
@@ -116,6 +120,11 @@ impl RedisTier {
     /// This node's id in broadcast messages (random per tier).
     pub fn node_id(&self) -> &str {
         &self.inner.node_id
+    }
+
+    /// Largest value written or read.
+    pub fn max_value_bytes(&self) -> usize {
+        self.inner.max_entry_bytes
     }
 
     pub fn metrics(&self) -> &TierMetrics {

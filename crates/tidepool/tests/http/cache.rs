@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::common::*;
 
 /// A compiled `findMany` over `from` (a table or view with `id`, `name`) with `id >= %1`.
-fn find_many(from: &str, min_id: i64) -> Value {
+pub(crate) fn find_many(from: &str, min_id: i64) -> Value {
     json!({
         "model": "Item",
         "operation": "findMany",
@@ -56,7 +56,7 @@ fn find_sql(sql: &str) -> Value {
 
 /// `Item` (two rows), the sequence `runs` and the view `Counted` over `Item` that takes one
 /// value of `runs` per execution (and `delay` seconds), so reads through it count themselves.
-async fn schema(p: &Proxy, delay: f64) -> Result<()> {
+pub(crate) async fn schema(p: &Proxy, delay: f64) -> Result<()> {
     p.direct()
         .await?
         .batch_execute(&format!(
@@ -69,13 +69,13 @@ async fn schema(p: &Proxy, delay: f64) -> Result<()> {
 }
 
 /// Executions of `Counted` so far.
-async fn runs(p: &Proxy) -> Result<i64> {
+pub(crate) async fn runs(p: &Proxy) -> Result<i64> {
     let row = p.direct().await?.query_one("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM runs", &[]).await?;
     Ok(row.get(0))
 }
 
 /// `POST /query` with key A and the given cache headers.
-async fn q(p: &Proxy, body: &Value, cc: Option<&str>, tags: Option<&str>) -> Result<Resp> {
+pub(crate) async fn q(p: &Proxy, body: &Value, cc: Option<&str>, tags: Option<&str>) -> Result<Resp> {
     q_key(p, KEY_A, body, cc, tags).await
 }
 
@@ -91,12 +91,12 @@ async fn q_key(p: &Proxy, key: &str, body: &Value, cc: Option<&str>, tags: Optio
 }
 
 #[track_caller]
-fn status(r: &Resp) -> &str {
+pub(crate) fn status(r: &Resp) -> &str {
     assert_eq!(r.status, 200, "{}", r.text);
     r.header("accelerate-cache-status").unwrap_or("<absent>")
 }
 
-fn names(r: &Resp) -> Vec<String> {
+pub(crate) fn names(r: &Resp) -> Vec<String> {
     r.json["data"].as_array().into_iter().flatten().map(|v| v["name"].as_str().unwrap_or("").to_owned()).collect()
 }
 

@@ -28,6 +28,8 @@ pub fn init_tracing() {
 }
 
 /// What a test wants from one tidepool: one database [`DB`] in front of a fresh real database.
+/// Cloning it gives a second tidepool in front of the same real database.
+#[derive(Clone)]
 pub struct Setup {
     /// The real database's name in the test cluster.
     pub real_db: String,

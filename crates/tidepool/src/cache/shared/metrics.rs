@@ -13,7 +13,8 @@ use prometheus_client::registry::Registry;
 pub struct TierMetrics {
     /// Redis calls that failed or timed out (any operation).
     pub errors: Counter,
-    /// Writes (entries, invalidations) dropped because the queue to Redis was full.
+    /// Writes dropped: the queue to Redis was full (entries, invalidations), or an entry was
+    /// queued before the last re-subscription.
     pub dropped: Counter,
     /// Reads that found a valid, current entry.
     pub hits: Counter,
@@ -33,7 +34,7 @@ impl TierMetrics {
     pub fn register(&self, registry: &mut Registry) {
         let r = registry;
         r.register("cache_redis_errors", "Redis calls of the shared cache tier that failed or timed out", self.errors.clone());
-        r.register("cache_redis_dropped_writes", "Shared-tier writes dropped because the Redis queue was full", self.dropped.clone());
+        r.register("cache_redis_dropped_writes", "Shared-tier writes dropped (queue full, or queued before a re-subscription)", self.dropped.clone());
         r.register("cache_redis_hits", "Shared-tier reads that found a current entry", self.hits.clone());
         r.register("cache_redis_misses", "Shared-tier reads that found nothing", self.misses.clone());
         r.register("cache_redis_invalidated", "Shared-tier reads that found an entry hidden by an invalidation", self.invalidated.clone());

@@ -3,6 +3,7 @@
 //! [`super::subscriber`]. Owns the connection (`redis::aio::ConnectionManager`, one multiplexed
 //! connection that reconnects by itself) and the failure policy (count, log rarely, never fail).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,9 +64,15 @@ pub(super) struct Inner {
     pub(super) metrics: TierMetrics,
     pub(super) cancel: CancellationToken,
     log: LogLimiter,
+    /// Bumped each time the invalidation subscription is (re)established. A queued write from an
+    /// earlier session is dropped, not written: like the local entries cleared at that moment, it
+    /// may predate an invalidation this node missed while disconnected.
+    pub(super) session: AtomicU64,
 }
 
 struct PutJob {
+    /// The subscription session it was computed in (see `Inner::session`).
+    session: u64,
     name: String,
     value: Bytes,
     ttl: Duration,
@@ -100,6 +107,7 @@ impl RedisTier {
             metrics: TierMetrics::default(),
             cancel: cancel.clone(),
             log: LogLimiter::new(LOG_INTERVAL),
+            session: AtomicU64::new(0),
         });
         let (puts, put_rx) = mpsc::channel(config.redis_queue);
         let (events, event_rx) = mpsc::channel(config.redis_queue);
@@ -199,6 +207,10 @@ impl Inner {
     }
 
     async fn store(&self, job: &PutJob) -> redis::RedisResult<()> {
+        if job.session != self.session.load(Ordering::SeqCst) {
+            self.metrics.dropped.inc();
+            return Ok(());
+        }
         let gens = self.generations(&job.deps).await?;
         let Some(raw) = keys::encode(&job.deps, &gens, &job.value) else {
             // A generation we did not write (too long): nothing safe to record.
@@ -267,7 +279,13 @@ impl RedisTier {
         if value.len() > self.inner.max_entry_bytes || ttl.is_zero() {
             return;
         }
-        let job = PutJob { name: keys::entry_key(key), value, ttl: ttl.min(self.inner.max_ttl), deps: keys::dependencies(scope) };
+        let job = PutJob {
+            session: self.inner.session.load(Ordering::SeqCst),
+            name: keys::entry_key(key),
+            value,
+            ttl: ttl.min(self.inner.max_ttl),
+            deps: keys::dependencies(scope),
+        };
         self.enqueue(&self.puts, job, "entry");
     }
 }

@@ -39,6 +39,7 @@ pub(super) async fn run(inner: Arc<Inner>, on_invalidation: OnInvalidation, on_r
             Ok(pubsub) => {
                 delay = FIRST_DELAY;
                 inner.metrics.subscriptions.inc();
+                inner.session.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tracing::info!(node = %inner.node_id, "cache: subscribed to Redis invalidations; local entries dropped");
                 on_reconnect();
                 let why = listen(&inner, pubsub, &on_invalidation).await;

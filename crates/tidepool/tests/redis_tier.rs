@@ -263,7 +263,9 @@ async fn redis_down_costs_misses_and_coming_back_resubscribes() {
         tokio::time::timeout(guard, a.tier.publish(tags("app", &["t"]))).await.unwrap();
     }
     assert!(a.tier.metrics().dropped.get() > 0);
-    assert!(b.tier.metrics().errors.get() >= 3);
+    // The first failure is an error; reads within a second after it skip Redis altogether.
+    assert!(b.tier.metrics().errors.get() >= 1);
+    assert!(b.tier.metrics().errors.get() + b.tier.metrics().skipped.get() >= 3);
     wait_until("A's writer counts its failures", || a.tier.metrics().errors.get() > 0).await;
 
     redis.restart().unwrap();

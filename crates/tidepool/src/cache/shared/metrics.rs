@@ -20,6 +20,8 @@ pub struct TierMetrics {
     pub hits: Counter,
     /// Reads that found nothing.
     pub misses: Counter,
+    /// Reads that skipped Redis because a call failed less than a second before.
+    pub skipped: Counter,
     /// Reads that found an entry hidden by a later invalidation.
     pub invalidated: Counter,
     /// Values read that were not ours or too large (ignored).
@@ -37,6 +39,7 @@ impl TierMetrics {
         r.register("cache_redis_dropped_writes", "Shared-tier writes dropped (queue full, or queued before a re-subscription)", self.dropped.clone());
         r.register("cache_redis_hits", "Shared-tier reads that found a current entry", self.hits.clone());
         r.register("cache_redis_misses", "Shared-tier reads that found nothing", self.misses.clone());
+        r.register("cache_redis_skipped_reads", "Shared-tier reads skipped for a second after a Redis failure", self.skipped.clone());
         r.register("cache_redis_invalidated", "Shared-tier reads that found an entry hidden by an invalidation", self.invalidated.clone());
         r.register("cache_redis_rejected", "Shared-tier values ignored as malformed or too large", self.rejected.clone());
         r.register("cache_redis_remote_invalidations", "Invalidations received from other nodes", self.remote_invalidations.clone());

@@ -31,6 +31,9 @@ const WRITE_CONCURRENCY: usize = 16;
 /// Room for what the cache core stores around a payload (timestamps, database, tags, tables):
 /// a value read or written may be this much larger than `max_entry_bytes`.
 pub const ENTRY_OVERHEAD: usize = 64 << 10;
+/// After a failed call, reads skip Redis this long (so a Redis that is down or black-holed does
+/// not add `redis_timeout` to every local miss); the first read after it probes again.
+const READ_PAUSE: Duration = Duration::from_secs(1);
 /// At most one log line per this interval for each kind of trouble.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -68,6 +71,8 @@ pub(super) struct Inner {
     /// earlier session is dropped, not written: like the local entries cleared at that moment, it
     /// may predate an invalidation this node missed while disconnected.
     pub(super) session: AtomicU64,
+    /// Reads skip Redis until then (set by a failure, cleared by a new subscription).
+    pub(super) reads_paused_until: parking_lot::Mutex<Option<tokio::time::Instant>>,
 }
 
 struct PutJob {
@@ -108,6 +113,7 @@ impl RedisTier {
             cancel: cancel.clone(),
             log: LogLimiter::new(LOG_INTERVAL),
             session: AtomicU64::new(0),
+            reads_paused_until: parking_lot::Mutex::new(None),
         });
         let (puts, put_rx) = mpsc::channel(config.redis_queue);
         let (events, event_rx) = mpsc::channel(config.redis_queue);
@@ -153,6 +159,7 @@ impl Inner {
     /// Counts a failed call and logs it (rarely).
     pub(super) fn failed(&self, op: &'static str, error: &dyn std::fmt::Display) {
         self.metrics.errors.inc();
+        *self.reads_paused_until.lock() = Some(tokio::time::Instant::now() + READ_PAUSE);
         if let Some(suppressed) = self.log.allow() {
             tracing::warn!(op, %error, suppressed, "cache: Redis call failed; serving without the shared tier");
         }
@@ -255,6 +262,10 @@ async fn write_invalidations(inner: Arc<Inner>, mut rx: mpsc::Receiver<Invalidat
 #[async_trait::async_trait]
 impl SharedTier for RedisTier {
     async fn get(&self, key: &[u8]) -> Option<Bytes> {
+        if self.inner.reads_paused_until.lock().is_some_and(|until| tokio::time::Instant::now() < until) {
+            self.inner.metrics.skipped.inc();
+            return None;
+        }
         let name = keys::entry_key(key);
         self.inner.bounded("get", self.inner.read(&name)).await.flatten()
     }

@@ -40,6 +40,8 @@ pub(super) async fn run(inner: Arc<Inner>, on_invalidation: OnInvalidation, on_r
                 delay = FIRST_DELAY;
                 inner.metrics.subscriptions.inc();
                 inner.session.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                // Redis answers again: reads need not wait for their pause to end.
+                *inner.reads_paused_until.lock() = None;
                 tracing::info!(node = %inner.node_id, "cache: subscribed to Redis invalidations; local entries dropped");
                 on_reconnect();
                 let why = listen(&inner, pubsub, &on_invalidation).await;

@@ -67,9 +67,11 @@ pub(super) struct Inner {
     pub(super) metrics: TierMetrics,
     pub(super) cancel: CancellationToken,
     log: LogLimiter,
-    /// Bumped each time the invalidation subscription is (re)established. A queued write from an
-    /// earlier session is dropped, not written: like the local entries cleared at that moment, it
-    /// may predate an invalidation this node missed while disconnected.
+    /// The invalidation subscription's session: odd while subscribed, even while not (before
+    /// the first subscription, and from a disconnection to the next subscription); bumped at each
+    /// change. An entry is written only if it was queued and is still being written in the same
+    /// odd session: an entry computed while this node could miss invalidations (or queued before
+    /// the local entries were cleared) never reaches Redis.
     pub(super) session: AtomicU64,
     /// Reads skip Redis until then (set by a failure, cleared by a new subscription).
     pub(super) reads_paused_until: parking_lot::Mutex<Option<tokio::time::Instant>>,
@@ -88,7 +90,8 @@ impl RedisTier {
     /// Connects lazily (a Redis that is down at start is not an error: calls fail, are counted,
     /// and the connection is retried) and starts the writer tasks; needs a Tokio runtime. Values
     /// over `max_entry_bytes` + [`ENTRY_OVERHEAD`] are neither written nor read. Call
-    /// [`RedisTier::subscribe`] to receive other nodes' invalidations.
+    /// [`RedisTier::subscribe`] to receive other nodes' invalidations: entries are written to Redis
+    /// only while subscribed.
     pub fn new(config: &CacheConfig) -> Result<Arc<RedisTier>, RedisTierError> {
         let max_entry_bytes = usize::try_from(config.max_entry_bytes).unwrap_or(usize::MAX).saturating_add(ENTRY_OVERHEAD);
         let url = config.redis_url.as_deref().ok_or(RedisTierError::NotConfigured)?;
@@ -213,12 +216,25 @@ impl Inner {
         Ok(Some(Bytes::from(raw).slice(envelope.value_start..)))
     }
 
-    async fn store(&self, job: &PutJob) -> redis::RedisResult<()> {
-        if job.session != self.session.load(Ordering::SeqCst) {
+    /// Whether a write queued in `session` may still go to Redis (else it is counted as dropped).
+    fn same_session(&self, session: u64) -> bool {
+        let ok = session % 2 == 1 && session == self.session.load(Ordering::SeqCst);
+        if !ok {
             self.metrics.dropped.inc();
+        }
+        ok
+    }
+
+    async fn store(&self, job: &PutJob) -> redis::RedisResult<()> {
+        if !self.same_session(job.session) {
             return Ok(());
         }
         let gens = self.generations(&job.deps).await?;
+        // Checked again: the read above may have waited for a reconnection that started a new
+        // session (the window left, between here and the SET, is one local round trip).
+        if !self.same_session(job.session) {
+            return Ok(());
+        }
         let Some(raw) = keys::encode(&job.deps, &gens, &job.value) else {
             // A generation we did not write (too long): nothing safe to record.
             self.metrics.rejected.inc();

@@ -4,6 +4,7 @@
 //! `on_reconnect` *after* the SUBSCRIBE is confirmed, so nothing published afterwards is missed
 //! and anything missed before is covered by the local clear.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,13 +39,17 @@ pub(super) async fn run(inner: Arc<Inner>, on_invalidation: OnInvalidation, on_r
         match attempt {
             Ok(pubsub) => {
                 delay = FIRST_DELAY;
-                inner.metrics.subscriptions.inc();
-                inner.session.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                // Odd: subscribed. Then the local entries go, then the counter says so (tests wait
+                // on it).
+                inner.session.fetch_add(1, Ordering::SeqCst);
                 // Redis answers again: reads need not wait for their pause to end.
                 *inner.reads_paused_until.lock() = None;
-                tracing::info!(node = %inner.node_id, "cache: subscribed to Redis invalidations; local entries dropped");
                 on_reconnect();
+                inner.metrics.subscriptions.inc();
+                tracing::info!(node = %inner.node_id, "cache: subscribed to Redis invalidations; local entries dropped");
                 let why = listen(&inner, pubsub, &on_invalidation).await;
+                // Even: invalidations may be missed from now on; queued entry writes are dropped.
+                inner.session.fetch_add(1, Ordering::SeqCst);
                 if inner.cancel.is_cancelled() {
                     return;
                 }

@@ -208,7 +208,7 @@ impl Inner {
         };
         let names: Vec<String> = envelope.deps.iter().map(|(n, _)| n.clone()).collect();
         let current = self.generations(&names).await?;
-        if envelope.deps.iter().zip(&current).any(|((_, recorded), now)| recorded != now) {
+        if current.len() != envelope.deps.len() || envelope.deps.iter().zip(&current).any(|((_, recorded), now)| recorded != now) {
             self.metrics.invalidated.inc();
             return Ok(None);
         }
@@ -218,7 +218,7 @@ impl Inner {
 
     /// Whether a write queued in `session` may still go to Redis (else it is counted as dropped).
     fn same_session(&self, session: u64) -> bool {
-        let ok = session % 2 == 1 && session == self.session.load(Ordering::SeqCst);
+        let ok = session & 1 == 1 && session == self.session.load(Ordering::SeqCst);
         if !ok {
             self.metrics.dropped.inc();
         }
@@ -306,13 +306,13 @@ impl RedisTier {
         if value.len() > self.inner.max_entry_bytes || ttl.is_zero() {
             return;
         }
-        let job = PutJob {
-            session: self.inner.session.load(Ordering::SeqCst),
-            name: keys::entry_key(key),
-            value,
-            ttl: ttl.min(self.inner.max_ttl),
-            deps: keys::dependencies(scope),
-        };
+        let session = self.inner.session.load(Ordering::SeqCst);
+        if session & 1 == 0 {
+            // Not subscribed: this entry may miss an invalidation; keep it local.
+            self.inner.metrics.dropped.inc();
+            return;
+        }
+        let job = PutJob { session, name: keys::entry_key(key), value, ttl: ttl.min(self.inner.max_ttl), deps: keys::dependencies(scope) };
         self.enqueue(&self.puts, job, "entry");
     }
 }

@@ -11,8 +11,9 @@ use tokio::time::{Duration, Instant};
 
 use super::Cache;
 
-/// An invalidation to apply on every node.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An invalidation to apply on every node. Serialises (serde, externally tagged:
+/// `{"Tags":{"database":…,"tags":[…]}}`) for the shared tier's broadcast.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Invalidation {
     Tags { database: String, tags: Vec<String> },
     All { database: String },
@@ -164,6 +165,18 @@ mod tests {
             assert_eq!(parse_tags(bad, 5), Err(TagError::Malformed), "{bad:?}");
         }
         assert!(valid_tag(&"x".repeat(64)));
+    }
+
+    #[test]
+    fn invalidations_round_trip_as_json() {
+        for inv in [
+            Invalidation::Tags { database: "app".into(), tags: vec!["a".into()] },
+            Invalidation::All { database: "app".into() },
+            Invalidation::Tables { database: "app".into(), tables: vec!["User".into()] },
+        ] {
+            let text = serde_json::to_string(&inv).unwrap();
+            assert_eq!(serde_json::from_str::<Invalidation>(&text).unwrap(), inv);
+        }
     }
 
     #[tokio::test(start_paused = true)]

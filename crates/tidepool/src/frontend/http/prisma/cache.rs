@@ -110,14 +110,20 @@ struct Parts<'a> {
 }
 
 /// The key of a `/query` body: database, role, pinned settings, the request's tags (so an entry
-/// is always dropped by invalidating any tag its request named), operation, model, plan and
-/// params exactly as sent (SQL-commenter `comments` do not change results and are left out).
-/// `None` for a body that is not a well-formed request (it then runs uncached and fails as usual).
+/// is always dropped by invalidating any tag its request named) and the request. Without a
+/// `"comments"` member (the usual case) that is the body exactly as sent, hashed without parsing;
+/// with one, `operation`, `model`, `plan` and `params` as sent, leaving out the SQL-commenter
+/// comments (which do not change results, and may carry a per-request trace id). `None` for such
+/// a body that is not a well-formed request (it then runs uncached and fails as usual).
 pub fn key(db: &Database, api_key: &ApiKey, tags: &[String], body: &[u8]) -> Option<Key> {
-    let parts: Parts<'_> = serde_json::from_slice(body).ok()?;
     let mut k = KeyBuilder::new("prisma", &db.config.name, &cache_role(db, api_key), pinned_settings());
     k.tags(tags);
-    k.part(parts.operation.get().as_bytes()).part(parts.model.map_or("", RawValue::get).as_bytes());
+    if memchr::memmem::find(body, b"\"comments\"").is_none() {
+        k.part(b"body").part(body);
+        return Some(k.finish());
+    }
+    let parts: Parts<'_> = serde_json::from_slice(body).ok()?;
+    k.part(b"parts").part(parts.operation.get().as_bytes()).part(parts.model.map_or("", RawValue::get).as_bytes());
     k.part(parts.plan.get().as_bytes()).part(parts.params.map_or("{}", RawValue::get).as_bytes());
     Some(k.finish())
 }
@@ -229,10 +235,13 @@ pub fn bad_strategy(b: BadStrategy) -> Response {
     super::error(400, "P6005", b.0, json!({}))
 }
 
-/// A boxed background refresh of `body` (used only when an entry turns out stale).
-pub fn refill(app: &Arc<App>, db: &Arc<Database>, body: &Bytes) -> impl FnOnce() -> crate::cache::Refill {
-    let (app, db, body) = (app.clone(), db.clone(), body.clone());
-    move || Box::new(move || Box::pin(async move { super::execute(app, db, body).await.ok() }))
+/// A boxed background refresh of `body`, built only when an entry turns out stale (a fresh hit
+/// clones nothing).
+pub fn refill<'a>(app: &'a Arc<App>, db: &'a Arc<Database>, body: &'a Bytes) -> impl FnOnce() -> crate::cache::Refill + 'a {
+    move || {
+        let (app, db, body) = (app.clone(), db.clone(), body.clone());
+        Box::new(move || Box::pin(async move { super::execute(app, db, body).await.ok() }))
+    }
 }
 
 #[cfg(test)]

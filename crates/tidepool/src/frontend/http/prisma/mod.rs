@@ -166,11 +166,9 @@ async fn invalidate(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMa
     cache::with_status(json_response(200, "{}"), Status::None, None)
 }
 
+/// `POST /query`. Authentication, the body and a cache hit need no database work and run in
+/// the connection's own task; everything that leases runs detached (see `super::detached`).
 async fn query(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, body: Body) -> Response {
-    super::detached(&app, query_inner(app.clone(), guard, headers, body)).await
-}
-
-async fn query_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body) -> Response {
     let (key, db) = match authenticate(&app, &guard, &headers) {
         Ok(k) => k,
         Err(r) => return r,
@@ -184,19 +182,25 @@ async fn query_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body
         Err(e) => return cache::bad_strategy(e),
     };
     let request = match (strategy, app.cache.enabled()) {
-        (None, _) => return uncached(&app, db, body, Bypass::NoStrategy).await,
-        (Some(_), false) => return uncached(&app, db, body, Bypass::Disabled).await,
+        (None, _) => return uncached(app, db, body, Bypass::NoStrategy).await,
+        (Some(_), false) => return uncached(app, db, body, Bypass::Disabled).await,
         (Some(strategy), true) => match cache::key(&db, &key, &strategy.tags, &body) {
             Some(k) => CacheRequest { key: k, database: db.config.name.as_str().into(), strategy },
-            None => return uncached(&app, db, body, Bypass::Write).await,
+            None => return uncached(app, db, body, Bypass::Write).await,
         },
     };
     if let Some((entry, status)) = app.cache.lookup(&request, cache::refill(&app, &db, &body)).await {
         return cache::respond(&entry, status);
     }
+    super::detached(&app, miss(app.clone(), db, body, request)).await
+}
+
+/// A cacheable request not in the local cache: decide whether the plan may be cached, then
+/// fill (single-flight, shared tier, database).
+async fn miss(app: Arc<App>, db: Arc<Database>, body: Bytes, request: CacheRequest) -> Response {
     let tables = match QueryRequest::parse(&body, &limits(&app)).map_err(|_| Bypass::Write).and_then(|r| cache::analyze(&r)) {
         Ok(t) => t,
-        Err(why) => return uncached(&app, db, body, why).await,
+        Err(why) => return run_uncached(app, db, body, why).await,
     };
     let fetch = execute(app.clone(), db.clone(), body.clone());
     match app.cache.fill(&request, tables, cache::refill(&app, &db, &body), fetch).await {
@@ -206,8 +210,13 @@ async fn query_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body
     }
 }
 
+/// [`run_uncached`] in a detached task.
+async fn uncached(app: Arc<App>, db: Arc<Database>, body: Bytes, why: Bypass) -> Response {
+    super::detached(&app.clone(), run_uncached(app, db, body, why)).await
+}
+
 /// Runs a request on the database without the cache (status `none`, counted by reason).
-async fn uncached(app: &Arc<App>, db: Arc<Database>, body: Bytes, why: Bypass) -> Response {
+async fn run_uncached(app: Arc<App>, db: Arc<Database>, body: Bytes, why: Bypass) -> Response {
     app.cache.metrics().bypass(why);
     let r = match execute(app.clone(), db, body).await {
         Ok(payload) => json_response(200, payload),

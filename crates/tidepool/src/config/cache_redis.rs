@@ -49,6 +49,16 @@ mod tests {
     }
 
     #[test]
+    fn the_url_can_come_from_the_environment() {
+        let env = vec![
+            ("TIDEPOOL_CACHE__REDIS_URL".to_owned(), "redis://:s3cret@10.0.0.5:6380/1".to_owned()),
+            ("TIDEPOOL_CACHE__REDIS_TIMEOUT".to_owned(), "20ms".to_owned()),
+        ];
+        let c = crate::config::Config::from_toml("", env).unwrap().cache;
+        assert_eq!((c.redis_url.as_deref(), c.redis_timeout), (Some("redis://:s3cret@10.0.0.5:6380/1"), Duration::from_millis(20)));
+    }
+
+    #[test]
     fn mistakes_are_refused_without_echoing_the_url() {
         let err = load("redis_url = \"http://u:hunter2@host\"").unwrap_err().to_string();
         assert!(err.contains("redis_url") && !err.contains("hunter2"), "{err}");

@@ -1,7 +1,8 @@
 //! [`TestRedis`]: a throwaway `redis-server` on a free `127.0.0.1` port (never the machine's
 //! 6379), without persistence (`--save '' --appendonly no`), its working directory a temporary
 //! directory. Killed on drop; [`TestRedis::kill`] / [`TestRedis::restart`] let a test take Redis
-//! away and bring it back on the same port (empty: nothing is persisted).
+//! away and bring it back on the same port (empty: nothing is persisted), and
+//! [`TestRedis::freeze`] / [`TestRedis::resume`] make it stop answering without closing anything.
 //!
 //! The binary is `$TIDEPOOL_REDIS_SERVER` if set, else `redis-server` on `PATH`. Process
 //! management uses `std::process`, so a server started in one runtime can be used from any other.
@@ -54,9 +55,30 @@ impl TestRedis {
     /// Kills the server (SIGKILL) and waits for it to exit. Its data is gone.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Freezes the server (SIGSTOP): connections are still accepted by the kernel but nothing is
+    /// answered, like a Redis behind a black hole. [`TestRedis::resume`] undoes it.
+    pub fn freeze(&self) -> Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Resumes a frozen server (SIGCONT).
+    pub fn resume(&self) -> Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, sig: &str) -> Result<()> {
+        let pid = self.child.as_ref().context("redis-server is not running")?.id().to_string();
+        let status = Command::new("kill").args([sig, &pid]).status().context("running kill")?;
+        if !status.success() {
+            bail!("kill {sig} {pid}: {status}");
+        }
+        Ok(())
     }
 
     /// Kills the server if running, then starts a new, empty one on the same port and waits

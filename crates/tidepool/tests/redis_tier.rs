@@ -291,3 +291,22 @@ async fn redis_down_at_start_is_not_an_error() {
     let Err(err) = RedisTier::new(&config("http://user:hunter2@host")) else { panic!("accepted a bad URL") };
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_redis_costs_a_timeout_not_a_failure() {
+    let redis = TestRedis::start().unwrap();
+    let a = node(&redis).await;
+    a.tier.put_scoped(b"k", Bytes::from_static(b"v"), HOUR, &scope("db1", &[], &[])).await;
+    eventually_get(&a.tier, b"k").await;
+    // Redis frozen: the socket stays open but nothing answers; only the timeout ends the call.
+    redis.freeze().unwrap();
+    let errors = a.tier.metrics().errors.get();
+    let guard = Duration::from_secs(10);
+    assert_eq!(tokio::time::timeout(guard, a.tier.get(b"k")).await.unwrap(), None);
+    assert!(a.tier.metrics().errors.get() > errors, "the timeout is counted");
+    tokio::time::timeout(guard, a.tier.put(b"k2", Bytes::from_static(b"v2"), HOUR)).await.unwrap();
+    tokio::time::timeout(guard, a.tier.publish(tags("app", &["t"]))).await.unwrap();
+    redis.resume().unwrap();
+    // Answers again: the entry (untouched by the invalidation of another database) is read again.
+    assert_eq!(eventually_get(&a.tier, b"k").await, Bytes::from_static(b"v"));
+}

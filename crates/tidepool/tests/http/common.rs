@@ -196,6 +196,13 @@ impl Resp {
 }
 
 impl Proxy {
+    /// A handle on a tidepool running elsewhere (another process) whose HTTP listener is `http`,
+    /// in front of the real database `real_db`. [`Proxy::app`] is not available on it.
+    pub fn external(http: SocketAddr, real_db: String) -> Result<Proxy> {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build()?;
+        Ok(Proxy { running: None, http, real_db, client })
+    }
+
     pub fn app(&self) -> &tidepool::App {
         &self.running.as_ref().expect("running").app
     }

@@ -177,3 +177,23 @@ async fn oversized_entries_and_quota() {
     assert_eq!(c.metrics().bypassed(Bypass::Quota), 1);
     assert!(c.database_bytes("app") <= 1500);
 }
+
+#[tokio::test(start_paused = true)]
+async fn table_invalidations_on_write_drop_only_readers_of_the_table() {
+    let c = cache(CacheConfig { invalidate_on_write: true, ..CacheConfig::default() });
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (users, posts) = (req(11, 60, 0, &[]), req(12, 60, 0, &[]));
+    fill(&c, &users, "u", &["User"]).await;
+    fill(&c, &posts, "p", &["Post"]).await;
+    c.written("app", vec!["Comment".into()]);
+    c.written("other", vec!["User".into()]);
+    assert!(status_of(&c, &users, &runs).await.is_some());
+    c.written("app", vec!["User".into()]);
+    assert!(status_of(&c, &users, &runs).await.is_none());
+    assert!(status_of(&c, &posts, &runs).await.is_some());
+    // Stored again after the write: a later write drops it again.
+    fill(&c, &users, "u2", &["User"]).await;
+    c.written("app", vec!["User".into(), "Post".into()]);
+    assert!(status_of(&c, &users, &runs).await.is_none());
+    assert!(status_of(&c, &posts, &runs).await.is_none());
+}

@@ -311,16 +311,22 @@ impl Cache {
 
     async fn shared_lookup(&self, req: &Request, refill: impl FnOnce() -> Refill) -> Option<(Arc<Entry>, Status)> {
         let shared = self.inner.shared.as_ref()?;
+        let epoch = self.epoch(&req.database);
         let bytes = shared.get(&req.key.shared_name()).await?;
         let entry = Entry::decode(bytes)?;
-        if *entry.database != *req.database {
+        if *entry.database != *req.database || self.epoch(&req.database) != epoch {
+            // Another database's bytes under this name, or an invalidation arrived meanwhile.
             return None;
         }
         let entry = Arc::new(entry);
         let hit = self.judge(req, entry.clone(), refill)?;
         self.inner.metrics.shared_hits.inc();
         if self.put_local(&entry) {
+            self.mark_tables(&entry);
             self.inner.local.insert(req.key, entry).await;
+            if self.epoch(&req.database) != epoch {
+                self.inner.local.invalidate(&req.key).await;
+            }
         }
         Some(hit)
     }

@@ -11,8 +11,10 @@
 //! `auth_failure_window` starts afresh.
 //!
 //! Checks in progress count as failures too (a burst of concurrent guesses is throttled before
-//! the first one is judged), except for a pair with no failure yet, which may have
-//! [`FRESH_CONCURRENCY`] logins in flight undelayed (an application opening its pool at once).
+//! the first one is judged), except for a pair with no failure yet: it may have
+//! [`FRESH_CONCURRENCY`] logins in flight undelayed (an application opening its pool at once),
+//! and further logins queue until one of those finishes (bounded by `queue_max`) instead of being
+//! counted as failures, so a large pool opened from one address is slowed, never refused.
 //!
 //! The table is bounded (`auth_throttle_entries`; keys are chosen by clients): entries are keyed
 //! by a keyed 128-bit hash of (IP, user), so a long user name costs nothing; when the table is
@@ -40,6 +42,8 @@ pub struct ThrottleSettings {
     pub max: Duration,
     pub window: Duration,
     pub max_entries: usize,
+    /// Longest a fresh pair's login waits for a free concurrency slot.
+    pub queue_max: Duration,
 }
 
 impl ThrottleSettings {
@@ -52,6 +56,7 @@ impl ThrottleSettings {
             max,
             window: s.auth_failure_window,
             max_entries: s.auth_throttle_entries.max(1),
+            queue_max: s.login_timeout,
         }
     }
 }
@@ -70,6 +75,8 @@ pub struct AuthThrottle {
     settings: ThrottleSettings,
     hash_key: [u8; 32],
     entries: Mutex<HashMap<u128, Entry>>,
+    /// Woken whenever an admitted check ends (queued fresh logins re-decide).
+    freed: tokio::sync::Notify,
     /// Attempts delayed or refused by the throttle.
     pub throttled: Counter,
 }
@@ -103,12 +110,16 @@ impl Drop for Attempt<'_> {
             if let Some(e) = map.get_mut(&key) {
                 e.in_flight = e.in_flight.saturating_sub(1);
             }
+            drop(map);
+            self.throttle.freed.notify_waiters();
         }
     }
 }
 
 enum Decision {
     Now,
+    /// A fresh pair at its concurrency limit: wait for a check to end, then decide again.
+    Queue,
     At(Instant),
     Refuse,
 }
@@ -117,7 +128,7 @@ impl AuthThrottle {
     pub fn new(settings: ThrottleSettings) -> Self {
         let mut hash_key = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut hash_key);
-        AuthThrottle { settings, hash_key, entries: Mutex::new(HashMap::new()), throttled: Counter::default() }
+        AuthThrottle { settings, hash_key, entries: Mutex::new(HashMap::new()), freed: tokio::sync::Notify::new(), throttled: Counter::default() }
     }
 
     pub fn register(&self, registry: &mut Registry) {
@@ -156,9 +167,23 @@ impl AuthThrottle {
             return Some(Attempt { throttle: self, key: None });
         }
         let key = self.key(ip, user);
-        let decision = self.decide(key, Instant::now());
+        let queue_until = Instant::now() + self.settings.queue_max;
+        let decision = loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            match self.decide(key, Instant::now()) {
+                Decision::Queue => {
+                    if tokio::time::timeout_at(queue_until, freed).await.is_err() {
+                        self.throttled.inc();
+                        return None;
+                    }
+                }
+                d => break d,
+            }
+        };
         match decision {
-            Decision::Now => {}
+            Decision::Now | Decision::Queue => {}
             Decision::At(t) => {
                 self.throttled.inc();
                 tokio::time::sleep_until(t).await;
@@ -183,8 +208,11 @@ impl AuthThrottle {
             e.failures = 0;
             e.next_slot = now;
         }
+        if e.failures == 0 && e.in_flight >= FRESH_CONCURRENCY {
+            return Decision::Queue;
+        }
         let pending = match e.failures {
-            0 => e.in_flight.saturating_sub(FRESH_CONCURRENCY),
+            0 => 0,
             f => f.saturating_add(e.in_flight),
         };
         if pending < s.threshold {
@@ -225,6 +253,8 @@ impl AuthThrottle {
                 e.failures = 0;
                 e.next_slot = now;
             }
+            drop(map);
+            self.freed.notify_waiters();
             return;
         }
         e.failures = e.failures.saturating_add(1);
@@ -233,6 +263,8 @@ impl AuthThrottle {
             let earliest = now + self.interval(e.failures);
             e.next_slot = e.next_slot.max(earliest);
         }
+        drop(map);
+        self.freed.notify_waiters();
     }
 
     /// Frees at least a quarter of a full table: expired pairs, else the least recently active.
@@ -274,6 +306,7 @@ mod tests {
             max: Duration::from_secs(2),
             window: Duration::from_secs(60),
             max_entries,
+            queue_max: Duration::from_secs(10),
         })
     }
 
@@ -352,17 +385,40 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_fresh_pair_may_open_a_pool_at_once() {
-        let t = throttle(2, 100);
+        let t = std::sync::Arc::new(throttle(2, 100));
         let mut held = Vec::new();
         for _ in 0..FRESH_CONCURRENCY {
             let started = Instant::now();
             held.push(t.admit(IP, "app").await.expect("admitted"));
             assert_eq!(started.elapsed().as_millis(), 0);
         }
+        // More logins than that queue (not counted as failures) and go in as earlier ones end.
+        let mut queued = Vec::new();
+        for _ in 0..100 {
+            let t = t.clone();
+            queued.push(tokio::spawn(async move { t.admit(IP, "app").await.map(|a| a.success()).is_some() }));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(queued.iter().all(|q| !q.is_finished()), "queued behind the {FRESH_CONCURRENCY} in flight");
         for a in held {
+            tokio::time::sleep(Duration::from_millis(10)).await;
             a.success();
         }
+        for q in queued {
+            assert!(q.await.unwrap(), "a queued fresh login is admitted, never refused");
+        }
+        assert_eq!(t.throttled.get(), 0);
         assert!(t.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queued_fresh_login_gives_up_after_queue_max() {
+        let t = throttle(2, 100);
+        let held: Vec<_> = futures_util::future::join_all((0..FRESH_CONCURRENCY).map(|_| t.admit(IP, "app"))).await;
+        let started = Instant::now();
+        assert!(t.admit(IP, "app").await.is_none());
+        assert_eq!(started.elapsed().as_millis(), 10_000);
+        drop(held);
     }
 
     #[tokio::test(start_paused = true)]

@@ -163,6 +163,23 @@ await check('typed values survive the cache (BigInt, Decimal, Date, Bytes, Json)
   assert.equal(hit.data.createdAt.getTime(), miss.data.createdAt.getTime())
 })
 
+await check('relation reads (query and join strategies), count and aggregate are cached', async () => {
+  await db.query(`INSERT INTO "Post" (id, title, "authorId", views) VALUES ('p1', 'Hello', 1, 3), ('p2', 'World', 1, 5)`)
+  const reads = [
+    () => prisma.user.findMany({ where: { id: 1 }, relationLoadStrategy: 'query', include: { posts: { orderBy: { id: 'asc' } } }, cacheStrategy: { ttl: 600 } }),
+    () => prisma.user.findMany({ where: { id: 1 }, relationLoadStrategy: 'join', include: { posts: { orderBy: { id: 'asc' } } }, cacheStrategy: { ttl: 600 } }),
+    () => prisma.user.findFirst({ where: { id: 1 }, select: { _count: { select: { posts: true } } }, cacheStrategy: { ttl: 600 } }),
+    () => prisma.post.aggregate({ _sum: { views: true }, _max: { title: true }, cacheStrategy: { ttl: 600 } }),
+    () => prisma.post.groupBy({ by: ['authorId'], _count: { _all: true }, cacheStrategy: { ttl: 600 } }),
+  ]
+  for (const [i, read] of reads.entries()) {
+    const first = await read().withAccelerateInfo()
+    const second = await read().withAccelerateInfo()
+    assert.deepEqual([first.info.cacheStatus, second.info.cacheStatus], ['miss', 'ttl'], `read #${i}`)
+    assert.deepEqual(second.data, first.data, `read #${i}`)
+  }
+})
+
 await check('writes and interactive transactions are never cached', async () => {
   const s = { ttl: 600 }
   const outside = await prisma.user.findMany({ where: { id: 2 }, select: { name: true }, cacheStrategy: s }).withAccelerateInfo()

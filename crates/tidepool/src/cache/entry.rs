@@ -195,6 +195,13 @@ mod tests {
         assert!(Entry::decode(Bytes::from(long)).is_none());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = Entry::decode(Bytes::from(bytes));
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn freshness_follows_ttl_then_swr() {
         let e = entry();

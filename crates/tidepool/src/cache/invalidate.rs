@@ -136,6 +136,13 @@ impl Cache {
     fn apply_local(&self, inv: &Invalidation) {
         self.bump(Some(inv.database()));
         self.inner.metrics.invalidation(inv.kind());
+        if let Invalidation::Tables { database, tables } = inv {
+            // Frequent writes to tables no cached entry read cost no predicate (moka checks every
+            // pending predicate on reads until its housekeeping has applied them).
+            if self.inner.cfg.invalidate_on_write && !self.take_tables(database, tables) {
+                return;
+            }
+        }
         let db: Arc<str> = inv.database().into();
         let r = match inv.clone() {
             Invalidation::All { .. } => self.inner.local.invalidate_entries_if(move |_, e| e.database == db),

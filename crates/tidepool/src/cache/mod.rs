@@ -135,6 +135,9 @@ struct Inner {
     shared: Option<Arc<dyn SharedTier>>,
     metrics: CacheMetrics,
     db_bytes: Arc<Mutex<HashMap<Arc<str>, u64>>>,
+    /// (database, table) pairs read by entries stored since the last table invalidation of
+    /// them: a write to a table no stored entry read registers no predicate.
+    read_tables: Mutex<HashSet<(Arc<str>, String)>>,
     /// Bumped by every invalidation of a database (and by [`Cache::clear_local`] for all): a
     /// result read while it changed is served but not stored.
     epochs: Mutex<(u64, HashMap<Arc<str>, u64>)>,
@@ -187,6 +190,7 @@ impl Cache {
                 local,
                 flights: Mutex::default(),
                 refreshing: Mutex::default(),
+                read_tables: Mutex::default(),
                 shared,
                 metrics,
                 db_bytes,
@@ -338,16 +342,22 @@ impl Cache {
 
     async fn shared_lookup(&self, req: &Request, refill: impl FnOnce() -> Refill) -> Option<(Arc<Entry>, Status)> {
         let shared = self.inner.shared.as_ref()?;
+        let epoch = self.epoch(&req.database);
         let bytes = shared.get(&req.key.shared_name()).await?;
         let entry = Entry::decode(bytes)?;
-        if *entry.database != *req.database {
+        if *entry.database != *req.database || self.epoch(&req.database) != epoch {
+            // Another database's bytes under this name, or an invalidation arrived meanwhile.
             return None;
         }
         let entry = Arc::new(entry);
         let hit = self.judge(req, entry.clone(), refill)?;
         self.inner.metrics.shared_hits.inc();
         if self.put_local(&entry) {
+            self.mark_tables(&entry);
             self.inner.local.insert(req.key, entry).await;
+            if self.epoch(&req.database) != epoch {
+                self.inner.local.invalidate(&req.key).await;
+            }
         }
         Some(hit)
     }
@@ -388,7 +398,18 @@ impl Cache {
         if !self.put_local(&entry) {
             return entry;
         }
+        // Mark the tables before inserting: an invalidation of them that looks after this sees
+        // the mark and registers its predicate; one that looked before bumped the epoch first,
+        // which the re-check below sees.
+        self.mark_tables(&entry);
         self.inner.local.insert(req.key, entry.clone()).await;
+        if self.epoch(&req.database) != epoch {
+            // An invalidation ran between the check above and the insert, and its predicate may be
+            // older than this entry: drop it.
+            self.inner.local.invalidate(&req.key).await;
+            self.inner.metrics.bypass(Bypass::Raced);
+            return entry;
+        }
         self.inner.metrics.stores.inc();
         if let Some(shared) = self.inner.shared.clone() {
             let (name, bytes, ttl) = (req.key.shared_name(), entry.encode(), entry.lifetime());
@@ -415,6 +436,28 @@ impl Cache {
         self.inner.metrics.bytes.inc_by(w as i64);
         self.inner.metrics.entries.inc();
         true
+    }
+
+    fn mark_tables(&self, entry: &Entry) {
+        if entry.tables.is_empty() || !self.inner.cfg.invalidate_on_write {
+            return;
+        }
+        let mut read = self.inner.read_tables.lock();
+        for t in &entry.tables {
+            read.insert((entry.database.clone(), t.clone()));
+        }
+    }
+
+    /// Whether any stored entry of `database` read one of `tables` since their last
+    /// invalidation; clears those marks.
+    fn take_tables(&self, database: &str, tables: &[String]) -> bool {
+        let mut read = self.inner.read_tables.lock();
+        let db: Arc<str> = database.into();
+        let mut any = false;
+        for t in tables {
+            any |= read.remove(&(db.clone(), t.clone()));
+        }
+        any
     }
 
     fn epoch(&self, database: &Arc<str>) -> (u64, u64) {

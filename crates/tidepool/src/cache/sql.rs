@@ -445,6 +445,20 @@ mod tests {
         assert!(read_facts("SELECT 'now()' /* random() */ FROM t").is_ok());
     }
 
+    proptest::proptest! {
+        /// Hostile text never panics, and whatever is judged cacheable is a read.
+        #[test]
+        fn any_text_is_classified_without_panicking(sql in "(?s).{0,200}", words in proptest::collection::vec("(select|from|join|insert|update|now|\\(|\\)|,|;|'|\"|--|/\\*|\\*/|\\$1|\\.|x|\"T\"| )", 0..40)) {
+            let joined = words.concat();
+            for text in [sql.as_str(), joined.as_str()] {
+                let _ = written_tables(text.as_bytes());
+                if read_facts(text).is_ok() {
+                    proptest::prop_assert!(written_tables(text.as_bytes()).is_empty(), "{text:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn written_tables_are_found() {
         assert_eq!(written_tables(br#"INSERT INTO "public"."User" ("name") VALUES ($1) ON CONFLICT DO UPDATE SET x = 1"#), vec!["User"]);

@@ -177,3 +177,79 @@ async fn oversized_entries_and_quota() {
     assert_eq!(c.metrics().bypassed(Bypass::Quota), 1);
     assert!(c.database_bytes("app") <= 1500);
 }
+
+#[tokio::test(start_paused = true)]
+async fn table_invalidations_on_write_drop_only_readers_of_the_table() {
+    let c = cache(CacheConfig { invalidate_on_write: true, ..CacheConfig::default() });
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (users, posts) = (req(11, 60, 0, &[]), req(12, 60, 0, &[]));
+    fill(&c, &users, "u", &["User"]).await;
+    fill(&c, &posts, "p", &["Post"]).await;
+    c.written("app", vec!["Comment".into()]);
+    c.written("other", vec!["User".into()]);
+    assert!(status_of(&c, &users, &runs).await.is_some());
+    c.written("app", vec!["User".into()]);
+    assert!(status_of(&c, &users, &runs).await.is_none());
+    assert!(status_of(&c, &posts, &runs).await.is_some());
+    // Stored again after the write: a later write drops it again.
+    fill(&c, &users, "u2", &["User"]).await;
+    c.written("app", vec!["User".into(), "Post".into()]);
+    assert!(status_of(&c, &users, &runs).await.is_none());
+    assert!(status_of(&c, &posts, &runs).await.is_none());
+}
+
+/// An in-memory stand-in for the shared tier.
+#[derive(Default)]
+struct MemTier {
+    map: parking_lot::Mutex<std::collections::HashMap<Vec<u8>, Bytes>>,
+    published: parking_lot::Mutex<Vec<Invalidation>>,
+}
+
+#[async_trait::async_trait]
+impl SharedTier for MemTier {
+    async fn get(&self, key: &[u8]) -> Option<Bytes> {
+        self.map.lock().get(key).cloned()
+    }
+    async fn put(&self, key: &[u8], value: Bytes, _ttl: Duration) {
+        self.map.lock().insert(key.to_vec(), value);
+    }
+    async fn publish(&self, event: Invalidation) {
+        self.published.lock().push(event);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shared_tier_serves_another_node_and_carries_invalidations() {
+    let tier = Arc::new(MemTier::default());
+    let (a, b) = (
+        Cache::new(CacheConfig::default(), Some(tier.clone()), TaskTracker::new()),
+        Cache::new(CacheConfig::default(), Some(tier.clone()), TaskTracker::new()),
+    );
+    let r = req(13, 60, 0, &["users"]);
+    fill(&a, &r, "from-a", &["User"]).await;
+    a.inner.tracker.close();
+    a.inner.tracker.wait().await;
+    assert_eq!(tier.map.lock().len(), 1, "written through");
+    assert!(tier.map.lock().keys().all(|k| k.len() == "tidepool:c1:".len() + 64));
+    // Node B misses locally, finds it in the shared tier: a ttl hit, no fetch.
+    let runs = Arc::new(AtomicUsize::new(0));
+    match b.fill::<(), _>(&r, vec![], refill(&runs, "x"), async { panic!("must not fetch") }).await {
+        Filled::Hit(e, Status::Ttl) => assert_eq!(e.payload, Bytes::from_static(b"from-a")),
+        _ => panic!("expected a shared hit"),
+    }
+    assert_eq!(b.metrics().shared_hits.get(), 1);
+    assert!(status_of(&b, &r, &runs).await.is_some(), "now local on B too");
+    // An invalidation on A is published; applied on B it drops B's copy without re-publishing.
+    a.invalidate(Invalidation::Tags { database: "app".into(), tags: vec!["users".into()] });
+    a.inner.tracker.wait().await;
+    let published = tier.published.lock().clone();
+    assert_eq!(published.len(), 1);
+    b.apply_remote(&published[0]);
+    assert!(status_of(&b, &r, &runs).await.is_none());
+    assert_eq!(tier.published.lock().len(), 1, "apply_remote does not publish");
+    // Bytes under the key that are not an entry of this database are ignored.
+    tier.map.lock().insert(r.key.shared_name(), Bytes::from_static(b"garbage"));
+    b.clear_local();
+    let fetched = matches!(b.fill::<(), _>(&r, vec![], refill(&runs, "x"), async { Ok(Bytes::from_static(b"db")) }).await, Filled::Miss(_));
+    assert!(fetched);
+}

@@ -82,6 +82,8 @@ pub fn key(db: &Database, user: &str, tags: &[String], request: &SqlRequest) -> 
 /// Adds `Tidepool-Cache-Status` (and `Last-Modified`) to a response.
 pub fn mark(headers: &mut HeaderMap, status: Status, last_modified: Option<&HeaderValue>) {
     headers.insert(STATUS, HeaderValue::from_static(status.as_str()));
+    // Browsers may read it (Last-Modified is readable by default).
+    headers.insert(axum::http::header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Tidepool-Cache-Status"));
     if let Some(lm) = last_modified {
         headers.insert(axum::http::header::LAST_MODIFIED, lm.clone());
     }

@@ -76,7 +76,7 @@ async fn eventually_get(tier: &RedisTier, key: &[u8]) -> Bytes {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("entry {key:?} never became readable");
+    panic!("entry {key:?} never became readable: {:?}", tier.metrics());
 }
 
 fn scope(db: &str, tags: &[&str], tables: &[&str]) -> EntryScope {
@@ -93,14 +93,14 @@ async fn an_entry_put_on_one_node_is_read_on_another() {
     let (a, b) = (node(&redis).await, node(&redis).await);
     assert_ne!(a.tier.node_id(), b.tier.node_id());
     assert_eq!(b.tier.get(b"k1").await, None);
-    a.tier.put_scoped(b"k1", Bytes::from_static(b"rows of k1"), HOUR, &scope("app", &["users"], &[])).await;
+    a.tier.put_scoped(b"k1", Bytes::from_static(b"rows of k1"), HOUR, &scope("app", &["users"], &[]), None).await;
     assert_eq!(eventually_get(&b.tier, b"k1").await, Bytes::from_static(b"rows of k1"));
     // Stored under the documented name with a Redis TTL (ttl + swr, capped).
     let pttl: i64 = redis.command(&format!("PTTL tidepool:v1:{}", hex::encode(b"k1"))).unwrap().trim_start_matches(':').parse().unwrap();
     assert!(pttl > 0 && pttl <= HOUR.as_millis() as i64, "{pttl}");
     // An unscoped put works too; a zero TTL or an oversized value is not stored.
     // (Scoped away from the invalidations still queued from the outage, which may land later.)
-    a.tier.put_scoped(b"k2", Bytes::from_static(b"v2"), HOUR, &scope("other", &[], &[])).await;
+    a.tier.put_scoped(b"k2", Bytes::from_static(b"v2"), HOUR, &scope("other", &[], &[]), None).await;
     assert_eq!(eventually_get(&b.tier, b"k2").await, Bytes::from_static(b"v2"));
     a.tier.put(b"zero", Bytes::from_static(b"v"), Duration::ZERO).await;
     a.tier.put(b"big", Bytes::from(vec![0u8; MAX_VALUE + 1]), HOUR).await;
@@ -150,7 +150,7 @@ async fn invalidation_hides_the_redis_entries_of_other_nodes() {
         if s == &EntryScope::default() {
             b.tier.put(key, Bytes::copy_from_slice(key), HOUR).await;
         } else {
-            b.tier.put_scoped(key, Bytes::copy_from_slice(key), HOUR, s).await;
+            b.tier.put_scoped(key, Bytes::copy_from_slice(key), HOUR, s, None).await;
         }
     }
     for (key, _) in &entries {
@@ -189,7 +189,7 @@ async fn invalidation_hides_the_redis_entries_of_other_nodes() {
     assert_eq!(readable(all.clone()).await, vec![b"other_db" as &[u8]]);
 
     // A new entry written after the invalidation is readable again.
-    b.tier.put_scoped(b"users", Bytes::from_static(b"fresh"), HOUR, &scope("app", &["users"], &[])).await;
+    b.tier.put_scoped(b"users", Bytes::from_static(b"fresh"), HOUR, &scope("app", &["users"], &[]), None).await;
     assert_eq!(eventually_get(&a.tier, b"users").await, Bytes::from_static(b"fresh"));
 }
 
@@ -227,7 +227,7 @@ async fn hostile_values_in_redis_are_misses() {
     assert_eq!(a.tier.get(b"list").await, None);
     assert_eq!(a.tier.metrics().errors.get(), errors + 1);
     // A garbage generation value makes the entries depending on it misses, never a panic.
-    a.tier.put_scoped(b"g", Bytes::from_static(b"v"), HOUR, &scope("app", &["t"], &[])).await;
+    a.tier.put_scoped(b"g", Bytes::from_static(b"v"), HOUR, &scope("app", &["t"], &[]), None).await;
     eventually_get(&a.tier, b"g").await;
     let gen_key = format!("tidepool:v1:gen:tag:{}:{}", hex::encode("app"), hex::encode("t"));
     set(gen_key, vec![0xff; 1000]).await;
@@ -272,9 +272,19 @@ async fn redis_down_costs_misses_and_coming_back_resubscribes() {
     wait_until("A re-subscribed", || a.reconnects.load(Ordering::SeqCst) >= 2).await;
     wait_until("B re-subscribed", || b.reconnects.load(Ordering::SeqCst) >= 2).await;
     // The shared tier works again: entries and invalidations flow.
-    // (Scoped away from the invalidations still queued from the outage, which may land later.)
-    a.tier.put_scoped(b"k2", Bytes::from_static(b"v2"), HOUR, &scope("other", &[], &[])).await;
-    assert_eq!(eventually_get(&b.tier, b"k2").await, Bytes::from_static(b"v2"));
+    // (Scoped away from the invalidations still queued from the outage, which may land later.
+    // Writes are at most once: one may still be lost while the connection comes back, so this
+    // writes until one lands.)
+    let mut landed = None;
+    for _ in 0..200 {
+        a.tier.put_scoped(b"k2", Bytes::from_static(b"v2"), HOUR, &scope("other", &[], &[]), None).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        landed = b.tier.get(b"k2").await;
+        if landed.is_some() {
+            break;
+        }
+    }
+    assert_eq!(landed, Some(Bytes::from_static(b"v2")), "no write reached Redis after it came back");
     let received = b.received.lock().len();
     a.tier.publish(Invalidation::All { database: "app".into() }).await;
     wait_until("B hears A after the restart", || b.received.lock().len() > received).await;
@@ -296,7 +306,7 @@ async fn redis_down_at_start_is_not_an_error() {
 async fn a_stalled_redis_costs_a_timeout_not_a_failure() {
     let redis = TestRedis::start().unwrap();
     let a = node(&redis).await;
-    a.tier.put_scoped(b"k", Bytes::from_static(b"v"), HOUR, &scope("db1", &[], &[])).await;
+    a.tier.put_scoped(b"k", Bytes::from_static(b"v"), HOUR, &scope("db1", &[], &[]), None).await;
     eventually_get(&a.tier, b"k").await;
     // Redis frozen: the socket stays open but nothing answers; only the timeout ends the call.
     redis.freeze().unwrap();
@@ -309,4 +319,33 @@ async fn a_stalled_redis_costs_a_timeout_not_a_failure() {
     redis.resume().unwrap();
     // Answers again: the entry (untouched by the invalidation of another database) is read again.
     assert_eq!(eventually_get(&a.tier, b"k").await, Bytes::from_static(b"v"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_fetched_across_an_invalidation_is_stored_hidden() {
+    let redis = TestRedis::start().unwrap();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let users = scope("app", &["users"], &[]);
+    // Node A misses (the lookup snapshots the generations), then "runs the query"...
+    let (hit, snapshot) = a.tier.lookup(b"k", &users).await;
+    assert!(hit.is_none() && snapshot.is_some());
+    // ...while node B invalidates the tag, which reaches Redis before A stores its result.
+    b.tier.publish(tags("app", &["users"])).await;
+    wait_until("A hears the invalidation", || a.received.lock().len() == 1).await;
+    a.tier.put_scoped(b"k", Bytes::from_static(b"old rows"), HOUR, &users, snapshot).await;
+    let name = format!("EXISTS tidepool:v1:{}", hex::encode(b"k"));
+    wait_until("the entry is in Redis", || redis.command(&name).is_ok_and(|r| r == ":1")).await;
+    // Stored, but under the generations from before the fetch: hidden on every node.
+    let invalidated = b.tier.metrics().invalidated.get();
+    assert_eq!(b.tier.lookup(b"k", &users).await.0, None);
+    assert_eq!(a.tier.get(b"k").await, None);
+    assert_eq!(b.tier.metrics().invalidated.get(), invalidated + 1);
+    // A fetch that starts after the invalidation is stored visible, and a lookup reads it in
+    // the same round trip as its snapshot.
+    let (_, snapshot) = a.tier.lookup(b"k", &users).await;
+    a.tier.put_scoped(b"k", Bytes::from_static(b"new rows"), HOUR, &users, snapshot).await;
+    let fresh = eventually_get(&b.tier, b"k").await;
+    assert_eq!(fresh, Bytes::from_static(b"new rows"));
+    let (hit, snapshot) = b.tier.lookup(b"k", &users).await;
+    assert_eq!((hit, snapshot.is_some()), (Some(fresh), true));
 }

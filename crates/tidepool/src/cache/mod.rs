@@ -43,13 +43,31 @@ pub trait SharedTier: Send + Sync + 'static {
     async fn get(&self, key: &[u8]) -> Option<Bytes>;
     async fn put(&self, key: &[u8], value: Bytes, ttl: Duration);
     async fn publish(&self, event: Invalidation);
-    /// Like [`SharedTier::put`], naming what the entry depends on, so that an invalidation
-    /// published by any node also makes the shared copy unreachable. `put` alone must be
-    /// conservative (the Redis tier hides such an entry on any invalidation).
-    async fn put_scoped(&self, key: &[u8], value: Bytes, ttl: Duration, scope: &EntryScope) {
+    /// Like [`SharedTier::get`] for an entry of `scope`, also returning what the tier must know
+    /// to store the result fetched after this miss (hand it to `put_scoped`): the Redis tier
+    /// snapshots the scope's invalidation generations here, *before* the database runs, so an
+    /// invalidation on any node during the fetch hides the copy it stores.
+    async fn lookup(&self, key: &[u8], scope: &EntryScope) -> (Option<Bytes>, Option<SharedSnapshot>) {
         let _ = scope;
+        (self.get(key).await, None)
+    }
+    /// Like [`SharedTier::put`], naming what the entry depends on, so that an invalidation
+    /// published by any node also makes the shared copy unreachable; `snapshot` is what the
+    /// lookup before the fetch returned (None: none was made). `put` alone must be conservative
+    /// (the Redis tier hides such an entry on any invalidation).
+    async fn put_scoped(&self, key: &[u8], value: Bytes, ttl: Duration, scope: &EntryScope, snapshot: Option<SharedSnapshot>) {
+        let _ = (scope, snapshot);
         self.put(key, value, ttl).await
     }
+}
+
+/// What a shared-tier lookup saw, opaque to the core; see [`SharedTier::lookup`].
+#[derive(Debug, Clone, Default)]
+pub struct SharedSnapshot {
+    /// (generation key, generation) pairs, in the tier's order.
+    generations: Vec<(String, Vec<u8>)>,
+    /// The tier's subscription session at the lookup.
+    session: u64,
 }
 
 /// What a cached entry depends on: its database, the tags it was stored with, the tables it read.
@@ -269,7 +287,7 @@ impl Cache {
             let cache = done.0.clone();
             let epoch = cache.epoch(&req.database);
             if let Some(payload) = work().await {
-                cache.store(&req, payload, tables, epoch).await;
+                cache.store(&req, payload, tables, epoch, None).await;
             }
             drop(done);
         });
@@ -301,7 +319,7 @@ impl Cache {
                         return Filled::Miss(entry);
                     }
                 }
-                return self.fetch_and_store(req, tables, fetch).await;
+                return self.fetch_and_store(req, tables, fetch, None).await;
             }
             Ok(tx) => tx,
         };
@@ -328,11 +346,12 @@ impl Cache {
                 return Filled::Hit(entry, Status::Ttl);
             }
         }
-        if let Some(hit) = self.shared_lookup(req, refill).await {
+        let (hit, snapshot) = self.shared_lookup(req, &tables, refill).await;
+        if let Some(hit) = hit {
             leader.2.send_replace(Some(Some(hit.0.clone())));
             return Filled::Hit(hit.0, hit.1);
         }
-        let r = self.fetch_and_store(req, tables, fetch).await;
+        let r = self.fetch_and_store(req, tables, fetch, snapshot).await;
         if let Filled::Miss(e) = &r {
             leader.2.send_replace(Some(Some(e.clone())));
         }
@@ -340,11 +359,18 @@ impl Cache {
         r
     }
 
-    async fn shared_lookup(&self, req: &Request, refill: impl FnOnce() -> Refill) -> Option<(Arc<Entry>, Status)> {
-        let shared = self.inner.shared.as_ref()?;
+    /// The shared tier's entry for `req` (a hit, if any) and its snapshot for storing the result
+    /// of a miss.
+    async fn shared_lookup(&self, req: &Request, tables: &[String], refill: impl FnOnce() -> Refill) -> (Option<(Arc<Entry>, Status)>, Option<SharedSnapshot>) {
+        let Some(shared) = self.inner.shared.as_ref() else { return (None, None) };
         let epoch = self.epoch(&req.database);
-        let bytes = shared.get(&req.key.shared_name()).await?;
-        let entry = Entry::decode(bytes)?;
+        let scope = EntryScope { database: req.database.to_string(), tags: req.strategy.tags.clone(), tables: tables.to_vec() };
+        let (bytes, snapshot) = shared.lookup(&req.key.shared_name(), &scope).await;
+        (self.shared_hit(req, bytes, epoch, refill).await, snapshot)
+    }
+
+    async fn shared_hit(&self, req: &Request, bytes: Option<Bytes>, epoch: (u64, u64), refill: impl FnOnce() -> Refill) -> Option<(Arc<Entry>, Status)> {
+        let entry = Entry::decode(bytes?)?;
         if *entry.database != *req.database || self.epoch(&req.database) != epoch {
             // Another database's bytes under this name, or an invalidation arrived meanwhile.
             return None;
@@ -362,7 +388,7 @@ impl Cache {
         Some(hit)
     }
 
-    async fn fetch_and_store<E, Fut>(&self, req: &Request, tables: Vec<String>, fetch: Fut) -> Filled<E>
+    async fn fetch_and_store<E, Fut>(&self, req: &Request, tables: Vec<String>, fetch: Fut, snapshot: Option<SharedSnapshot>) -> Filled<E>
     where
         Fut: Future<Output = Result<Bytes, E>>,
     {
@@ -370,7 +396,7 @@ impl Cache {
         match fetch.await {
             Ok(payload) => {
                 self.inner.metrics.misses.inc();
-                Filled::Miss(self.store(req, payload, tables, epoch).await)
+                Filled::Miss(self.store(req, payload, tables, epoch, snapshot).await)
             }
             Err(e) => {
                 self.inner.metrics.bypass(Bypass::Error);
@@ -381,7 +407,7 @@ impl Cache {
 
     /// Stores a result read while the database's epoch was `epoch` (unless an invalidation ran
     /// since, it is too large, or the quota is used up) and writes it through to the shared tier.
-    async fn store(&self, req: &Request, payload: Bytes, tables: Vec<String>, epoch: (u64, u64)) -> Arc<Entry> {
+    async fn store(&self, req: &Request, payload: Bytes, tables: Vec<String>, epoch: (u64, u64), snapshot: Option<SharedSnapshot>) -> Arc<Entry> {
         let s = &req.strategy;
         let entry = Arc::new(Entry::new(req.database.clone(), payload, s.ttl, s.swr, s.tags.clone(), tables));
         if entry.lifetime().is_zero() {
@@ -414,7 +440,7 @@ impl Cache {
         if let Some(shared) = self.inner.shared.clone() {
             let (name, bytes, ttl) = (req.key.shared_name(), entry.encode(), entry.lifetime());
             let scope = EntryScope { database: entry.database.to_string(), tags: entry.tags.clone(), tables: entry.tables.clone() };
-            self.inner.tracker.spawn(async move { shared.put_scoped(&name, bytes, ttl, &scope).await });
+            self.inner.tracker.spawn(async move { shared.put_scoped(&name, bytes, ttl, &scope, snapshot).await });
         }
         entry
     }

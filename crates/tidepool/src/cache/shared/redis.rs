@@ -18,7 +18,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use super::keys;
 use super::message;
 use super::metrics::{LogLimiter, TierMetrics};
-use crate::cache::{EntryScope, Invalidation, SharedTier};
+use crate::cache::{EntryScope, Invalidation, SharedSnapshot, SharedTier};
 use crate::config::CacheConfig;
 
 /// Called with each invalidation published by another node (the cache's `apply_remote`).
@@ -80,6 +80,9 @@ pub(super) struct Inner {
 struct PutJob {
     /// The subscription session it was computed in (see `Inner::session`).
     session: u64,
+    /// The generations of `deps` seen before the result was fetched, if known; else they are
+    /// read when writing.
+    gens: Option<Vec<Vec<u8>>>,
     name: String,
     value: Bytes,
     ttl: Duration,
@@ -182,6 +185,20 @@ impl Inner {
         }
     }
 
+    /// Runs a write, and once more if the connection turned out to be dead (the first call after
+    /// Redis comes back finds the old connection and only starts the reconnection): both within
+    /// the caller's one timeout. Writes are idempotent.
+    async fn retry_once<T, F, Fut>(&self, call: F) -> redis::RedisResult<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        match call().await {
+            Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() => call().await,
+            r => r,
+        }
+    }
+
     /// Current generations of `deps` (empty = never invalidated).
     async fn generations(&self, deps: &[String]) -> redis::RedisResult<Vec<Vec<u8>>> {
         let mut conn = self.conn.clone();
@@ -189,31 +206,45 @@ impl Inner {
         Ok(gens.into_iter().map(Option::unwrap_or_default).collect())
     }
 
-    /// One entry, read with at most `max_entry_bytes` + envelope bytes transferred.
-    async fn read(&self, name: &str) -> redis::RedisResult<Option<Bytes>> {
+    /// One entry, read with at most `max_entry_bytes` + envelope bytes transferred, and, when
+    /// `scope` names generation keys, their current values (same round trip): the snapshot a
+    /// later write of this entry records.
+    async fn read(&self, name: &str, scope: &[String]) -> redis::RedisResult<(Option<Bytes>, Vec<Vec<u8>>)> {
         let mut conn = self.conn.clone();
         let limit = self.max_entry_bytes.saturating_add(keys::MAX_HEADER);
         // GETRANGE's end is inclusive: a value longer than `limit` shows up as limit + 1 bytes.
-        let raw: Vec<u8> = redis::cmd("GETRANGE").arg(name).arg(0).arg(limit).query_async(&mut conn).await?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("GETRANGE").arg(name).arg(0).arg(limit);
+        let (raw, snapshot): (Vec<u8>, Vec<Vec<u8>>) = if scope.is_empty() {
+            let (raw,): (Vec<u8>,) = pipe.query_async(&mut conn).await?;
+            (raw, Vec::new())
+        } else {
+            pipe.cmd("MGET").arg(scope);
+            let (raw, gens): (Vec<u8>, Vec<Option<Vec<u8>>>) = pipe.query_async(&mut conn).await?;
+            (raw, gens.into_iter().map(Option::unwrap_or_default).collect())
+        };
+        if snapshot.len() != scope.len() {
+            return Err((redis::ErrorKind::Parse, "MGET answered another number of values").into());
+        }
         if raw.is_empty() {
             self.metrics.misses.inc();
-            return Ok(None);
+            return Ok((None, snapshot));
         }
         let envelope = match keys::decode(&raw) {
             Some(e) if raw.len() <= limit && raw.len() - e.value_start <= self.max_entry_bytes => e,
             _ => {
                 self.metrics.rejected.inc();
-                return Ok(None);
+                return Ok((None, snapshot));
             }
         };
         let names: Vec<String> = envelope.deps.iter().map(|(n, _)| n.clone()).collect();
-        let current = self.generations(&names).await?;
+        let current = if names == scope { snapshot.clone() } else { self.generations(&names).await? };
         if current.len() != envelope.deps.len() || envelope.deps.iter().zip(&current).any(|((_, recorded), now)| recorded != now) {
             self.metrics.invalidated.inc();
-            return Ok(None);
+            return Ok((None, snapshot));
         }
         self.metrics.hits.inc();
-        Ok(Some(Bytes::from(raw).slice(envelope.value_start..)))
+        Ok((Some(Bytes::from(raw).slice(envelope.value_start..)), snapshot))
     }
 
     /// Whether a write queued in `session` may still go to Redis (else it is counted as dropped).
@@ -229,7 +260,10 @@ impl Inner {
         if !self.same_session(job.session) {
             return Ok(());
         }
-        let gens = self.generations(&job.deps).await?;
+        let gens = match &job.gens {
+            Some(gens) => gens.clone(),
+            None => self.generations(&job.deps).await?,
+        };
         // Checked again: the read above may have waited for a reconnection that started a new
         // session (the window left, between here and the SET, is one local round trip).
         if !self.same_session(job.session) {
@@ -263,7 +297,7 @@ async fn write_entries(inner: Arc<Inner>, rx: mpsc::Receiver<PutJob>) {
     jobs.for_each_concurrent(WRITE_CONCURRENCY, |job| {
         let inner = inner.clone();
         async move {
-            inner.bounded("put", inner.store(&job)).await;
+            inner.bounded("put", inner.retry_once(|| inner.store(&job))).await;
         }
     })
     .await;
@@ -271,28 +305,27 @@ async fn write_entries(inner: Arc<Inner>, rx: mpsc::Receiver<PutJob>) {
 
 async fn write_invalidations(inner: Arc<Inner>, mut rx: mpsc::Receiver<Invalidation>) {
     while let Some(event) = rx.recv().await {
-        inner.bounded("publish", inner.invalidate(&event)).await;
+        inner.bounded("publish", inner.retry_once(|| inner.invalidate(&event))).await;
     }
 }
 
 #[async_trait::async_trait]
 impl SharedTier for RedisTier {
     async fn get(&self, key: &[u8]) -> Option<Bytes> {
-        if self.inner.reads_paused_until.lock().is_some_and(|until| tokio::time::Instant::now() < until) {
-            self.inner.metrics.skipped.inc();
-            return None;
-        }
-        let name = keys::entry_key(key);
-        self.inner.bounded("get", self.inner.read(&name)).await.flatten()
+        self.lookup_with(key, &[]).await.0
+    }
+
+    async fn lookup(&self, key: &[u8], scope: &EntryScope) -> (Option<Bytes>, Option<SharedSnapshot>) {
+        self.lookup_with(key, &keys::dependencies(Some(scope))).await
     }
 
     /// Stored unscoped: any invalidation on any node hides it (use `put_scoped`).
     async fn put(&self, key: &[u8], value: Bytes, ttl: Duration) {
-        self.put_with(key, value, ttl, None);
+        self.put_with(key, value, ttl, None, None);
     }
 
-    async fn put_scoped(&self, key: &[u8], value: Bytes, ttl: Duration, scope: &EntryScope) {
-        self.put_with(key, value, ttl, Some(scope));
+    async fn put_scoped(&self, key: &[u8], value: Bytes, ttl: Duration, scope: &EntryScope, snapshot: Option<SharedSnapshot>) {
+        self.put_with(key, value, ttl, Some(scope), snapshot);
     }
 
     async fn publish(&self, event: Invalidation) {
@@ -301,18 +334,39 @@ impl SharedTier for RedisTier {
 }
 
 impl RedisTier {
+    /// A read (skipped for a while after a failure) with a snapshot of `scope`'s generations.
+    async fn lookup_with(&self, key: &[u8], scope: &[String]) -> (Option<Bytes>, Option<SharedSnapshot>) {
+        if self.inner.reads_paused_until.lock().is_some_and(|until| tokio::time::Instant::now() < until) {
+            self.inner.metrics.skipped.inc();
+            return (None, None);
+        }
+        let session = self.inner.session.load(Ordering::SeqCst);
+        let name = keys::entry_key(key);
+        match self.inner.bounded("get", self.inner.read(&name, scope)).await {
+            Some((hit, gens)) if !scope.is_empty() => (hit, Some(SharedSnapshot { generations: scope.iter().cloned().zip(gens).collect(), session })),
+            Some((hit, _)) => (hit, None),
+            None => (None, None),
+        }
+    }
+
     /// `ttl` is the entry's whole lifetime (ttl + swr).
-    fn put_with(&self, key: &[u8], value: Bytes, ttl: Duration, scope: Option<&EntryScope>) {
+    fn put_with(&self, key: &[u8], value: Bytes, ttl: Duration, scope: Option<&EntryScope>, snapshot: Option<SharedSnapshot>) {
         if value.len() > self.inner.max_entry_bytes || ttl.is_zero() {
             return;
         }
-        let session = self.inner.session.load(Ordering::SeqCst);
+        let deps = keys::dependencies(scope);
+        // With a snapshot of these very dependencies, the entry records the generations from
+        // before its fetch, and belongs to the session of that lookup.
+        let (session, gens) = match snapshot {
+            Some(s) if s.generations.iter().map(|(k, _)| k).eq(deps.iter()) => (s.session, Some(s.generations.into_iter().map(|(_, g)| g).collect())),
+            _ => (self.inner.session.load(Ordering::SeqCst), None),
+        };
         if session & 1 == 0 {
             // Not subscribed: this entry may miss an invalidation; keep it local.
             self.inner.metrics.dropped.inc();
             return;
         }
-        let job = PutJob { session, name: keys::entry_key(key), value, ttl: ttl.min(self.inner.max_ttl), deps: keys::dependencies(scope) };
+        let job = PutJob { session, gens, name: keys::entry_key(key), value, ttl: ttl.min(self.inner.max_ttl), deps };
         self.enqueue(&self.puts, job, "entry");
     }
 }

@@ -34,6 +34,7 @@ pub use self::entry::{Entry, Freshness};
 pub use self::invalidate::{parse_tags, valid_tag, Invalidation, TagError};
 pub use self::key::{cache_role, Key, KeyBuilder};
 pub use self::metrics::{Bypass, CacheMetrics};
+pub use self::shared::{EntryScope, SharedSnapshot, WeakCache};
 use crate::config::CacheConfig;
 
 /// A tier shared by several tidepool nodes (Redis). Never fails a request: errors are logged and
@@ -58,34 +59,6 @@ pub trait SharedTier: Send + Sync + 'static {
     async fn put_scoped(&self, key: &[u8], value: Bytes, ttl: Duration, scope: &EntryScope, snapshot: Option<SharedSnapshot>) {
         let _ = (scope, snapshot);
         self.put(key, value, ttl).await
-    }
-}
-
-/// What a shared-tier lookup saw, opaque to the core; see [`SharedTier::lookup`].
-#[derive(Debug, Clone, Default)]
-pub struct SharedSnapshot {
-    /// (generation key, generation) pairs, in the tier's order.
-    generations: Vec<(String, Vec<u8>)>,
-    /// The tier's subscription session at the lookup.
-    session: u64,
-}
-
-/// What a cached entry depends on: its database, the tags it was stored with, the tables it read.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EntryScope {
-    pub database: String,
-    pub tags: Vec<String>,
-    pub tables: Vec<String>,
-}
-
-/// A handle that does not keep the cache alive (for callbacks held by the shared tier, which the
-/// cache itself holds).
-#[derive(Clone)]
-pub struct WeakCache(std::sync::Weak<Inner>);
-
-impl WeakCache {
-    pub fn upgrade(&self) -> Option<Cache> {
-        self.0.upgrade().map(|inner| Cache { inner })
     }
 }
 
@@ -229,10 +202,6 @@ impl Cache {
 
     pub fn metrics(&self) -> &CacheMetrics {
         &self.inner.metrics
-    }
-
-    pub fn downgrade(&self) -> WeakCache {
-        WeakCache(Arc::downgrade(&self.inner))
     }
 
     /// Attaches (or replaces) the shared tier; only before the cache is shared with front ends.

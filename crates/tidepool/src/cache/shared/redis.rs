@@ -18,7 +18,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use super::keys;
 use super::message;
 use super::metrics::{LogLimiter, TierMetrics};
-use crate::cache::{EntryScope, Invalidation, SharedSnapshot, SharedTier};
+use super::{EntryScope, SharedSnapshot};
+use crate::cache::{Invalidation, SharedTier};
 use crate::config::CacheConfig;
 
 /// Called with each invalidation published by another node (the cache's `apply_remote`).

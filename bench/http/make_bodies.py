@@ -12,6 +12,9 @@ Writes
                            defaults, createdAt/updatedAt from now()) from
                            crud__create-minimal; params.%2 (the unique email)
                            becomes "bench-__SEQ__@example.com"
+  prisma-find-many.json    User.findMany (id <= 20, ORDER BY id, LIMIT 20: 20 users, all
+                           13 columns), built from the findUnique plan's query and
+                           result structure (the cache benchmark's body)
   neon-point-select.json   {"query": "SELECT abalance FROM pgbench_accounts
                            WHERE aid = $1", "params": ["__ID__"]}
 wrk.lua replaces __ID__ / __SEQ__ per request. Fails loudly if the fixtures no
@@ -50,6 +53,27 @@ def main():
     text = json.dumps(find, separators=(",", ":")).replace('"__ID__"', "__ID__")
     with open(os.path.join(out, "prisma-find-unique.json"), "w") as f:
         f.write(text)
+
+    query = find["plan"]["args"]["expr"]["args"]
+    assert find["plan"]["args"]["expr"]["type"] == "unique" and query["type"] == "query", "findUnique plan shape changed"
+    tmpl = json.loads(json.dumps(query["args"]))
+    head = tmpl["fragments"][0]["chunk"]
+    assert head.endswith('WHERE ("t0"."id" = '), head
+    tmpl["fragments"] = [
+        {"type": "stringChunk", "chunk": head[: -len("= ")] + "<= "},
+        {"type": "parameter"},
+        {"type": "stringChunk", "chunk": ' AND 1=1) ORDER BY "t0"."id" ASC LIMIT '},
+        {"type": "parameter"},
+    ]
+    tmpl["args"] = [tmpl["args"][0], "20"]
+    many = {
+        "model": "User",
+        "operation": "findMany",
+        "plan": {"type": "dataMap", "args": dict(find["plan"]["args"], expr={"type": "query", "args": tmpl})},
+        "params": {"%1": 20},
+    }
+    with open(os.path.join(out, "prisma-find-many.json"), "w") as f:
+        f.write(json.dumps(many, separators=(",", ":")))
 
     create = pick(fixtures, "crud__create-minimal", "User", "createOne", ["%1", "%2", "%3"])
     assert "INSERT INTO" in json.dumps(create["plan"]), "createOne plan has no INSERT"

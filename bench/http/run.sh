@@ -22,7 +22,10 @@
 #      wrk against /sql (password in Neon-Connection-String; and with the API
 #      key as Authorization: Bearer), pgbench -S through tidepool's wire
 #      listener, pgbench -C -S straight to Postgres (connect per request);
-#   5. prints Markdown tables (req/s, p50, p99, errors, CPU used per process)
+#   5. query cache: User.findMany (20 rows) with `cache-control: no-cache`
+#      (uncached, runs on PostgreSQL every time) and with `max-age=3600`
+#      (served from tidepool's cache after the first request), same run;
+#   6. prints Markdown tables (req/s, p50, p99, errors, CPU used per process)
 #      with a machine description; also written to OUT_DIR/results.md and
 #      bench/http/out/latest.md.
 # Every wrk response is checked (status 200 and an expected substring) by
@@ -39,6 +42,7 @@
 #   TIDEPOOL_REV         revision label for the report [git describe --dirty when
 #                        TIDEPOOL_BIN is the default]
 #   SKIP_REFERENCE [0]   1: no @prisma/query-plan-executor runs (columns n/a)
+#   ONLY_CACHE [0]       1: only the query-cache section (implies SKIP_REFERENCE)
 #   CONNECT_JOBS [CONNECTIONS]  pgbench -j of the connect-per-request run (one
 #                        thread per client: pgbench connects synchronously)
 #   WAIT_QUIET [0]       wait up to this many seconds for an idle machine first
@@ -59,7 +63,8 @@ POOL_SIZE=${POOL_SIZE:-20}
 SCALE=${SCALE:-10}
 SEED_USERS=${SEED_USERS:-10000}
 PG_MAX_CONNECTIONS=${PG_MAX_CONNECTIONS:-200}
-SKIP_REFERENCE=${SKIP_REFERENCE:-0}
+ONLY_CACHE=${ONLY_CACHE:-0}
+SKIP_REFERENCE=${SKIP_REFERENCE:-$ONLY_CACHE}
 CONNECT_JOBS=${CONNECT_JOBS:-$CONNECTIONS}
 STAMP=$(date +%Y%m%d-%H%M%S)
 OUT_DIR=${OUT_DIR:-$HERE/out/http-$STAMP}
@@ -209,12 +214,15 @@ start_tidepool() {
     TP_PG_PORT=$(free_port)
     TP_HTTP_PORT=$(free_port)
     while [[ $TP_HTTP_PORT == "$TP_PG_PORT" ]]; do TP_HTTP_PORT=$(free_port); done
+    TP_ADMIN_PORT=$(free_port)
+    while [[ $TP_ADMIN_PORT == "$TP_PG_PORT" || $TP_ADMIN_PORT == "$TP_HTTP_PORT" ]]; do TP_ADMIN_PORT=$(free_port); done
     local cfg=$RUN_DIR/tidepool.toml key_sha
     key_sha=$(printf '%s' "$API_KEY" | sha256sum | cut -d' ' -f1)
     cat >"$cfg" <<EOF
 [server]
 pg_listen   = "127.0.0.1:$TP_PG_PORT"
 http_listen = "127.0.0.1:$TP_HTTP_PORT"
+admin_listen = "127.0.0.1:$TP_ADMIN_PORT"
 log_level   = "warn"
 
 [[databases]]
@@ -447,6 +455,10 @@ run_pgbench() {
     log "  $name: ${RPS[$name]} tps, p50 ${P50[$name]} ms, p99 ${P99[$name]} ms, mean ${MEAN[$name]} ms, errors ${ERRS[$name]}, cpu $CPU_TEXT${conn:+, conn $conn ms}"
 }
 
+per_req() { # CPU_TEXT FIELD RPS -> microseconds of CPU per request for field 1 (server) or 2 (PG)
+    awk -v t="$1" -v f="$2" -v r="$3" 'BEGIN { split(t, a, " / "); if (r + 0 > 0 && a[f] ~ /^[0-9.]+$/) printf "%.0f µs", a[f] * 1000000 / r; else printf "-" }'
+}
+
 ratio() { # a b -> a/b as "1.23x", "-" when either is not a number
     if [[ $1 =~ ^[0-9]+(\.[0-9]+)?$ && $2 =~ ^[0-9]+(\.[0-9]+)?$ ]] && awk -v b="$2" 'BEGIN { exit !(b > 0) }'; then
         awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'
@@ -553,6 +565,14 @@ a, b = (json.load(open(p))["data"] for p in sys.argv[1:3])
 assert a == b, (a, b)
 EOF
 fi
+MANY_OK='len(r["data"]) == 20 and r["data"][0]["id"] == 1'
+check_json tp-many-nocache "$TP/query" "$BODIES/prisma-find-many.json" 0 "$MANY_OK" "${TP_PRISMA_HDR[@]}" "cache-control: no-cache" ||
+    die "tidepool findMany (no-cache)"
+for want in miss ttl; do
+    got=$(curl -sS -o /dev/null -D - -X POST "${TP_PRISMA_HDR[@]/#/-H}" -H "cache-control: max-age=3600" \
+        --data-binary "@$BODIES/prisma-find-many.json" "$TP/query" | tr -d '\r' | awk -F': ' 'tolower($1) == "accelerate-cache-status" {print $2}')
+    [[ $got == "$want" ]] || die "tidepool cache: expected accelerate-cache-status $want, got '${got:-none}'"
+done
 PGPASSWORD=$DB_PASSWORD "$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$TP_PG_PORT" -U "$DB_USER" -d "$DB" \
     -c "SELECT count(*) FROM pgbench_branches" >/dev/null || die "tidepool wire listener"
 
@@ -569,6 +589,13 @@ fi
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "load average before: $LOAD_BEFORE"
 
+log "Query cache: findMany (20 users) uncached vs cached, tidepool"
+MANY_EXPECT='"data":[{"id":1,'
+run_wrk cache-uncached "$TP/query" "$TP_PID" "$BODIES/prisma-find-many.json" c 1 "$MANY_EXPECT" "${TP_PRISMA_HDR[@]}" "cache-control: no-cache"
+run_wrk cache-hit "$TP/query" "$TP_PID" "$BODIES/prisma-find-many.json" c 1 "$MANY_EXPECT" "${TP_PRISMA_HDR[@]}" "cache-control: max-age=3600"
+CACHE_METRICS=$(curl -sS "http://127.0.0.1:$TP_ADMIN_PORT/metrics" | grep -E '^tidepool_cache_(hits|misses|stores)' | tr '\n' ' ' || true)
+
+if [[ $ONLY_CACHE != 1 ]]; then
 log "Prisma /query (findUnique by id, createOne), tidepool vs reference"
 run_wrk prisma-find-tp "$TP/query" "$TP_PID" "$BODIES/prisma-find-unique.json" tp "$SEED_USERS" '"data":{"id":' "${TP_PRISMA_HDR[@]}"
 if ((HAVE_REF)); then
@@ -584,9 +611,11 @@ run_wrk neon-sql-pw "$TP/sql" "$TP_PID" "$BODIES/neon-point-select.json" n "$ACC
 run_wrk neon-sql-key "$TP/sql" "$TP_PID" "$BODIES/neon-point-select.json" n "$ACCOUNTS" '"rowCount":1' "${NEON_KEY_HDR[@]}"
 run_pgbench wire-pooled "$TP_PG_PORT" "$TP_PID" "$THREADS" query
 run_pgbench direct-connect "$PG_PORT" "" "$CONNECT_JOBS" interval -C
+fi
 
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 CREATED=$(psql_admin "$DB" -At -c "SELECT count(*) FROM \"User\" WHERE email LIKE 'bench-%'")
+MANY_BYTES=$(wc -c <"$RUNS/check-tp-many-nocache.resp" 2>/dev/null || echo "?")
 
 # ------------------------------------------------------------------ report
 
@@ -621,6 +650,29 @@ MD=$OUT_DIR/results.md
         "CPU: cores used during the measurement by server / PostgreSQL (all backends) / load generator / rest of the machine" \
         "(1.00 = one core busy; rest is anything else that ran, near 0 in a clean run)."
     echo
+    echo "### Query cache (\`POST /query\` with \`cache-control\`)"
+    echo
+    echo "The same \`User.findMany\` body (20 users, all 13 columns; ${MANY_BYTES:-?} bytes of JSON per response)" \
+        "with \`cache-control: no-cache\` (runs on PostgreSQL every time) and with \`max-age=3600\`" \
+        "(the first request stores it; every later one is a \`ttl\` hit served from memory)." \
+        "CPU per request: tidepool's and PostgreSQL's CPU time (from /proc/PID/stat) divided by the requests served."
+    echo
+    echo "| request | req/s | p50 | p99 | mean | errors | CPU server / PG / wrk / rest | tidepool CPU/req | PG CPU/req |"
+    echo "|---|---:|---:|---:|---:|---:|---|---:|---:|"
+    for c in cache-uncached cache-hit; do
+        label=$([[ $c == cache-hit ]] && echo "cached (ttl hit)" || echo "uncached (no-cache)")
+        echo "| $label | $(v RPS $c) | $(v P50 $c) | $(v P99 $c) | $(v MEAN $c) | $(v ERRS $c) | $(v CPU $c) | $(per_req "$(v CPU $c)" 1 "$(v RPS $c)") | $(per_req "$(v CPU $c)" 2 "$(v RPS $c)") |"
+    done
+    echo
+    echo "| hit vs uncached | req/s ratio | p50 ratio | p99 ratio |"
+    echo "|---|---:|---:|---:|"
+    echo "| cached / uncached | $(ratio "$(v RPS cache-hit)" "$(v RPS cache-uncached)") | $(ratio "$(v P50 cache-hit)" "$(v P50 cache-uncached)") | $(ratio "$(v P99 cache-hit)" "$(v P99 cache-uncached)") |"
+    echo
+    echo "Cache counters after the runs: \`${CACHE_METRICS:-n/a}\`"
+    echo
+    if [[ $ONLY_CACHE == 1 ]]; then
+        echo "(ONLY_CACHE=1: the other sections were not run.)"
+    else
     echo "### Prisma Accelerate API (\`POST /query\`)"
     echo
     echo "Bodies are the captured Prisma 7 plans from \`tests/clients/prisma/fixtures\`: \`User.findUnique\` by id" \
@@ -674,6 +726,7 @@ MD=$OUT_DIR/results.md
     done
     echo
     echo "Latency ratios below 1 mean /sql is faster. Rows created by the createOne runs: $CREATED."
+    fi
     busy=()
     for k in "${!CPU[@]}"; do
         rest=${CPU[$k]##*/ }

@@ -7,10 +7,10 @@ use crate::error::NeonError;
 use crate::request::SqlRequest;
 
 /// Headers a browser may send on `/sql`: Neon's list plus `Neon-Batch-Deferrable`, which Neon's
-/// list lacks although the driver sends it.
+/// list lacks although the driver sends it, and tidepool's query-cache opt-in headers.
 pub const CORS_ALLOW_HEADERS: &str = "Authorization, Neon-Connection-String, Neon-Raw-Text-Output, \
      Neon-Array-Mode, Neon-Pool-Opt-In, Neon-Batch-Read-Only, Neon-Batch-Isolation-Level, \
-     Neon-Batch-Deferrable";
+     Neon-Batch-Deferrable, Tidepool-Cache-Ttl, Tidepool-Cache-Swr, Tidepool-Cache-Tags";
 
 fn json(status: StatusCode, body: Vec<u8>) -> Response<Vec<u8>> {
     let mut response = Response::new(body);

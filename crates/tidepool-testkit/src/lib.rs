@@ -44,6 +44,11 @@
 //! (no `su`/`runuser` needed), and the temporary directory is `chown`ed to
 //! that user.
 //!
+//! # Redis
+//!
+//! [`TestRedis`] starts a throwaway `redis-server` on a free port (for the shared cache tier's
+//! tests); killed on drop, with kill/restart for failure tests.
+//!
 //! # Binaries
 //!
 //! `$TIDEPOOL_PG_BIN_DIR` if set; else the directory of `initdb` found on
@@ -53,12 +58,14 @@
 mod bins;
 mod cluster;
 mod os_user;
+mod redis;
 mod tls;
 mod util;
 
 pub use bins::{pg_bin, pg_bin_dir};
 pub use cluster::{BackendFilter, ClusterBuilder, StopMode, TestCluster, TESTKIT_APP_NAME};
 pub use os_user::{os_user, OsUser};
+pub use redis::TestRedis;
 pub use tls::{self_signed_cert, test_pki, TestPki};
 pub use util::{free_port, run_pgbench, run_psql, CmdOutput};
 

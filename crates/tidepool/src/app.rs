@@ -225,6 +225,8 @@ pub struct App {
     pub itx: crate::frontend::http::prisma::ItxRegistry,
     /// Slots for TCP connections that have not finished logging in (`max_preauth_connections`).
     pub preauth_pg: Arc<tokio::sync::Semaphore>,
+    /// The query cache (Prisma API and Neon `/sql`).
+    pub cache: crate::cache::Cache,
 }
 
 /// Front-end counters.
@@ -234,6 +236,29 @@ pub struct FrontMetrics {
     pub client_errors: Counter,
     pub login_failures: Counter,
     pub transactions: Counter,
+}
+
+/// Attaches the Redis shared tier: entries written through, other nodes' invalidations applied
+/// here, local entries dropped whenever the subscription is (re)established. The callbacks hold
+/// the cache weakly (the cache holds the tier).
+fn with_redis_tier(cache: crate::cache::Cache, config: &crate::config::CacheConfig, registry: &mut Registry) -> anyhow::Result<crate::cache::Cache> {
+    let tier = crate::cache::shared::RedisTier::new(config)?;
+    tier.metrics().register(registry);
+    let cache = cache.with_shared(tier.clone());
+    let (on_event, on_reconnect) = (cache.downgrade(), cache.downgrade());
+    tier.subscribe(
+        Arc::new(move |event| {
+            if let Some(c) = on_event.upgrade() {
+                c.apply_remote(event);
+            }
+        }),
+        Arc::new(move || {
+            if let Some(c) = on_reconnect.upgrade() {
+                c.clear_local();
+            }
+        }),
+    );
+    Ok(cache)
 }
 
 impl App {
@@ -280,6 +305,11 @@ impl App {
             _ => None,
         };
         let api_keys = crate::keys::ApiKeys::from_config(&config);
+        let mut cache = crate::cache::Cache::new(config.cache.clone(), None, tracker.clone());
+        cache.metrics().register(&mut registry);
+        if config.cache.enabled && config.cache.redis_url.is_some() {
+            cache = with_redis_tier(cache, &config.cache, &mut registry)?;
+        }
         let config_preauth = config.server.max_preauth_connections;
         Ok(Arc::new(App {
             users: UserStore::from_config(&config).registered(&mut registry),
@@ -295,6 +325,7 @@ impl App {
             api_keys,
             itx: Default::default(),
             preauth_pg: Arc::new(tokio::sync::Semaphore::new(config_preauth)),
+            cache,
         }))
     }
 

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod app;
 pub mod auth_throttle;
+pub mod cache;
 pub mod cancel;
 pub mod checkin;
 pub mod config;

@@ -3,6 +3,8 @@
 //!
 //! * `prisma_accelerate_suite` — Prisma 7 client (`accelerateUrl` + `withAccelerate()`) scenarios
 //!   against the Accelerate-compatible API.
+//! * `prisma_accelerate_cache` — the query cache through the same client: `cacheStrategy`,
+//!   `.withAccelerateInfo()` statuses and `$accelerate.invalidate()` (`tests/clients/prisma/cache.mjs`).
 //! * `prisma_accelerate_differential` — the same scenarios against Prisma's reference executor and
 //!   against tidepool; the normalised results must be identical (`0 different`).
 //! * `neon_serverless_suite` — `@neondatabase/serverless` over `POST /sql` and WebSocket, compared
@@ -295,6 +297,31 @@ async fn prisma_accelerate_suite() -> Result<()> {
                 ("DATABASE_URL", tp.direct_url.clone()),
                 ("RESULTS_OUT", results.path().join("results-tidepool.json").display().to_string()),
             ],
+            SUITE_TIMEOUT,
+        )
+        .await?;
+        check_counted(&out).map(drop)
+    }
+    .await;
+    tp.stop().await;
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prisma_accelerate_cache() -> Result<()> {
+    require_node()?;
+    let pg = TestCluster::shared().await?;
+    let tp = Tidepool::start(pg, "node_prisma_cache").await?;
+    let dir = repo_root().join("tests/clients/prisma");
+    let result = async {
+        let _node = NODE.lock().await;
+        setup_script(&dir).await?;
+        let out = run(
+            "prisma cache (withAccelerate cacheStrategy, withAccelerateInfo, $accelerate.invalidate)",
+            &dir,
+            "node",
+            &["--import", "tsx", "cache.mjs"],
+            &[("ACCELERATE_URL", tp.accelerate_url()), ("DATABASE_URL", tp.direct_url.clone())],
             SUITE_TIMEOUT,
         )
         .await?;

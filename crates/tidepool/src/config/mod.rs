@@ -1,6 +1,8 @@
 //! Configuration as data: the TOML schema, defaults, `TIDEPOOL_…` environment overrides and
 //! validation. Loading produces an immutable [`Config`]; nothing here is process-global.
 
+mod cache;
+mod cache_redis;
 mod env;
 mod http;
 mod roles;
@@ -15,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tidepool_proto::auth::ScramVerifier;
 
+pub use cache::CacheConfig;
 pub use http::HttpConfig;
 pub use roles::{valid_role_name, RoleConfig};
 pub use url::UpstreamUrl;
@@ -46,6 +49,8 @@ pub struct Config {
     pub http: HttpConfig,
     #[serde(default)]
     pub api_keys: Vec<ApiKeyConfig>,
+    #[serde(default)]
+    pub cache: CacheConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -450,7 +455,7 @@ impl Config {
         if self.server.auth_secret.as_ref().is_some_and(|s| s.len() < 16) {
             return Err(invalid("[server] auth_secret must be at least 16 characters"));
         }
-        Ok(())
+        self.cache.validate()
     }
 
     pub fn database(&self, name: &str) -> Option<&DatabaseConfig> {

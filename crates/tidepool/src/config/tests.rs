@@ -58,6 +58,11 @@ fn validation_catches_mistakes() {
     {
         assert!(Config::from_toml(&MINIMAL.replace(from, to), no_env()).is_err(), "{to}");
     }
+    for bad in ["max_tags = 0", "max_bytes = 1000", "max_entry_bytes = 0", "max_ttl = \"0s\"", "max_bytes_per_database = 10"] {
+        assert!(Config::from_toml(&format!("{MINIMAL}\n[cache]\n{bad}\n"), no_env()).is_err(), "[cache] {bad}");
+    }
+    let ok = Config::from_toml(&format!("{MINIMAL}\n[cache]\ninvalidate_on_write = true\nmax_ttl = \"1h\"\n"), no_env()).unwrap();
+    assert!(ok.cache.invalidate_on_write && ok.cache.enabled);
 }
 
 #[test]
@@ -102,6 +107,7 @@ fn example_config_documents_every_key() {
     check("databases.roles", &toml::Value::try_from(&role).unwrap());
     let key = ApiKeyConfig { sha256: String::new(), database: "app".into(), label: String::new(), role: Some("r".into()) };
     check("api_keys", &toml::Value::try_from(&key).unwrap());
+    check("cache", &value["cache"]);
     assert!(missing.is_empty(), "keys missing from examples/tidepool.toml: {missing:?}");
 }
 

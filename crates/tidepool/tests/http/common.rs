@@ -28,6 +28,8 @@ pub fn init_tracing() {
 }
 
 /// What a test wants from one tidepool: one database [`DB`] in front of a fresh real database.
+/// Cloning it gives a second tidepool in front of the same real database.
+#[derive(Clone)]
 pub struct Setup {
     /// The real database's name in the test cluster.
     pub real_db: String,
@@ -35,6 +37,7 @@ pub struct Setup {
     db_extra: String,
     http_extra: String,
     /// Raw TOML appended after the generated file (more tables, e.g. `[[api_keys]]`).
+    cache_extra: String,
     tail: String,
 }
 
@@ -45,7 +48,7 @@ impl Setup {
         let cluster = TestCluster::shared().await?;
         let real_db = cluster.unique_database(prefix).await?;
         let url = cluster.url(SCRAM_USER, &real_db);
-        Ok(Setup { real_db, url, db_extra: String::new(), http_extra: String::new(), tail: String::new() })
+        Ok(Setup { real_db, url, db_extra: String::new(), http_extra: String::new(), cache_extra: String::new(), tail: String::new() })
     }
 
     /// An extra `key = value` line for the `[[databases]]` table.
@@ -71,6 +74,20 @@ impl Setup {
         self
     }
 
+    /// An extra `key = value` line for `[cache]`.
+    pub fn cache(mut self, line: &str) -> Setup {
+        self.cache_extra.push_str(line);
+        self.cache_extra.push('\n');
+        self
+    }
+
+    /// Raw TOML appended at the end (more databases, keys, …); `{url}` is replaced by the
+    /// upstream URL of this setup's database.
+    pub fn tail(mut self, toml: &str) -> Setup {
+        self.tail.push_str(&toml.replace("{url}", &self.url));
+        self
+    }
+
     pub fn toml(&self) -> String {
         let key_a = hex::encode(tidepool::keys::hash_key(KEY_A));
         let key_b = hex::encode(tidepool::keys::hash_key(KEY_B));
@@ -84,6 +101,9 @@ scram_iterations = 64
 
 [http]
 {http_extra}
+
+[cache]
+{cache_extra}
 
 [[databases]]
 name = "{DB}"
@@ -107,7 +127,9 @@ label = "a"
 sha256 = "{key_b}"
 database = "{DB}"
 label = "b"
-{tail}"#,
+{tail}
+"#,
+            cache_extra = self.cache_extra,
             http_extra = self.http_extra,
             url = self.url,
             db_extra = self.db_extra,
@@ -144,7 +166,7 @@ pub struct Resp {
 }
 
 impl Resp {
-    async fn from(r: reqwest::Response) -> Result<Resp> {
+    pub async fn from(r: reqwest::Response) -> Result<Resp> {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let text = r.text().await?;
@@ -184,8 +206,20 @@ impl Resp {
 }
 
 impl Proxy {
+    /// A handle on a tidepool running elsewhere (another process) whose HTTP listener is `http`,
+    /// in front of the real database `real_db`. [`Proxy::app`] is not available on it.
+    pub fn external(http: SocketAddr, real_db: String) -> Result<Proxy> {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build()?;
+        Ok(Proxy { running: None, http, real_db, client })
+    }
+
     pub fn app(&self) -> &tidepool::App {
         &self.running.as_ref().expect("running").app
+    }
+
+    /// Port of the Postgres wire listener.
+    pub fn app_pg_port(&self) -> u16 {
+        self.running.as_ref().and_then(|r| r.bound.pg).map_or(0, |a| a.port())
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -8,6 +8,8 @@
 mod common;
 
 mod auth_throttle;
+mod cache;
+mod cache_nodes;
 mod hardening;
 mod neon;
 mod prisma;

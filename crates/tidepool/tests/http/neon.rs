@@ -213,7 +213,16 @@ async fn cors_preflight() -> Result<()> {
     let h = |name: &str| r.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     assert_eq!(h("access-control-allow-origin"), "*");
     let allowed = h("access-control-allow-headers").to_ascii_lowercase();
-    for needed in ["neon-connection-string", "authorization", "neon-array-mode", "neon-raw-text-output", "neon-batch-isolation-level"] {
+    for needed in [
+        "neon-connection-string",
+        "authorization",
+        "neon-array-mode",
+        "neon-raw-text-output",
+        "neon-batch-isolation-level",
+        "tidepool-cache-ttl",
+        "tidepool-cache-swr",
+        "tidepool-cache-tags",
+    ] {
         assert!(allowed.contains(needed), "allow-headers lacks {needed}: {allowed}");
     }
     assert!(h("allow").contains("POST") || h("access-control-allow-methods").contains("POST"), "no POST allowed");

@@ -16,6 +16,7 @@
 
 mod lease;
 mod neon;
+mod neon_cache;
 pub mod prisma;
 mod ws_io;
 

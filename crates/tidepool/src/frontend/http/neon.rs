@@ -7,14 +7,17 @@
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Response};
+use axum::http::{HeaderMap, HeaderValue, Response};
 use axum::Extension;
 use tidepool_neon::{self as neon, ConnectionString, Credentials, Field, NeonError, PgErrorFields, RequestOptions, ResponseEncoder, SqlRequest};
 
 use super::lease::{self, HttpLeaseError};
+use super::neon_cache;
 use super::{BodyError, ConnGuard};
 use crate::app::{App, LeaseError};
+use crate::cache::{Bypass, Filled, Request as CacheRequest, Status};
 use crate::target::Target;
 use crate::upstream::{QueryResult, ServerConn, UpstreamError};
 use tidepool_proto::ProtoError;
@@ -78,7 +81,7 @@ async fn authorize(app: &App, client: Option<std::net::IpAddr>, connection: &Con
     Ok(key_target.unwrap_or_else(|| Target::own(db.clone())))
 }
 
-async fn handle(app: &App, guard: Option<&Arc<ConnGuard>>, headers: &HeaderMap, body: Body) -> Result<Response<Body>, NeonError> {
+async fn handle(app: &Arc<App>, guard: Option<&Arc<ConnGuard>>, headers: &HeaderMap, body: Body) -> Result<Response<Body>, NeonError> {
     let limits = neon::Limits { max_request_bytes: app.config.http.max_request_size, max_response_bytes: app.config.http.max_response_size };
     // Headers first, and the credentials in them checked before a byte of the body is read or
     // parsed: whoever cannot authenticate never reaches the JSON parser.
@@ -114,18 +117,68 @@ async fn handle(app: &App, guard: Option<&Arc<ConnGuard>>, headers: &HeaderMap, 
         BodyError::Broken => NeonError::InvalidBody("the request body could not be read".into()),
     })?;
     let payload = neon::parse_payload(&body, &limits)?;
-    let request = SqlRequest { connection, credentials, options, payload };
+    let request = Arc::new(SqlRequest { connection, credentials, options, payload });
+    let strategy = match (neon_cache::strategy(app.cache.config(), headers)?, app.cache.enabled()) {
+        (Some(s), true) => s,
+        (s, _) => {
+            if s.is_some() {
+                app.cache.metrics().bypass(Bypass::Disabled);
+            }
+            let body = execute(app.clone(), target.clone(), request.clone()).await?;
+            return Ok(respond(&request, body, Status::None, None));
+        }
+    };
+    let key = neon_cache::key(&target, &strategy.tags, &request);
+    let req = CacheRequest { key, database: target.db.config.name.as_str().into(), strategy };
+    let refill = || -> crate::cache::Refill {
+        let (app, target, request) = (app.clone(), target.clone(), request.clone());
+        Box::new(move || Box::pin(async move { execute(app, target, request).await.ok() }))
+    };
+    if let Some((e, status)) = app.cache.lookup(&req, refill).await {
+        return Ok(respond(&request, e.payload.clone(), status, Some(&e.last_modified)));
+    }
+    let tables = match neon_cache::analyze(&request) {
+        Ok(t) => t,
+        Err(why) => {
+            app.cache.metrics().bypass(why);
+            let body = execute(app.clone(), target.clone(), request.clone()).await?;
+            return Ok(respond(&request, body, Status::None, None));
+        }
+    };
+    match app.cache.fill(&req, tables, refill, execute(app.clone(), target.clone(), request.clone())).await {
+        Filled::Hit(e, status) => Ok(respond(&request, e.payload.clone(), status, Some(&e.last_modified))),
+        Filled::Miss(e) => Ok(respond(&request, e.payload.clone(), Status::Miss, Some(&e.last_modified))),
+        Filled::Failed(err) => Err(err),
+    }
+}
+
+/// The success response for an encoded body (from the database or the cache).
+fn respond(request: &SqlRequest, body: Bytes, status: Status, last_modified: Option<&HeaderValue>) -> Response<Body> {
+    let (mut parts, _) = neon::success_response(request, Vec::new()).into_parts();
+    neon_cache::mark(&mut parts.headers, status, last_modified);
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// Runs the request's statement(s) on a lease and encodes the result.
+async fn execute(app: Arc<App>, target: Target, request: Arc<SqlRequest>) -> Result<Bytes, NeonError> {
+    let max = app.config.http.max_response_size;
     let conn = lease::lease(&target).await.map_err(lease_error)?;
-    let request = Arc::new(request);
     let req = request.clone();
-    let max = limits.max_response_bytes;
     let results = lease::run_bounded(conn, app.config.http.query_timeout, move |c| Box::pin(run(c, req, max))).await.map_err(|e| match e {
         HttpLeaseError::Timeout(_) => NeonError::Cancelled,
         HttpLeaseError::Lease(l) => lease_error(l),
         HttpLeaseError::Upstream(u) => upstream_error(u, max),
     })?;
-    let body = encode(&request, &results, max)?;
-    Ok(to_http(neon::success_response(&request, body)))
+    if app.cache.config().invalidate_on_write {
+        let mut tables = Vec::new();
+        for s in request.statements() {
+            tables.extend(crate::cache::sql::written_tables(s.query.as_bytes()));
+        }
+        tables.sort();
+        tables.dedup();
+        app.cache.written(&target.db.config.name, tables);
+    }
+    encode(&request, &results, max).map(Bytes::from)
 }
 
 async fn run(conn: &mut ServerConn, request: Arc<SqlRequest>, max: usize) -> Result<Vec<QueryResult>, UpstreamError> {

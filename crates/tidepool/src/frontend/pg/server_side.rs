@@ -27,6 +27,21 @@ impl<S: Duplex> Session<S> {
         let utf8 = self.params.get("client_encoding").is_some_and(|e| is_utf8(e));
         let max_prepared = self.db.config.max_prepared_statements;
         let msg = FrontendMsg::parse(&frame).map_err(|e| End::Fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
+        if self.app.cache.config().invalidate_on_write {
+            let sql = match &msg {
+                FrontendMsg::Query { sql } => Some(*sql),
+                FrontendMsg::Parse { query, .. } => Some(*query),
+                FrontendMsg::Bind { statement, .. } if !statement.is_empty() => self.stmts.get(statement).map(|s| s.query.as_str()),
+                _ => None,
+            };
+            if let Some(sql) = sql {
+                let tables = crate::cache::sql::written_tables(sql.as_bytes());
+                if !tables.is_empty() {
+                    self.app.cache.written(&self.db.config.name, tables.clone());
+                    self.pending_writes.extend(tables);
+                }
+            }
+        }
         let Some(a) = self.server.as_mut() else { return Ok(()) };
         match msg {
             FrontendMsg::Query { sql } => {
@@ -143,6 +158,12 @@ impl<S: Duplex> Session<S> {
             match f.tag {
                 b'Z' => {
                     a.status = parse_ready(f.body()).unwrap_or(b'E');
+                    if a.status == b'I' && !self.pending_writes.is_empty() {
+                        let mut tables = std::mem::take(&mut self.pending_writes);
+                        tables.sort();
+                        tables.dedup();
+                        self.app.cache.written(&self.db.config.name, tables);
+                    }
                     a.pending = a.pending.saturating_sub(1);
                     while let Some(p) = a.queue.pop_front() {
                         if matches!(p, Pending::Sync | Pending::Query) {

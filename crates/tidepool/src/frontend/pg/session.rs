@@ -67,6 +67,9 @@ pub(super) struct Session<S> {
     pub server: Option<Box<Attached>>,
     /// After a failed lease in the middle of an extended-protocol batch: drop messages until Sync.
     pub skip_until_sync: bool,
+    /// Tables this client wrote since its last idle ReadyForQuery (`[cache] invalidate_on_write`):
+    /// their cache entries are dropped when the write is sent and again once it is committed.
+    pub pending_writes: Vec<String>,
     /// Last time the client or its server made progress (idle timeouts count from here).
     last_activity: Instant,
     /// Armed when `client_idle_timeout` or `idle_transaction_timeout` is set.
@@ -146,6 +149,7 @@ pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: Bytes
         key,
         server: None,
         skip_until_sync: false,
+        pending_writes: Vec::new(),
         last_activity: Instant::now(),
         idle_timer: timed.then(|| Box::pin(tokio::time::sleep(std::time::Duration::from_secs(3600)))),
         _slot: logged.slot,

@@ -12,11 +12,15 @@ pub struct PgExecutor<'a> {
     pub max_bytes: usize,
     /// A result exceeded `max_bytes` (the response must be P6009, whatever the plan made of it).
     pub too_large: bool,
+    /// Collect the tables statements write (`[cache] invalidate_on_write`).
+    pub track_writes: bool,
+    /// Tables written so far, when tracked.
+    pub writes: Vec<String>,
 }
 
 impl<'a> PgExecutor<'a> {
     pub fn new(conn: &'a mut ServerConn, max_bytes: usize) -> Self {
-        PgExecutor { conn, max_bytes, too_large: false }
+        PgExecutor { conn, max_bytes, too_large: false, track_writes: false, writes: Vec::new() }
     }
 }
 
@@ -45,6 +49,13 @@ fn db_error(e: UpstreamError) -> DbError {
 impl PgExecutor<'_> {
     async fn run(&mut self, sql: &str, params: &[Param]) -> Result<crate::upstream::QueryResult, DbError> {
         note_sql(self.conn, sql);
+        if self.track_writes {
+            for t in crate::cache::sql::written_tables(sql.as_bytes()) {
+                if !self.writes.contains(&t) {
+                    self.writes.push(t);
+                }
+            }
+        }
         let types: Vec<u32> = params.iter().map(|p| p.type_oid).collect();
         let values: Vec<Option<String>> = params.iter().map(|p| p.value.clone()).collect();
         match self.conn.query_text(sql, &types, &values, self.max_bytes).await {

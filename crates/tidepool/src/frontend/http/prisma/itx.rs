@@ -30,6 +30,9 @@ pub struct Itx {
     pub timeout: Duration,
     /// The pinned connection; `None` once closed.
     pub conn: tokio::sync::Mutex<Option<ServerLease>>,
+    /// Tables written in it (`[cache] invalidate_on_write`): dropped from the cache when each
+    /// write runs and again after the commit.
+    pub writes: Mutex<Vec<String>>,
 }
 
 impl Itx {

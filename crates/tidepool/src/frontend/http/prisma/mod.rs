@@ -4,6 +4,7 @@
 //! `POST /invalidate`. Every request carries `Authorization: Bearer <api key>`; the key selects
 //! the database and the upstream role (`App::target_for_key`), whose pool every lease comes from. Errors use Prisma's `{code, error, meta}` shape and P-codes.
 
+pub mod cache;
 mod exec;
 mod itx;
 
@@ -19,7 +20,7 @@ use axum::Extension;
 use axum::Router;
 use rand::RngCore;
 use serde_json::json;
-use tidepool_prisma::{HttpResponse, Limits, QueryContext, TransactionOptions};
+use tidepool_prisma::{HttpResponse, Limits, QueryContext, QueryRequest, TransactionOptions};
 use tokio::time::Instant;
 
 use self::exec::PgExecutor;
@@ -28,6 +29,7 @@ use self::itx::{Closed, Full, Itx, Lookup};
 use super::lease::{self, HttpLeaseError};
 use super::{BodyError, ConnGuard};
 use crate::app::{App, LeaseError};
+use crate::cache::{Bypass, Filled, Request as CacheRequest, Status};
 use crate::keys::ApiKey;
 use crate::pool::PoolError;
 use crate::target::Target;
@@ -43,8 +45,8 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/invalidate", post(invalidate))
 }
 
-fn json_response(status: u16, body: String) -> Response {
-    let mut r = Response::new(Body::from(body));
+fn json_response(status: u16, body: impl Into<Body>) -> Response {
+    let mut r = Response::new(body.into());
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
@@ -126,18 +128,8 @@ async fn connection_info(State(app): State<Arc<App>>, guard: Guard, headers: Hea
     json_response(200, json!({"provider": "postgres", "connectionInfo": {"supportsRelationJoins": true}}).to_string())
 }
 
-async fn invalidate(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap) -> Response {
-    if let Err(r) = authenticate(&app, &guard, &headers) {
-        return r;
-    }
-    json_response(200, "{}".into())
-}
-
-async fn query(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, body: Body) -> Response {
-    super::detached(&app, query_inner(app.clone(), guard, headers, body)).await
-}
-
-async fn query_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body) -> Response {
+/// `POST /invalidate`: `{"tags":[…]}` or `{"tags":"all"}`, scoped to the key's database.
+async fn invalidate(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, body: Body) -> Response {
     let (_key, target) = match authenticate(&app, &guard, &headers) {
         Ok(k) => k,
         Err(r) => return r,
@@ -146,24 +138,124 @@ async fn query_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body
         Ok(b) => b,
         Err(r) => return r,
     };
+    let db = &target.db;
+    if !app.cache.allow_invalidation(&db.config.name) {
+        return error(429, "P6003", "The cache invalidation rate limit has been reached. Please try again later.", json!({}));
+    }
+    let database = db.config.name.clone();
+    let max = app.cache.config().max_tags;
+    let bad = |why: &str| error(400, "P6005", format!("Invalid invalidation request: {why}"), json!({}));
+    let value: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(_) => return bad("the body must be {\"tags\": [\"tag\", …]} or {\"tags\": \"all\"}."),
+    };
+    let inv = match value.get("tags") {
+        Some(serde_json::Value::String(s)) if s == "all" => crate::cache::Invalidation::All { database },
+        Some(serde_json::Value::Array(items)) if !items.is_empty() && items.len() <= max => {
+            let mut tags: Vec<String> = Vec::with_capacity(items.len());
+            for t in items {
+                match t.as_str() {
+                    Some(t) if crate::cache::valid_tag(t) => tags.push(t.to_owned()),
+                    _ => return bad("tags must be 1 to 64 characters of A-Z, a-z, 0-9 and _."),
+                }
+            }
+            crate::cache::Invalidation::Tags { database, tags }
+        }
+        Some(serde_json::Value::Array(items)) if !items.is_empty() => return bad(&format!("at most {max} tags may be invalidated per call.")),
+        _ => return bad("the body must be {\"tags\": [\"tag\", …]} (at least one tag) or {\"tags\": \"all\"}."),
+    };
+    app.cache.invalidate(inv);
+    cache::with_status(json_response(200, "{}"), Status::None, None)
+}
+
+/// `POST /query`. Authentication, the body and a cache hit need no database work and run in
+/// the connection's own task; everything that leases runs detached (see `super::detached`).
+async fn query(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, body: Body) -> Response {
+    let (_key, target) = match authenticate(&app, &guard, &headers) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let body = match read_body(&app, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let strategy = match cache::strategy_from(app.cache.config(), &headers) {
+        Ok(s) => s,
+        Err(e) => return cache::bad_strategy(e),
+    };
+    let request = match (strategy, app.cache.enabled()) {
+        (None, _) => return uncached(app, target, body, Bypass::NoStrategy).await,
+        (Some(_), false) => return uncached(app, target, body, Bypass::Disabled).await,
+        (Some(strategy), true) => match cache::key(&target, &strategy.tags, &body) {
+            Some(k) => CacheRequest { key: k, database: target.db.config.name.as_str().into(), strategy },
+            None => return uncached(app, target, body, Bypass::Write).await,
+        },
+    };
+    if let Some((entry, status)) = app.cache.lookup(&request, cache::refill(&app, &target, &body)).await {
+        return cache::respond(&entry, status);
+    }
+    super::detached(&app, miss(app.clone(), target, body, request)).await
+}
+
+/// A cacheable request not in the local cache: decide whether the plan may be cached, then
+/// fill (single-flight, shared tier, database).
+async fn miss(app: Arc<App>, target: Target, body: Bytes, request: CacheRequest) -> Response {
+    let tables = match QueryRequest::parse(&body, &limits(&app)).map_err(|_| Bypass::Write).and_then(|r| cache::analyze(&r)) {
+        Ok(t) => t,
+        Err(why) => return run_uncached(app, target, body, why).await,
+    };
+    let fetch = execute(app.clone(), target.clone(), body.clone());
+    match app.cache.fill(&request, tables, cache::refill(&app, &target, &body), fetch).await {
+        Filled::Hit(entry, status) => cache::respond(&entry, status),
+        Filled::Miss(entry) => cache::respond(&entry, Status::Miss),
+        Filled::Failed(r) => cache::with_status(r, Status::None, None),
+    }
+}
+
+/// [`run_uncached`] in a detached task.
+async fn uncached(app: Arc<App>, target: Target, body: Bytes, why: Bypass) -> Response {
+    super::detached(&app.clone(), run_uncached(app, target, body, why)).await
+}
+
+/// Runs a request on the database without the cache (status `none`, counted by reason).
+async fn run_uncached(app: Arc<App>, target: Target, body: Bytes, why: Bypass) -> Response {
+    app.cache.metrics().bypass(why);
+    let r = match execute(app.clone(), target, body).await {
+        Ok(payload) => json_response(200, payload),
+        Err(r) => r,
+    };
+    cache::with_status(r, Status::None, None)
+}
+
+/// Runs one `/query` body on a lease: the 200 payload, or the finished error response.
+async fn execute(app: Arc<App>, target: Target, body: Bytes) -> Result<Bytes, Response> {
     let conn = match lease::lease(&target).await {
         Ok(c) => c,
-        Err(e) => return lease_failed(e),
+        Err(e) => return Err(lease_failed(e)),
     };
     let limits = limits(&app);
     let timeout = app.config.http.prisma_query_timeout;
+    let cache = app.cache.clone();
     let r = lease::run_bounded(conn, timeout, move |c| {
         Box::pin(async move {
             let mut exec = PgExecutor::new(c, limits.max_response_bytes);
+            exec.track_writes = cache.config().invalidate_on_write;
             let r = tidepool_prisma::handle_query(&mut exec, &body, &QueryContext::default(), &limits).await;
-            Ok(if exec.too_large { too_large(limits.max_response_bytes) } else { from_interp(r) })
+            cache.written(&target.db.config.name, std::mem::take(&mut exec.writes));
+            Ok(if exec.too_large {
+                Err(too_large(limits.max_response_bytes))
+            } else if r.status == 200 {
+                Ok(Bytes::from(r.body))
+            } else {
+                Err(from_interp(r))
+            })
         })
     })
     .await;
     match r {
         Ok(resp) => resp,
-        Err(HttpLeaseError::Timeout(d)) => timed_out(d),
-        Err(e) => error(500, "P6000", e.to_string(), json!({})),
+        Err(HttpLeaseError::Timeout(d)) => Err(timed_out(d)),
+        Err(e) => Err(error(500, "P6000", e.to_string(), json!({}))),
     }
 }
 
@@ -266,7 +358,15 @@ async fn start_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body
     let mut raw = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut raw);
     let id = hex::encode(raw);
-    let itx = Arc::new(Itx { id: id.clone(), key: key.sha256, target, started: Instant::now(), timeout, conn: tokio::sync::Mutex::new(Some(conn)) });
+    let itx = Arc::new(Itx {
+        id: id.clone(),
+        key: key.sha256,
+        target,
+        started: Instant::now(),
+        timeout,
+        conn: tokio::sync::Mutex::new(Some(conn)),
+        writes: Default::default(),
+    });
     app.itx.insert(itx.clone());
     let app2 = app.clone();
     app.tracker.spawn(async move {
@@ -309,7 +409,12 @@ fn expired_now(itx: &Itx) -> Closed {
 }
 
 async fn itx_query(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, Path(id): Path<String>, body: Body) -> Response {
-    super::detached(&app, itx_query_inner(app.clone(), guard, headers, id, body)).await
+    // Never cached inside a transaction: it may see its own uncommitted writes.
+    if matches!(cache::strategy_from(app.cache.config(), &headers), Ok(Some(_))) {
+        app.cache.metrics().bypass(Bypass::Transaction);
+    }
+    let r = super::detached(&app, itx_query_inner(app.clone(), guard, headers, id, body)).await;
+    cache::with_status(r, Status::None, None)
 }
 
 async fn itx_query_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, id: String, body: Body) -> Response {
@@ -339,7 +444,17 @@ async fn itx_query_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, id: St
     let budget = app.config.http.prisma_query_timeout.min(itx.deadline() - now);
     let ctx = QueryContext { in_transaction: true, ..Default::default() };
     let mut exec = PgExecutor::new(conn, limits.max_response_bytes);
+    exec.track_writes = app.cache.config().invalidate_on_write;
     let r = tokio::time::timeout(budget, tidepool_prisma::handle_query(&mut exec, &body, &ctx, &limits)).await;
+    if !exec.writes.is_empty() {
+        let mut seen = itx.writes.lock();
+        for t in &exec.writes {
+            if !seen.contains(t) {
+                seen.push(t.clone());
+            }
+        }
+    }
+    app.cache.written(&itx.target.db.config.name, std::mem::take(&mut exec.writes));
     let too_large_hit = exec.too_large;
     match r {
         Ok(_) if too_large_hit => too_large(limits.max_response_bytes),
@@ -379,8 +494,12 @@ async fn end(app: Arc<App>, guard: Guard, headers: HeaderMap, id: String, commit
     let r = conn.simple(if commit { "COMMIT" } else { "ROLLBACK" }).await;
     lease::finish(conn).await;
     app.itx.close(&itx, if commit && r.is_ok() { Closed::Committed } else { Closed::RolledBack });
+    if commit && r.is_ok() {
+        // Entries read between a write and this commit still hold the old rows.
+        app.cache.written(&itx.target.db.config.name, std::mem::take(&mut *itx.writes.lock()));
+    }
     match r {
-        Ok(()) => json_response(200, "{}".into()),
+        Ok(()) => json_response(200, "{}"),
         Err(crate::upstream::UpstreamError::Db(f)) if f.code() == "40001" || f.code() == "40P01" => {
             error(400, "P2034", "Transaction failed due to a write conflict or a deadlock. Please retry your transaction", json!({}))
         }

@@ -1,0 +1,69 @@
+//! `[cache]` keys of the Redis shared tier (`redis_*`): where Redis is, how long a call may take,
+//! how many writes may wait, how long anything lives there. Unset `redis_url` = no shared tier.
+//! The fields live in [`CacheConfig`] (one `[cache]` table); this file validates them.
+
+use std::time::Duration;
+
+use super::{invalid, CacheConfig, ConfigError};
+
+impl CacheConfig {
+    /// Checks the `redis_*` keys (called by [`CacheConfig::validate`]).
+    pub(super) fn validate_redis(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.redis_url {
+            // The message never repeats the URL: it may hold a password.
+            redis::Client::open(url.as_str()).map_err(|_| invalid("[cache] redis_url is not a valid redis:// URL"))?;
+        }
+        if self.redis_timeout.is_zero() || self.redis_timeout > Duration::from_secs(10) {
+            return Err(invalid("[cache] redis_timeout must be within (0, 10s]"));
+        }
+        if self.redis_connect_timeout.is_zero() || self.redis_connect_timeout > Duration::from_secs(60) {
+            return Err(invalid("[cache] redis_connect_timeout must be within (0, 60s]"));
+        }
+        if self.redis_queue == 0 || self.redis_queue > 1 << 20 {
+            return Err(invalid("[cache] redis_queue must be within 1..=1048576"));
+        }
+        if self.redis_max_ttl < Duration::from_secs(1) {
+            return Err(invalid("[cache] redis_max_ttl must be at least 1s"));
+        }
+        if self.redis_reconnect_max_delay < Duration::from_millis(50) || self.redis_reconnect_max_delay > Duration::from_secs(300) {
+            return Err(invalid("[cache] redis_reconnect_max_delay must be within 50ms..5m"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(cache: &str) -> Result<crate::config::Config, ConfigError> {
+        crate::config::Config::from_toml(&format!("[cache]\n{cache}\n"), Vec::new())
+    }
+
+    #[test]
+    fn defaults_and_parsing() {
+        let c = load("").unwrap().cache;
+        assert_eq!((c.redis_url, c.redis_timeout), (None, Duration::from_millis(50)));
+        let c = load("redis_url = \"redis://127.0.0.1:7000/2\"\nredis_timeout = \"20ms\"\nredis_queue = 8").unwrap().cache;
+        assert_eq!((c.redis_url.as_deref(), c.redis_timeout, c.redis_queue), (Some("redis://127.0.0.1:7000/2"), Duration::from_millis(20), 8));
+    }
+
+    #[test]
+    fn the_url_can_come_from_the_environment() {
+        let env = vec![
+            ("TIDEPOOL_CACHE__REDIS_URL".to_owned(), "redis://:s3cret@10.0.0.5:6380/1".to_owned()),
+            ("TIDEPOOL_CACHE__REDIS_TIMEOUT".to_owned(), "20ms".to_owned()),
+        ];
+        let c = crate::config::Config::from_toml("", env).unwrap().cache;
+        assert_eq!((c.redis_url.as_deref(), c.redis_timeout), (Some("redis://:s3cret@10.0.0.5:6380/1"), Duration::from_millis(20)));
+    }
+
+    #[test]
+    fn mistakes_are_refused_without_echoing_the_url() {
+        let err = load("redis_url = \"http://u:hunter2@host\"").unwrap_err().to_string();
+        assert!(err.contains("redis_url") && !err.contains("hunter2"), "{err}");
+        for bad in ["redis_timeout = \"0s\"", "redis_queue = 0", "redis_max_ttl = \"10ms\"", "redis_reconnect_max_delay = \"1ms\"", "redis_bogus = 1"] {
+            assert!(load(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -41,7 +41,7 @@ pub(crate) fn find_many(from: &str, min_id: i64) -> Value {
 }
 
 /// A templateSql read of arbitrary SQL (no parameters), as `findMany` with one column `v`.
-fn find_sql(sql: &str) -> Value {
+pub(crate) fn find_sql(sql: &str) -> Value {
     json!({
         "model": "Item", "operation": "findMany",
         "plan": {"type": "dataMap", "args": {
@@ -79,7 +79,7 @@ pub(crate) async fn q(p: &Proxy, body: &Value, cc: Option<&str>, tags: Option<&s
     q_key(p, KEY_A, body, cc, tags).await
 }
 
-async fn q_key(p: &Proxy, key: &str, body: &Value, cc: Option<&str>, tags: Option<&str>) -> Result<Resp> {
+pub(crate) async fn q_key(p: &Proxy, key: &str, body: &Value, cc: Option<&str>, tags: Option<&str>) -> Result<Resp> {
     let mut req = p.client.post(p.url("/query")).bearer_auth(key).json(body);
     if let Some(cc) = cc {
         req = req.header("cache-control", cc);

@@ -49,7 +49,7 @@ async fn setup(prefix: &str) -> Result<(Setup, Roles)> {
         ))
         .await?;
     let writer_url = cluster.url_with_password(&roles.writer, Some("writer-pw"), &s.real_db);
-    let s = s.db("pool_size = 10\npool_timeout = \"1s\"").http("itx_max_per_key_share = 1.0").append(&format!(
+    let s = s.db("pool_size = 10\npool_timeout = \"1s\"").http("itx_max_per_key_share = 1.0\nitx_max_share = 1.0").append(&format!(
         r#"
 [[databases.roles]]
 name = "reader"
@@ -311,5 +311,52 @@ async fn keys_create_role_round_trip_and_unknown_roles_are_refused() -> Result<(
     r.neon_err(400, "28P01");
     p.prisma_ok().await?;
     p.stop().await;
+    Ok(())
+}
+
+/// The query cache keys entries by the role a request runs as: under row-level security the
+/// reader and the writer see different rows for the same request, and neither is ever served
+/// the other's cached entry; two keys of the same role share entries.
+#[tokio::test]
+async fn cached_entries_are_per_role() -> Result<()> {
+    use crate::cache::{find_sql, q_key, status};
+    const KEY_R2: &str = "tp-test-key-reader2-qqqqqqqqqqqqq";
+    let (s, roles) = setup("roles_cache").await?;
+    let s = s.append(&format!(
+        "[[api_keys]]\nsha256 = \"{}\"\ndatabase = \"{DB}\"\nrole = \"reader\"\nlabel = \"reader2\"\n",
+        hex::encode(tidepool::keys::hash_key(KEY_R2))
+    ));
+    let p = s.start().await?;
+    let owner = TestCluster::shared().await?.client_as(SCRAM_USER, &p.real_db).await?;
+    owner
+        .batch_execute(&format!(
+            "CREATE TABLE notes (id int PRIMARY KEY, owner text NOT NULL, v text NOT NULL);
+             INSERT INTO notes VALUES (1, '{r}', 'reader row'), (2, '{w}', 'writer row');
+             ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY mine ON notes USING (owner = current_user);
+             GRANT SELECT ON notes TO {r}, {w};",
+            r = roles.reader,
+            w = roles.writer
+        ))
+        .await?;
+    let body = find_sql("SELECT \"t0\".\"v\" FROM \"public\".\"notes\" AS \"t0\" ORDER BY \"t0\".\"id\"");
+    let values = |r: &Resp| r.json["data"].as_array().into_iter().flatten().map(|v| v["v"].as_str().unwrap_or("").to_owned()).collect::<Vec<_>>();
+    let cc = Some("max-age=60");
+
+    let r = q_key(&p, KEY_R, &body, cc, None).await?;
+    assert_eq!((status(&r), values(&r)), ("miss", vec!["reader row".to_owned()]));
+    let r = q_key(&p, KEY_R, &body, cc, None).await?;
+    assert_eq!((status(&r), values(&r)), ("ttl", vec!["reader row".to_owned()]));
+    // The writer's identical request is its own entry, with its own rows.
+    let r = q_key(&p, KEY_W, &body, cc, None).await?;
+    assert_eq!((status(&r), values(&r)), ("miss", vec!["writer row".to_owned()]), "the reader's entry must not serve the writer");
+    let r = q_key(&p, KEY_W, &body, cc, None).await?;
+    assert_eq!((status(&r), values(&r)), ("ttl", vec!["writer row".to_owned()]));
+    // A key without a role runs as the table owner (RLS does not apply to it): again its own entry.
+    let r = q_key(&p, KEY_A, &body, cc, None).await?;
+    assert_eq!((status(&r), values(&r)), ("miss", vec!["reader row".to_owned(), "writer row".to_owned()]));
+    // Another key of the reader role shares the reader's entry.
+    let r = q_key(&p, KEY_R2, &body, cc, None).await?;
+    assert_eq!((status(&r), values(&r)), ("ttl", vec!["reader row".to_owned()]));
     Ok(())
 }

@@ -21,12 +21,13 @@ use tokio::time::Instant;
 use tokio_util::io::poll_read_buf;
 use tracing::Instrument;
 
-use super::handshake::login;
+use super::handshake::{login, Login};
 use super::prepared::{ClientStatements, Pending};
 use super::{fail_login, LoginError};
 use crate::app::{App, ClientSlot, Database, LeaseError, ServerLease};
 use crate::cancel::CancelKey;
 use crate::checkin;
+use crate::clients::{NewClient, Registered};
 use crate::config::PoolMode;
 use crate::net::Duplex;
 
@@ -75,6 +76,8 @@ pub(super) struct Session<S> {
     /// Armed when `client_idle_timeout` or `idle_transaction_timeout` is set.
     idle_timer: Option<Pin<Box<tokio::time::Sleep>>>,
     _slot: ClientSlot,
+    /// Keeps the session listed in the console's `SHOW CLIENTS`.
+    _registered: Registered,
 }
 
 /// Which idle timeout fired.
@@ -128,6 +131,17 @@ pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: Bytes
     };
     drop(preauth);
     let transport = if websocket { "websocket" } else { "tcp" };
+    let logged = match logged {
+        Login::Session(l) => l,
+        Login::Console(operator) => return super::console::start(&app, client, rbuf, operator, transport, peer),
+    };
+    let registered = app.clients.register(NewClient {
+        user: logged.user.clone(),
+        database: logged.database.config.name.clone(),
+        frontend: transport,
+        addr: peer,
+        application_name: logged.params.get("application_name").cloned(),
+    });
     let peer = peer.map(|p| p.to_string()).unwrap_or_default();
     let span = tracing::info_span!("session", transport, %peer, user = %logged.user, db = %logged.database.config.name);
     tracing::debug!(parent: &span, "client logged in");
@@ -153,6 +167,7 @@ pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: Bytes
         last_activity: Instant::now(),
         idle_timer: timed.then(|| Box::pin(tokio::time::sleep(std::time::Duration::from_secs(3600)))),
         _slot: logged.slot,
+        _registered: registered,
     };
     // The session gets a task of its own: this one (with the login's larger state) ends here,
     // so an idle client costs only the session loop's memory.
@@ -407,6 +422,7 @@ impl<S: Duplex> Session<S> {
         let held = checkin::Held::idle(a.status);
         if checkin::check_in(a.lease, held, checkin::Mode::Transaction, self.db.config.max_prepared_statements).await == checkin::Outcome::Returned {
             self.app.metrics.transactions.inc();
+            self.db.xacts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 

@@ -219,6 +219,8 @@ pub struct App {
     pub metrics: FrontMetrics,
     /// Cancelled when draining starts: listeners stop accepting, idle sessions end.
     pub shutdown: CancellationToken,
+    /// Cancelled by the console's `SHUTDOWN`: `tidepool serve` then drains as on SIGTERM.
+    pub stop_requested: CancellationToken,
     /// Cancelled when draining is over: the admin listener (which reports 503 meanwhile) stops.
     pub stopped: CancellationToken,
     pub tracker: TaskTracker,
@@ -325,6 +327,7 @@ impl App {
             metrics,
             shutdown: CancellationToken::new(),
             stopped: CancellationToken::new(),
+            stop_requested: CancellationToken::new(),
             tracker,
             pg_tls,
             api_keys,

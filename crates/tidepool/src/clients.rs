@@ -1,5 +1,5 @@
 //! The registry of live client sessions (wire and WebSocket), for the admin console's
-//! `SHOW CLIENTS`, `SHOW POOLS` and `SHOW LISTS`. A session registers once logged in and is
+//! `SHOW CLIENTS`, `SHOW POOLS`, `SHOW LISTS` and `KILL_CLIENT`. A session registers once logged in and is
 //! removed when its [`Registered`] guard drops; nothing here touches a session's traffic.
 
 use std::collections::BTreeMap;
@@ -23,6 +23,8 @@ pub struct ClientInfo {
     pub addr: Option<SocketAddr>,
     pub connected: SystemTime,
     pub application_name: Option<String>,
+    /// Cancelled by the console's `KILL_CLIENT`: the session closes at once.
+    pub kill: tokio_util::sync::CancellationToken,
 }
 
 type Live = Arc<Mutex<BTreeMap<u64, Arc<ClientInfo>>>>;
@@ -72,6 +74,7 @@ impl ClientRegistry {
             addr: c.addr,
             connected: SystemTime::now(),
             application_name: c.application_name,
+            kill: Default::default(),
         });
         self.live.lock().insert(id, info.clone());
         Registered { live: self.live.clone(), info }
@@ -80,6 +83,13 @@ impl ClientRegistry {
     /// A snapshot of the live clients, by id.
     pub fn snapshot(&self) -> Vec<Arc<ClientInfo>> {
         self.live.lock().values().cloned().collect()
+    }
+
+    /// Asks the live client `id` to close; false when there is none.
+    pub fn kill(&self, id: u64) -> bool {
+        let Some(c) = self.live.lock().get(&id).cloned() else { return false };
+        c.kill.cancel();
+        true
     }
 
     /// Live clients of one database.
@@ -100,6 +110,8 @@ mod tests {
         let b = r.register(new("b"));
         assert_ne!(a.info().id, b.info().id);
         assert_eq!(r.count_for("a"), 1);
+        assert!(r.kill(b.info().id) && b.info().kill.is_cancelled());
+        assert!(!r.kill(999));
         drop(a);
         assert_eq!(r.count_for("a"), 0);
         assert_eq!(r.snapshot().len(), 1);

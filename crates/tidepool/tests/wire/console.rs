@@ -278,3 +278,48 @@ async fn console_needs_no_server() -> Result<()> {
     p.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_kill_client_and_shutdown() -> Result<()> {
+    let cluster = TestCluster::shared().await?;
+    let db = cluster.unique_database("console_kill").await?;
+    let p = console_proxy(cluster, &db).await?;
+    let admin = console(&p, SCRAM_CLIENT, Some(SCRAM_CLIENT_PW), "pgbouncer").await?;
+    let stats = console(&p, MD5_CLIENT, Some(MD5_CLIENT_PW), "pgbouncer").await?;
+    // A client inside a transaction, holding a server.
+    let victim = p.client().await?;
+    victim.batch_execute("BEGIN; SELECT 1").await?;
+    let (cols, rows) = show(&admin, "SHOW CLIENTS").await?;
+    let id = rows
+        .iter()
+        .find(|r| r[col(&cols, "database")].as_deref() == Some(DB))
+        .and_then(|r| r[col(&cols, "id")].clone())
+        .ok_or_else(|| anyhow!("victim not listed: {rows:?}"))?;
+    let msg = expect_code(stats.simple_query(&format!("KILL_CLIENT {id}")).await, "08P01");
+    assert!(msg.contains("admin access needed"), "{msg}");
+    expect_code(admin.simple_query("KILL_CLIENT 999999").await, "08P01");
+    expect_code(admin.simple_query("KILL_CLIENT x").await, "08P01");
+    admin.simple_query(&format!("KILL_CLIENT {id}")).await?;
+    // The victim's session is gone (its next query fails) and its server was not kept.
+    let r = poll(200, || async { victim.simple_query("SELECT 1").await.err() }).await;
+    assert!(r.is_some(), "the killed client still works");
+    let settled = poll(200, || async {
+        let (cols, rows) = show(&admin, "SHOW POOLS").await.ok()?;
+        (figure(&cols, &rows, &[DB], "sv_active") == 0 && figure(&cols, &rows, &[DB], "sv_idle") == 0).then_some(())
+    })
+    .await;
+    assert!(settled.is_some(), "the killed client's server is closed, not returned");
+    let (_, rows) = show(&admin, "SHOW CLIENTS").await?;
+    assert!(!rows.iter().any(|r| r.iter().any(|v| v.as_deref() == Some(id.as_str())) && r[2].as_deref() == Some(DB)), "{rows:?}");
+    // Other clients are unaffected.
+    let c = p.client().await?;
+    assert_eq!(show(&c, "SELECT 1").await?.1, [[Some("1".to_owned())]]);
+
+    // SHUTDOWN: only admins; asks `tidepool serve` to drain.
+    expect_code(stats.simple_query("SHUTDOWN").await, "08P01");
+    assert!(!p.app().stop_requested.is_cancelled());
+    admin.simple_query("SHUTDOWN").await?;
+    assert!(p.app().stop_requested.is_cancelled());
+    p.stop().await;
+    Ok(())
+}

@@ -5,6 +5,7 @@
 
 mod console;
 mod handshake;
+mod io;
 mod prepared;
 mod server_side;
 mod session;

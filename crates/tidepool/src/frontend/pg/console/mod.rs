@@ -3,6 +3,9 @@
 //! instead of a pooled one. It speaks only the simple query protocol (as PgBouncer's does),
 //! answers from tidepool's own state ([`show`]) and never touches an upstream server.
 //!
+//! Control commands so far: `KILL_CLIENT id` (the `id` column of `SHOW CLIENTS`) and `SHUTDOWN`
+//! (the same drain as SIGTERM); the others answer 0A000 for now.
+//!
 //! Errors follow PgBouncer: an unknown command or a stats user running an admin command is an
 //! ErrorResponse with SQLSTATE 08P01, after which the session goes on.
 
@@ -126,6 +129,11 @@ impl<S: Duplex> Console<S> {
                 return;
             }
             let read = tokio::select! {
+                () = self._registered.info().kill.cancelled() => {
+                    backend::error_response(&mut self.out, "FATAL", sqlstate::ADMIN_SHUTDOWN, "terminated by the administrator (KILL_CLIENT)");
+                    let _ = self.flush().await;
+                    return;
+                }
                 _ = self.app.shutdown.cancelled() => {
                     backend::error_response(&mut self.out, "FATAL", sqlstate::ADMIN_SHUTDOWN, "tidepool is shutting down");
                     let _ = self.flush().await;
@@ -194,12 +202,20 @@ impl<S: Duplex> Console<S> {
         let result = match verb.as_str() {
             "SHOW" if words.len() == 2 => show::run(&self.app, &words[1].to_ascii_uppercase(), &mut self.out),
             "SHOW" => Err(invalid(line)),
-            "PAUSE" | "RESUME" | "RELOAD" | "RECONNECT" | "KILL" | "KILL_CLIENT" | "WAIT_CLOSE" | "SHUTDOWN" | "SUSPEND" | "DISABLE" | "ENABLE" | "SET" => {
-                if self.operator.admin {
-                    Err(CommandError(sqlstate::FEATURE_NOT_SUPPORTED, format!("{verb} is not supported by tidepool yet")))
-                } else {
-                    Err(CommandError(sqlstate::PROTOCOL_VIOLATION, "admin access needed".into()))
-                }
+            "PAUSE" | "RESUME" | "RELOAD" | "RECONNECT" | "KILL" | "KILL_CLIENT" | "WAIT_CLOSE" | "SHUTDOWN" | "SUSPEND" | "DISABLE" | "ENABLE" | "SET"
+                if !self.operator.admin =>
+            {
+                Err(CommandError(sqlstate::PROTOCOL_VIOLATION, "admin access needed".into()))
+            }
+            "KILL_CLIENT" => self.kill_client(&words, line),
+            "SHUTDOWN" if words.len() == 1 => {
+                tracing::warn!(user = %self.operator.user, "SHUTDOWN from the admin console: draining");
+                self.app.stop_requested.cancel();
+                backend::command_complete(&mut self.out, "SHUTDOWN");
+                Ok(())
+            }
+            "PAUSE" | "RESUME" | "RELOAD" | "RECONNECT" | "KILL" | "WAIT_CLOSE" | "SHUTDOWN" | "SUSPEND" | "DISABLE" | "ENABLE" | "SET" => {
+                Err(CommandError(sqlstate::FEATURE_NOT_SUPPORTED, format!("{line} is not supported by tidepool yet")))
             }
             _ => Err(invalid(line)),
         };
@@ -207,6 +223,20 @@ impl<S: Duplex> Console<S> {
             tracing::debug!(code, msg, "console command refused");
             backend::error_response(&mut self.out, "ERROR", code, &msg);
         }
+    }
+}
+
+impl<S> Console<S> {
+    /// `KILL_CLIENT id`: closes that client's session at once (its server, if any, is closed too).
+    fn kill_client(&mut self, words: &[&str], line: &str) -> Result<(), CommandError> {
+        let [_, id] = words else { return Err(invalid(line)) };
+        let Ok(id) = id.parse::<u64>() else { return Err(invalid(line)) };
+        if !self.app.clients.kill(id) {
+            return Err(CommandError(sqlstate::PROTOCOL_VIOLATION, format!("client {id} not found")));
+        }
+        tracing::info!(user = %self.operator.user, id, "KILL_CLIENT from the admin console");
+        backend::command_complete(&mut self.out, "KILL_CLIENT");
+        Ok(())
     }
 }
 

@@ -60,7 +60,7 @@ pub fn run(app: &App, what: &str, out: &mut BytesMut) -> Result<(), CommandError
     Ok(())
 }
 
-const HELP: &str = "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n\tSHOW LISTS|MEM\n\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES";
+const HELP: &str = "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n\tSHOW LISTS|MEM\n\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES\n\tKILL_CLIENT <id>\n\tSHUTDOWN";
 
 /// Databases in name order.
 fn databases_sorted(app: &App) -> Vec<&std::sync::Arc<crate::app::Database>> {

@@ -274,6 +274,27 @@ mod tests {
     }
 
     #[test]
+    fn console_encoders_round_trip() {
+        let mut b = BytesMut::new();
+        row_description(&mut b, &[("database", 25), ("cl_active", 20)]);
+        data_row(&mut b, &[Some("app"), None]);
+        command_complete(&mut b, "SHOW");
+        notice_response(&mut b, "00000", "Console usage", "SHOW HELP");
+        let f = try_frame(&mut b, 4096).unwrap().unwrap();
+        let fields = parse_row_description(f.body()).unwrap();
+        assert_eq!((fields[0].name.as_str(), fields[0].type_oid, fields[0].type_size), ("database", 25, -1));
+        assert_eq!((fields[1].name.as_str(), fields[1].type_oid, fields[1].type_size), ("cl_active", 20, 8));
+        let f = try_frame(&mut b, 4096).unwrap().unwrap();
+        assert_eq!(parse_data_row(&f).unwrap(), vec![Some(Bytes::from_static(b"app")), None]);
+        let f = try_frame(&mut b, 4096).unwrap().unwrap();
+        assert_eq!(parse_command_complete(f.body()).unwrap(), "SHOW");
+        let f = try_frame(&mut b, 4096).unwrap().unwrap();
+        assert_eq!(f.tag, b'N');
+        assert_eq!(ErrorFields::parse(f.body()).unwrap().message(), "Console usage");
+        assert!(b.is_empty());
+    }
+
+    #[test]
     fn data_row_slices() {
         let mut b = BytesMut::new();
         write_msg(&mut b, b'D', |b| {

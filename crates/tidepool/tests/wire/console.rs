@@ -323,3 +323,47 @@ async fn console_kill_client_and_shutdown() -> Result<()> {
     p.stop().await;
     Ok(())
 }
+
+/// Hostile bytes on the console: bad UTF-8 and the extended protocol get an error and the
+/// session goes on; an oversized or unexpected message closes it with FATAL 08P01.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_hostile_input() -> Result<()> {
+    use crate::raw::*;
+    let cluster = TestCluster::shared().await?;
+    let db = cluster.unique_database("console_raw").await?;
+    let p = Setup::new(cluster, &db).server(&format!("stats_users = [\"{TRUST_CLIENT}\"]")).start().await?;
+    let (mut r, greeting) = Raw::login_trust(p.pg, TRUST_CLIENT, "pgbouncer", &[]).await?;
+    assert!(greeting.iter().any(|m| m.param().is_some_and(|(k, _)| k == "server_version")), "{greeting:?}");
+    // Invalid UTF-8 in a Query.
+    let mut bad = vec![b'Q'];
+    bad.extend_from_slice(&9i32.to_be_bytes());
+    bad.extend_from_slice(&[0xff, 0xfe, 0xfd, 0xfc, 0]);
+    r.send(&bad).await?;
+    let msgs = r.until_ready().await?;
+    assert_eq!(msgs.iter().filter_map(Msg::code).collect::<Vec<_>>(), ["08P01"], "{msgs:?}");
+    // An extended-protocol batch: one error, then ReadyForQuery at Sync.
+    let mut batch = parse_msg("", "SHOW POOLS");
+    batch.extend(bind_msg("", ""));
+    batch.extend(execute_msg(""));
+    batch.extend(sync_msg());
+    r.send(&batch).await?;
+    let msgs = r.until_ready().await?;
+    assert_eq!(msgs.iter().map(|m| m.tag).collect::<Vec<_>>(), [b'E', b'Z'], "{msgs:?}");
+    // HELP is a notice; the session still answers.
+    let msgs = r.query("SHOW HELP").await?;
+    assert_eq!(msgs.iter().map(|m| m.tag).collect::<Vec<_>>(), [b'N', b'C', b'Z'], "{msgs:?}");
+    assert_eq!(r.query_col("SHOW VERSION").await?.len(), 1);
+    // A message over the console's 64 KiB limit: FATAL and closed.
+    let mut huge = vec![b'Q'];
+    huge.extend_from_slice(&(1_000_000i32).to_be_bytes());
+    r.send(&huge).await?;
+    let msgs = r.read_until_closed().await?;
+    assert!(msgs.iter().any(|m| m.tag == b'E' && m.code().as_deref() == Some("08P01")), "{msgs:?}");
+    // An unexpected message type: FATAL and closed.
+    let (mut r, _) = Raw::login_trust(p.pg, TRUST_CLIENT, "tidepool", &[]).await?;
+    r.send(&copy_data_msg(b"x")).await?;
+    let msgs = r.read_until_closed().await?;
+    assert!(msgs.iter().any(|m| m.tag == b'E' && m.code().as_deref() == Some("08P01")), "{msgs:?}");
+    p.stop().await;
+    Ok(())
+}

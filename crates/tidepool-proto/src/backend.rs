@@ -198,6 +198,54 @@ pub fn close_complete(out: &mut BytesMut) {
     write_msg(out, b'3', |_| {});
 }
 
+/// RowDescription for text-format columns: (name, type OID) pairs (e.g. 25 text, 20 int8).
+pub fn row_description(out: &mut BytesMut, columns: &[(&str, u32)]) {
+    write_msg(out, b'T', |b| {
+        b.put_i16(i16::try_from(columns.len()).unwrap_or(i16::MAX));
+        for (name, oid) in columns.iter().take(i16::MAX as usize) {
+            put_cstr(b, name.as_bytes());
+            b.put_i32(0); // table OID
+            b.put_i16(0); // column number
+            b.put_u32(*oid);
+            b.put_i16(if *oid == 20 { 8 } else { -1 });
+            b.put_i32(-1); // type modifier
+            b.put_i16(0); // text format
+        }
+    });
+}
+
+/// DataRow of text values; `None` is SQL NULL.
+pub fn data_row(out: &mut BytesMut, values: &[Option<&str>]) {
+    write_msg(out, b'D', |b| {
+        b.put_i16(i16::try_from(values.len()).unwrap_or(i16::MAX));
+        for v in values.iter().take(i16::MAX as usize) {
+            match v {
+                None => b.put_i32(-1),
+                Some(v) => {
+                    b.put_i32(i32::try_from(v.len()).unwrap_or(i32::MAX));
+                    b.extend_from_slice(v.as_bytes());
+                }
+            }
+        }
+    });
+}
+
+/// CommandComplete with its tag (e.g. `SHOW`).
+pub fn command_complete(out: &mut BytesMut, tag: &str) {
+    write_msg(out, b'C', |b| put_cstr(b, tag.as_bytes()));
+}
+
+/// NoticeResponse with severity, SQLSTATE, message and a detail.
+pub fn notice_response(out: &mut BytesMut, code: &str, message: &str, detail: &str) {
+    write_msg(out, b'N', |b| {
+        for (t, v) in [(b'S', "NOTICE"), (b'V', "NOTICE"), (b'C', code), (b'M', message), (b'D', detail)] {
+            b.put_u8(t);
+            put_cstr(b, v.as_bytes());
+        }
+        b.put_u8(0);
+    });
+}
+
 /// ErrorResponse with severity, SQLSTATE and message.
 pub fn error_response(out: &mut BytesMut, severity: &str, code: &str, message: &str) {
     write_msg(out, b'E', |b| {
@@ -223,6 +271,27 @@ mod tests {
         let e = ErrorFields::parse(f.body()).unwrap();
         assert_eq!(e.code(), "28P01");
         assert_eq!(e.severity(), "FATAL");
+    }
+
+    #[test]
+    fn console_encoders_round_trip() {
+        let mut b = BytesMut::new();
+        row_description(&mut b, &[("database", 25), ("cl_active", 20)]);
+        data_row(&mut b, &[Some("app"), None]);
+        command_complete(&mut b, "SHOW");
+        notice_response(&mut b, "00000", "Console usage", "SHOW HELP");
+        let f = try_frame(&mut b, 4096).unwrap().unwrap();
+        let fields = parse_row_description(f.body()).unwrap();
+        assert_eq!((fields[0].name.as_str(), fields[0].type_oid, fields[0].type_size), ("database", 25, -1));
+        assert_eq!((fields[1].name.as_str(), fields[1].type_oid, fields[1].type_size), ("cl_active", 20, 8));
+        let f = try_frame(&mut b, 4096).unwrap().unwrap();
+        assert_eq!(parse_data_row(&f).unwrap(), vec![Some(Bytes::from_static(b"app")), None]);
+        let f = try_frame(&mut b, 4096).unwrap().unwrap();
+        assert_eq!(parse_command_complete(f.body()).unwrap(), "SHOW");
+        let f = try_frame(&mut b, 4096).unwrap().unwrap();
+        assert_eq!(f.tag, b'N');
+        assert_eq!(ErrorFields::parse(f.body()).unwrap().message(), "Console usage");
+        assert!(b.is_empty());
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub struct Database {
     /// Pools of the `[[databases.roles]]` API keys may be bound to, by role name.
     pub roles: HashMap<String, Arc<RolePool>>,
     pub clients: AtomicUsize,
+    /// Transaction-mode wire transactions completed (the console's `total_xact_count`).
+    pub xacts: std::sync::atomic::AtomicU64,
     /// ParameterStatus values of a pristine server connection, learned on first use.
     pub defaults: Mutex<Option<Vec<(String, String)>>>,
     /// Startup parameters already validated on a server: (name, value) → the ParameterStatus
@@ -217,6 +219,8 @@ pub struct App {
     pub metrics: FrontMetrics,
     /// Cancelled when draining starts: listeners stop accepting, idle sessions end.
     pub shutdown: CancellationToken,
+    /// Cancelled by the console's `SHUTDOWN`: `tidepool serve` then drains as on SIGTERM.
+    pub stop_requested: CancellationToken,
     /// Cancelled when draining is over: the admin listener (which reports 503 meanwhile) stops.
     pub stopped: CancellationToken,
     pub tracker: TaskTracker,
@@ -227,6 +231,8 @@ pub struct App {
     pub preauth_pg: Arc<tokio::sync::Semaphore>,
     /// The query cache (Prisma API and Neon `/sql`).
     pub cache: crate::cache::Cache,
+    /// Live client sessions (the admin console lists them).
+    pub clients: crate::clients::ClientRegistry,
 }
 
 /// Front-end counters.
@@ -295,6 +301,7 @@ impl App {
                 upstream_user,
                 roles,
                 clients: AtomicUsize::new(0),
+                xacts: Default::default(),
                 defaults: Mutex::new(None),
                 validated: Mutex::new(HashMap::new()),
             };
@@ -320,12 +327,14 @@ impl App {
             metrics,
             shutdown: CancellationToken::new(),
             stopped: CancellationToken::new(),
+            stop_requested: CancellationToken::new(),
             tracker,
             pg_tls,
             api_keys,
             itx: Default::default(),
             preauth_pg: Arc::new(tokio::sync::Semaphore::new(config_preauth)),
             cache,
+            clients: Default::default(),
         }))
     }
 

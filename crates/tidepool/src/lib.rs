@@ -12,6 +12,7 @@ pub mod auth_throttle;
 pub mod cache;
 pub mod cancel;
 pub mod checkin;
+pub mod clients;
 pub mod config;
 pub mod dev;
 pub mod frontend;

@@ -83,7 +83,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let running = start(config).await?;
     let b = &running.bound;
     tracing::info!(pg = ?b.pg, http = ?b.http, admin = ?b.admin, "tidepool is ready");
-    signal().await;
+    tokio::select! {
+        () = signal() => {}
+        () = running.app.stop_requested.cancelled() => tracing::info!("SHUTDOWN from the admin console"),
+    }
     tracing::info!("shutting down: draining sessions");
     running.stop().await;
     Ok(())

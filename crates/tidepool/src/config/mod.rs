@@ -122,6 +122,11 @@ pub struct ServerConfig {
     /// name). Unset: random per process, so an unknown user's salt changes on restart while a
     /// real user's does not; set it (16+ characters, same on every replica) to hide that too.
     pub auth_secret: Option<String>,
+    /// `[[users]]` who may open the admin console (database `pgbouncer` or `tidepool` on the wire
+    /// listener) and run every command there. Empty (default) with `stats_users` empty: no console.
+    pub admin_users: Vec<String>,
+    /// `[[users]]` who may open the admin console for its read-only `SHOW` commands.
+    pub stats_users: Vec<String>,
 }
 
 /// Startup parameters a client may set by default: the ones drivers send and that only change
@@ -184,6 +189,8 @@ impl Default for ServerConfig {
             auth_failure_window: Duration::from_secs(15 * 60),
             auth_throttle_entries: 65_536,
             auth_secret: None,
+            admin_users: Vec::new(),
+            stats_users: Vec::new(),
         }
     }
 }
@@ -399,6 +406,11 @@ impl Config {
                 if !names.contains(d.as_str()) {
                     return Err(invalid(format!("user {:?}: unknown database {d:?}", u.name)));
                 }
+            }
+        }
+        for (key, list) in [("admin_users", &self.server.admin_users), ("stats_users", &self.server.stats_users)] {
+            if let Some(u) = list.iter().find(|u| !users.contains(u.as_str())) {
+                return Err(invalid(format!("[server] {key}: unknown user {u:?} (list names of [[users]])")));
             }
         }
         for k in &self.api_keys {

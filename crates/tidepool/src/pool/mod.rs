@@ -143,7 +143,7 @@ impl<M: Manager> Pool<M> {
                 inner.stats.closed.inc();
                 continue;
             }
-            inner.stats.wait.observe(start.elapsed().as_secs_f64());
+            inner.stats.record_assignment(start.elapsed());
             return Ok(self.lease(idle.conn, idle.created, permit));
         }
         let deadline = start + s.timeout;
@@ -152,7 +152,7 @@ impl<M: Manager> Pool<M> {
             match inner.manager.connect().await {
                 Ok(conn) => {
                     inner.stats.opened.inc();
-                    inner.stats.wait.observe(start.elapsed().as_secs_f64());
+                    inner.stats.record_assignment(start.elapsed());
                     return Ok(self.lease(conn, Instant::now(), permit));
                 }
                 Err(e) if inner.manager.is_transient(&e) && Instant::now() + backoff < deadline => {

@@ -15,6 +15,10 @@ pub struct PoolStats {
     pub errors: Counter,
     pub timeouts: Counter,
     pub wait: Histogram,
+    /// Connections handed out (the console's `server_assignment_count`).
+    pub assignments: Counter,
+    /// Total time waited for those, in microseconds (the console's `total_wait_time`).
+    pub wait_us: Counter,
 }
 
 impl Default for PoolStats {
@@ -28,6 +32,8 @@ impl Default for PoolStats {
             errors: Counter::default(),
             timeouts: Counter::default(),
             wait: Histogram::new([0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0].into_iter()),
+            assignments: Counter::default(),
+            wait_us: Counter::default(),
         }
     }
 }
@@ -45,6 +51,13 @@ impl PoolStats {
     pub fn waiting_guard(&self) -> WaitingGuard<'_> {
         self.waiting.inc();
         WaitingGuard(&self.waiting)
+    }
+
+    /// Records one connection handed out after waiting `waited`.
+    pub fn record_assignment(&self, waited: std::time::Duration) {
+        self.wait.observe(waited.as_secs_f64());
+        self.assignments.inc();
+        self.wait_us.inc_by(u64::try_from(waited.as_micros()).unwrap_or(u64::MAX));
     }
 
     /// Registers this pool's metrics under `registry` (already labelled with the pool's name).

@@ -373,3 +373,25 @@ async fn idle_connection_is_closed() -> Result<()> {
     p.stop().await;
     Ok(())
 }
+
+/// A WebSocket session is listed in the client registry (the admin console's SHOW CLIENTS) with
+/// its front end while it lives, and removed when it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_sessions_are_listed_as_clients() -> Result<()> {
+    let p = Setup::new("ws_clients").await?.start().await?;
+    let listed = |p: &Proxy| p.app().clients.snapshot().iter().filter(|c| c.frontend == "websocket" && c.user == TRUST_USER && c.database == DB).count();
+    assert_eq!(listed(&p), 0);
+    let mut c = login_trust(&p).await?;
+    assert_eq!(listed(&p), 1);
+    let info = p.app().clients.snapshot();
+    assert_eq!(info[0].application_name.as_deref(), Some("http-tests"));
+    c.send(message(b'X', &[])).await?;
+    c.until_closed().await;
+    bounded("client deregistered", 10, async {
+        while listed(&p) != 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    Ok(())
+}

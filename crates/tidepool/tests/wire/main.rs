@@ -9,6 +9,7 @@ mod raw;
 
 mod auth;
 mod bad_input;
+mod console;
 mod copy;
 mod failures;
 mod hardening;

@@ -21,6 +21,12 @@ use crate::config::ClientTlsMode;
 use crate::net::{Duplex, Stream};
 use crate::users::Challenge;
 
+/// What a login leads to: a pooled session or the admin console.
+pub enum Login {
+    Session(LoggedIn),
+    Console(super::console::Operator),
+}
+
 /// A client that finished startup and authentication.
 pub struct LoggedIn {
     pub user: String,
@@ -114,7 +120,7 @@ pub async fn login<S: Duplex>(
     cancel: (i32, i32),
     websocket: bool,
     peer: Option<IpAddr>,
-) -> Result<LoggedIn, LoginError> {
+) -> Result<Login, LoginError> {
     let mut user = None;
     let mut dbname = None;
     let mut session = HashMap::new();
@@ -145,6 +151,13 @@ pub async fn login<S: Duplex>(
     } else {
         authenticate(app, s, rbuf, &user, peer).await?;
     }
+    if super::console::is_console_db(app, &dbname) {
+        let operator = super::console::admit(app, &user, session.remove("application_name"))?;
+        let mut out = BytesMut::new();
+        super::console::greeting(&mut out, cancel);
+        send(s, &out).await?;
+        return Ok(Login::Console(operator));
+    }
 
     let database =
         app.database(&dbname).cloned().ok_or_else(|| LoginError::Fatal(sqlstate::INVALID_CATALOG_NAME, format!("database \"{dbname}\" does not exist")))?;
@@ -169,7 +182,7 @@ pub async fn login<S: Duplex>(
     backend::backend_key_data(&mut out, cancel.0, cancel.1);
     backend::ready_for_query(&mut out, b'I');
     send(s, &out).await?;
-    Ok(LoggedIn { user, database, params: session, slot })
+    Ok(Login::Session(LoggedIn { user, database, params: session, slot }))
 }
 
 fn lease_to_login(e: LeaseError) -> LoginError {

@@ -1,8 +1,11 @@
 //! The Postgres wire-protocol front end: the TCP listener, login ([`handshake`]) and the
 //! proxying session ([`session`]) with transaction or session pooling. The same code serves
-//! WebSocket clients through [`serve_stream`].
+//! WebSocket clients through [`serve_stream`]. Logins to the virtual database `pgbouncer` (or
+//! `tidepool`) by an `admin_users`/`stats_users` user get the admin [`console`] instead.
 
+mod console;
 mod handshake;
+mod io;
 mod prepared;
 mod server_side;
 mod session;

@@ -13,20 +13,22 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tidepool_proto::framing::try_frame;
 use tidepool_proto::{backend, sqlstate, ProtoError};
-use tokio::io::{AsyncReadExt, AsyncWrite};
+use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 use tokio_util::io::poll_read_buf;
 use tracing::Instrument;
 
-use super::handshake::login;
+use super::handshake::{login, Login};
+use super::io::{reserve, write_some};
 use super::prepared::{ClientStatements, Pending};
 use super::{fail_login, LoginError};
 use crate::app::{App, ClientSlot, Database, LeaseError, ServerLease};
 use crate::cancel::CancelKey;
 use crate::checkin;
+use crate::clients::{NewClient, Registered};
 use crate::config::PoolMode;
 use crate::net::Duplex;
 
@@ -75,6 +77,10 @@ pub(super) struct Session<S> {
     /// Armed when `client_idle_timeout` or `idle_transaction_timeout` is set.
     idle_timer: Option<Pin<Box<tokio::time::Sleep>>>,
     _slot: ClientSlot,
+    /// Keeps the session listed in the console's `SHOW CLIENTS`.
+    _registered: Registered,
+    /// Ended by `KILL_CLIENT` in the middle of anything: its server must not be reused.
+    killed: bool,
 }
 
 /// Which idle timeout fired.
@@ -128,6 +134,17 @@ pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: Bytes
     };
     drop(preauth);
     let transport = if websocket { "websocket" } else { "tcp" };
+    let logged = match logged {
+        Login::Session(l) => l,
+        Login::Console(operator) => return super::console::start(&app, client, rbuf, operator, transport, peer),
+    };
+    let registered = app.clients.register(NewClient {
+        user: logged.user.clone(),
+        database: logged.database.config.name.clone(),
+        frontend: transport,
+        addr: peer,
+        application_name: logged.params.get("application_name").cloned(),
+    });
     let peer = peer.map(|p| p.to_string()).unwrap_or_default();
     let span = tracing::info_span!("session", transport, %peer, user = %logged.user, db = %logged.database.config.name);
     tracing::debug!(parent: &span, "client logged in");
@@ -153,6 +170,8 @@ pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: Bytes
         last_activity: Instant::now(),
         idle_timer: timed.then(|| Box::pin(tokio::time::sleep(std::time::Duration::from_secs(3600)))),
         _slot: logged.slot,
+        _registered: registered,
+        killed: false,
     };
     // The session gets a task of its own: this one (with the login's larger state) ends here,
     // so an idle client costs only the session loop's memory.
@@ -161,7 +180,17 @@ pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: Bytes
 
 impl<S: Duplex> Session<S> {
     async fn serve(mut self) {
-        let end = self.run_loop().await;
+        let kill = self._registered.info().kill.clone();
+        let end = tokio::select! {
+            biased;
+            () = kill.cancelled() => {
+                // KILL_CLIENT: whatever was in flight is abandoned; the server is closed, never reused.
+                self.killed = true;
+                self.to_client.clear();
+                End::Fatal(sqlstate::ADMIN_SHUTDOWN, "terminated by the administrator (KILL_CLIENT)".into())
+            }
+            end = self.run_loop() => end,
+        };
         let app = self.app.clone();
         Box::pin(self.finish(end)).await;
         app.metrics.clients.dec();
@@ -407,6 +436,7 @@ impl<S: Duplex> Session<S> {
         let held = checkin::Held::idle(a.status);
         if checkin::check_in(a.lease, held, checkin::Mode::Transaction, self.db.config.max_prepared_statements).await == checkin::Outcome::Returned {
             self.app.metrics.transactions.inc();
+            self.db.xacts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -438,46 +468,11 @@ impl<S: Duplex> Session<S> {
         let Some(a) = self.server.take() else { return };
         self.key.slot.set(None).await;
         // Mid-query: the backend's work is cancelled and the connection closed (never reused).
-        let busy = a.pending > 0 || a.unsynced || a.copy_in.is_some() || !a.to_server.is_empty();
+        let busy = self.killed || a.pending > 0 || a.unsynced || a.copy_in.is_some() || !a.to_server.is_empty();
         let mode = match self.mode {
             PoolMode::Transaction => checkin::Mode::Transaction,
             PoolMode::Session => checkin::Mode::Session,
         };
         checkin::check_in(a.lease, checkin::Held { busy, tx_status: a.status }, mode, self.db.config.max_prepared_statements).await;
     }
-}
-
-fn reserve(buf: &mut BytesMut, want: usize) {
-    let spare = buf.capacity() - buf.len();
-    // A partial message whose header was seen already has exactly its size reserved by the
-    // framing layer; growing it here could double a large buffer.
-    if buf.len() >= 5 && spare > 0 {
-        return;
-    }
-    if spare < want / 4 {
-        buf.reserve(want);
-    }
-}
-
-/// Writes as much of `buf` as the stream takes now; flushes once it is empty.
-fn write_some<W: AsyncWrite + Unpin>(w: &mut W, buf: &mut BytesMut, needs_flush: &mut bool, cx: &mut Context<'_>) -> std::io::Result<()> {
-    while !buf.is_empty() {
-        match Pin::new(&mut *w).poll_write(cx, buf) {
-            Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Poll::Ready(Ok(n)) => {
-                buf.advance(n);
-                *needs_flush = true;
-            }
-            Poll::Ready(Err(e)) => return Err(e),
-            Poll::Pending => return Ok(()),
-        }
-    }
-    if *needs_flush {
-        match Pin::new(&mut *w).poll_flush(cx) {
-            Poll::Ready(Ok(())) => *needs_flush = false,
-            Poll::Ready(Err(e)) => return Err(e),
-            Poll::Pending => {}
-        }
-    }
-    Ok(())
 }

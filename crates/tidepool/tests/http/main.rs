@@ -14,4 +14,5 @@ mod hardening;
 mod neon;
 mod prisma;
 mod roles;
+mod stats;
 mod ws;

@@ -100,7 +100,7 @@ fn kinds(msgs: &[Msg]) -> String {
 }
 
 /// A WebSocket carrying the Postgres protocol, with a buffer of received bytes.
-struct PgWs {
+pub(crate) struct PgWs {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     buf: Vec<u8>,
     closed: bool,
@@ -170,14 +170,14 @@ impl PgWs {
     }
 
     /// Runs one simple query; returns the messages up to ReadyForQuery.
-    async fn simple(&mut self, sql: &str) -> Result<Vec<Msg>> {
+    pub(crate) async fn simple(&mut self, sql: &str) -> Result<Vec<Msg>> {
         self.send(query(sql)).await?;
         self.until_ready().await
     }
 }
 
 /// Logs in as the trust user: AuthenticationOk straight away.
-async fn login_trust(p: &Proxy) -> Result<PgWs> {
+pub(crate) async fn login_trust(p: &Proxy) -> Result<PgWs> {
     let mut c = PgWs::connect(p).await?;
     c.send(startup(TRUST_USER, DB)).await?;
     let msgs = c.until_ready().await?;

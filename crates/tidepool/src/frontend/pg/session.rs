@@ -29,6 +29,7 @@ use crate::cancel::CancelKey;
 use crate::checkin;
 use crate::config::PoolMode;
 use crate::net::Duplex;
+use crate::stats::{ClientGuard, DbTraffic, Front, Outcome};
 
 /// Stop reading from one side while this much is queued for the other.
 const HIGH_WATER: usize = 256 * 1024;
@@ -74,7 +75,48 @@ pub(super) struct Session<S> {
     last_activity: Instant,
     /// Armed when `client_idle_timeout` or `idle_transaction_timeout` is set.
     idle_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// `wire` or `ws`: the label this session's figures are recorded under.
+    pub front: Front,
+    /// The transaction in progress, measured for `crate::stats`.
+    pub tx: TxMeter,
+    _front_client: ClientGuard,
     _slot: ClientSlot,
+}
+
+/// Measures one transaction: from the client's first message to the server's idle
+/// ReadyForQuery (or the session's end).
+#[derive(Default)]
+pub(super) struct TxMeter {
+    start: Option<Instant>,
+    outcome: Outcome,
+    received: u64,
+    sent: u64,
+}
+
+impl TxMeter {
+    /// A client message arrived: starts the transaction's clock if it is not running.
+    pub fn client_message(&mut self, len: usize) {
+        if self.start.is_none() {
+            self.start = Some(Instant::now());
+        }
+        self.received += len as u64;
+    }
+
+    /// A server message was relayed; an error makes the transaction's outcome at least `error`.
+    pub fn server_message(&mut self, len: usize, error: Option<Outcome>) {
+        self.sent += len as u64;
+        if let Some(e) = error {
+            self.outcome = self.outcome.max(e);
+        }
+    }
+
+    /// The transaction is over: records it (if one was running) and resets.
+    pub fn end(&mut self, traffic: &DbTraffic, front: Front, outcome: Outcome) {
+        let Some(start) = self.start.take() else { return };
+        traffic.record_request(front, self.outcome.max(outcome), start.elapsed());
+        traffic.record_bytes(front, self.received, self.sent);
+        *self = TxMeter::default();
+    }
 }
 
 /// Which idle timeout fired.
@@ -133,6 +175,8 @@ pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: Bytes
     tracing::debug!(parent: &span, "client logged in");
     app.metrics.clients.inc();
     let db = logged.database;
+    let front = if websocket { Front::Ws } else { Front::Wire };
+    let front_client = db.traffic.client(front);
     let timeouts = &app.config.server;
     let timed = !timeouts.client_idle_timeout.is_zero() || !timeouts.idle_transaction_timeout.is_zero();
     let session = Session {
@@ -152,6 +196,9 @@ pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: Bytes
         pending_writes: Vec::new(),
         last_activity: Instant::now(),
         idle_timer: timed.then(|| Box::pin(tokio::time::sleep(std::time::Duration::from_secs(3600)))),
+        front,
+        tx: TxMeter::default(),
+        _front_client: front_client,
         _slot: logged.slot,
     };
     // The session gets a task of its own: this one (with the login's larger state) ends here,
@@ -331,6 +378,7 @@ impl<S: Duplex> Session<S> {
                 }
                 continue;
             }
+            self.tx.client_message(frame.raw.len());
             if self.server.is_none() {
                 if let Err(e) = Box::pin(self.attach()).await {
                     self.lease_failed(frame.tag, e)?;
@@ -353,6 +401,13 @@ impl<S: Duplex> Session<S> {
             LeaseError::Pool(crate::pool::PoolError::Timeout { .. }) => (sqlstate::TOO_MANY_CONNECTIONS.to_owned(), e.to_string()),
             _ => (sqlstate::CONNECTION_FAILURE.to_owned(), e.to_string()),
         };
+        let outcome = match &e {
+            LeaseError::Params(_) => Outcome::ClientError,
+            LeaseError::Pool(crate::pool::PoolError::Timeout { .. }) => Outcome::Timeout,
+            _ => Outcome::ServerError,
+        };
+        self.db.traffic.note_error(self.front, &msg);
+        self.tx.end(&self.db.traffic, self.front, outcome);
         backend::error_response(&mut self.to_client, "ERROR", &code, &msg);
         match tag {
             b'Q' | b'S' | b'F' => backend::ready_for_query(&mut self.to_client, b'I'),
@@ -362,6 +417,25 @@ impl<S: Duplex> Session<S> {
     }
 
     async fn attach(&mut self) -> Result<(), LeaseError> {
+        let waited = Instant::now();
+        let lease = Box::pin(self.wait_for_lease()).await;
+        self.db.traffic.record_wait(self.front, waited.elapsed());
+        let lease = lease?;
+        self.key.slot.set(Some(lease.cancel.clone())).await;
+        self.server = Some(Box::new(Attached {
+            lease,
+            to_server: BytesMut::with_capacity(1024),
+            pending: 0,
+            unsynced: false,
+            status: b'I',
+            queue: VecDeque::new(),
+            copy_in: None,
+            needs_flush: false,
+        }));
+        Ok(())
+    }
+
+    async fn wait_for_lease(&mut self) -> Result<ServerLease, LeaseError> {
         let lease_fut = self.db.lease_with(&self.params);
         let mut lease_fut = std::pin::pin!(lease_fut);
         let lease = loop {
@@ -379,18 +453,7 @@ impl<S: Duplex> Session<S> {
                 }
             }
         };
-        self.key.slot.set(Some(lease.cancel.clone())).await;
-        self.server = Some(Box::new(Attached {
-            lease,
-            to_server: BytesMut::with_capacity(1024),
-            pending: 0,
-            unsynced: false,
-            status: b'I',
-            queue: VecDeque::new(),
-            copy_in: None,
-            needs_flush: false,
-        }));
-        Ok(())
+        Ok(lease)
     }
 
     /// Returns the server to the pool after resetting what the client left behind.
@@ -422,7 +485,13 @@ impl<S: Duplex> Session<S> {
 
     /// Client gone or session over: leave the server clean or close it.
     async fn finish(mut self, end: End) {
+        let outcome = match &end {
+            End::Fatal(code, _) => Outcome::from_sqlstate(code),
+            _ => Outcome::ClientError,
+        };
+        self.tx.end(&self.db.traffic, self.front, outcome);
         if let End::Fatal(code, msg) = &end {
+            self.db.traffic.note_error(self.front, msg);
             self.app.metrics.client_errors.inc();
             tracing::info!(code, msg = %msg, "closing client");
             let mut out = std::mem::take(&mut self.to_client);

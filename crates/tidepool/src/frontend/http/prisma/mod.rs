@@ -32,6 +32,7 @@ use crate::app::{App, LeaseError};
 use crate::cache::{Bypass, Filled, Request as CacheRequest, Status};
 use crate::keys::ApiKey;
 use crate::pool::PoolError;
+use crate::stats::{ErrorNote, Front, RequestMeter};
 use crate::target::Target;
 
 pub fn routes() -> Router<Arc<App>> {
@@ -53,7 +54,9 @@ fn json_response(status: u16, body: impl Into<Body>) -> Response {
 }
 
 fn error(status: u16, code: &str, message: impl Into<String>, meta: serde_json::Value) -> Response {
-    let body = json!({"code": code, "error": message.into(), "message": null, "meta": meta});
+    let message = message.into();
+    let note = ErrorNote(message.clone());
+    let body = json!({"code": code, "error": message, "message": null, "meta": meta});
     let mut body = body;
     if let Some(o) = body.as_object_mut() {
         o.remove("message");
@@ -62,6 +65,7 @@ fn error(status: u16, code: &str, message: impl Into<String>, meta: serde_json::
     if let Ok(v) = HeaderValue::from_str(code) {
         r.headers_mut().insert("prisma-error-code", v);
     }
+    r.extensions_mut().insert(note);
     r
 }
 
@@ -171,10 +175,19 @@ async fn invalidate(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMa
 /// `POST /query`. Authentication, the body and a cache hit need no database work and run in
 /// the connection's own task; everything that leases runs detached (see `super::detached`).
 async fn query(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, body: Body) -> Response {
+    let mut meter = RequestMeter::start(Front::Prisma);
+    let r = query_inner(app, guard, headers, body, &mut meter).await;
+    let note = r.extensions().get::<ErrorNote>().map(|n| n.0.as_str());
+    meter.finish(r.status().as_u16(), note);
+    r
+}
+
+async fn query_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body, meter: &mut RequestMeter) -> Response {
     let (_key, target) = match authenticate(&app, &guard, &headers) {
         Ok(k) => k,
         Err(r) => return r,
     };
+    meter.attach(&target.db.traffic);
     let body = match read_body(&app, body).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -229,7 +242,7 @@ async fn run_uncached(app: Arc<App>, target: Target, body: Bytes, why: Bypass) -
 
 /// Runs one `/query` body on a lease: the 200 payload, or the finished error response.
 async fn execute(app: Arc<App>, target: Target, body: Bytes) -> Result<Bytes, Response> {
-    let conn = match lease::lease(&target).await {
+    let conn = match lease::lease(&target, Front::Prisma).await {
         Ok(c) => c,
         Err(e) => return Err(lease_failed(e)),
     };
@@ -323,7 +336,7 @@ async fn start_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body
         }
     }
     let begun = tokio::time::timeout(max_wait, async {
-        let mut conn = lease::lease(&target).await?;
+        let mut conn = lease::lease(&target, Front::Prisma).await?;
         let mut sql = "BEGIN".to_owned();
         if let Some(level) = isolation {
             sql.push_str(&format!("; SET TRANSACTION ISOLATION LEVEL {}", level.as_sql()));

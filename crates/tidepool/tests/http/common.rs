@@ -112,7 +112,7 @@ impl Setup {
 [server]
 pg_listen = "127.0.0.1:0"
 http_listen = "127.0.0.1:0"
-shutdown_timeout = "2s"
+{shutdown}
 scram_iterations = 64
 {server_extra}
 
@@ -148,6 +148,8 @@ label = "b"
 "#,
             cache_extra = self.cache_extra,
             server_extra = self.server_extra,
+            // A `server("shutdown_timeout = …")` line replaces the default.
+            shutdown = if self.server_extra.contains("shutdown_timeout") { "" } else { "shutdown_timeout = \"2s\"" },
             http_extra = self.http_extra,
             url = self.url,
             db_extra = self.db_extra,
@@ -329,6 +331,12 @@ impl Proxy {
     /// A direct (not proxied) client on the real database, as the upstream user.
     pub async fn direct(&self) -> Result<tokio_postgres::Client> {
         TestCluster::shared().await?.client_as(SCRAM_USER, &self.real_db).await
+    }
+
+    /// Starts draining (as on SIGTERM) in a task of its own; the task ends once draining is over.
+    pub fn begin_stop(&mut self) -> tokio::task::JoinHandle<()> {
+        let running = self.running.take().expect("running");
+        tokio::spawn(running.stop())
     }
 
     pub async fn stop(mut self) {

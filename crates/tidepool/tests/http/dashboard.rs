@@ -137,3 +137,33 @@ async fn dashboard_renders_in_chromium_and_follows_the_load() -> Result<()> {
     p.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn metrics_and_stats_answer_while_draining() -> Result<()> {
+    let mut p = Setup::new("dash_drain").await?.server("admin_listen = \"127.0.0.1:0\"").server("shutdown_timeout = \"120s\"").start().await?;
+    let admin = p.admin().context("admin")?;
+    // A client inside a transaction keeps the drain going until it commits.
+    let (client, conn) =
+        tokio_postgres::connect(&format!("host=127.0.0.1 port={} user={TRUST_USER} dbname={DB}", p.app_pg_port()), tokio_postgres::NoTls).await?;
+    let conn = tokio::spawn(conn);
+    client.batch_execute("BEGIN; SELECT 1").await?;
+    let stopping = p.begin_stop();
+    let health = poll(100, || async {
+        let r = p.client.get(format!("http://{admin}/healthz")).send().await.ok()?;
+        (r.status().as_u16() == 503).then_some(())
+    })
+    .await;
+    assert!(health.is_some(), "healthz never reported draining");
+    let metrics = p.client.get(format!("http://{admin}/metrics")).send().await?;
+    assert_eq!(metrics.status().as_u16(), 200);
+    assert!(metrics.text().await?.contains("tidepool_request_duration_seconds"), "metrics while draining");
+    let s: Value = p.client.get(format!("http://{admin}/api/stats")).send().await?.json().await?;
+    assert_eq!(s["draining"], true, "{s}");
+    assert_eq!(app_db(&s)["clients"]["wire"], 1, "{s}");
+    assert!(!stopping.is_finished(), "the drain waits for the open transaction");
+    client.batch_execute("COMMIT").await?;
+    drop(client);
+    let _ = conn.await;
+    bounded("drain", 60, stopping).await?;
+    Ok(())
+}

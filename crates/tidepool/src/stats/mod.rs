@@ -149,6 +149,20 @@ struct FrontTraffic {
     bytes_in: Counter,
     bytes_out: Counter,
     clients: Gauge,
+    /// Microseconds spent in transactions/requests and waiting for a connection (`SHOW STATS`).
+    time_us: AtomicU64,
+    wait_us: AtomicU64,
+}
+
+/// Running totals of one front end (or all), in the units PgBouncer's `SHOW STATS` uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Finished transactions (wire, ws) or requests (sql, prisma), any outcome.
+    pub requests: u64,
+    pub time_us: u64,
+    pub wait_us: u64,
+    pub received: u64,
+    pub sent: u64,
 }
 
 /// The traffic figures of one database: what front ends record into.
@@ -177,6 +191,8 @@ impl DbTraffic {
                 bytes_in: families.bytes_in.get_or_create(&labels).clone(),
                 bytes_out: families.bytes_out.get_or_create(&labels).clone(),
                 clients: families.clients.get_or_create(&labels).clone(),
+                time_us: AtomicU64::new(0),
+                wait_us: AtomicU64::new(0),
             }
         };
         Arc::new(DbTraffic {
@@ -197,6 +213,7 @@ impl DbTraffic {
         let secs = duration.as_secs_f64();
         t.duration.observe(secs);
         t.outcomes[outcome as usize].inc();
+        t.time_us.fetch_add(duration.as_micros().try_into().unwrap_or(u64::MAX), Ordering::Relaxed);
         let slot = BUCKETS.iter().position(|b| secs <= *b).unwrap_or(BUCKETS.len());
         self.buckets[slot].fetch_add(1, Ordering::Relaxed);
         if outcome != Outcome::Ok {
@@ -206,7 +223,9 @@ impl DbTraffic {
 
     /// Time spent waiting for a pooled connection (successful or not).
     pub fn record_wait(&self, front: Front, wait: Duration) {
-        self.front(front).wait.observe(wait.as_secs_f64());
+        let t = self.front(front);
+        t.wait.observe(wait.as_secs_f64());
+        t.wait_us.fetch_add(wait.as_micros().try_into().unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     /// Protocol bytes exchanged with a client.
@@ -239,6 +258,29 @@ impl DbTraffic {
     /// Finished requests per outcome, one front end.
     pub fn outcomes(&self, front: Front) -> [(Outcome, u64); 4] {
         Outcome::ALL.map(|o| (o, self.front(front).outcomes[o as usize].get()))
+    }
+
+    /// Running totals of one front end.
+    pub fn front_totals(&self, front: Front) -> Totals {
+        let t = self.front(front);
+        Totals {
+            requests: t.outcomes.iter().map(Counter::get).sum(),
+            time_us: t.time_us.load(Ordering::Relaxed),
+            wait_us: t.wait_us.load(Ordering::Relaxed),
+            received: t.bytes_in.get(),
+            sent: t.bytes_out.get(),
+        }
+    }
+
+    /// Running totals of every front end together.
+    pub fn all_totals(&self) -> Totals {
+        Front::ALL.iter().map(|f| self.front_totals(*f)).fold(Totals::default(), |a, b| Totals {
+            requests: a.requests + b.requests,
+            time_us: a.time_us.saturating_add(b.time_us),
+            wait_us: a.wait_us.saturating_add(b.wait_us),
+            received: a.received + b.received,
+            sent: a.sent + b.sent,
+        })
     }
 
     /// (requests per duration bucket, requests that did not end `ok`) since start.
@@ -321,6 +363,9 @@ mod tests {
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(text.contains(r#"requests_total{database="app",front="sql",outcome="client_error"} 1"#), "{text}");
         assert!(text.contains(r#"request_duration_seconds_count{database="app",front="sql"} 2"#), "{text}");
+        let totals = t.front_totals(Front::Sql);
+        assert_eq!((totals.requests, totals.time_us), (2, 60_003_000));
+        assert_eq!(t.all_totals().requests, 2);
         let (buckets, errors) = t.totals();
         assert_eq!((buckets[3], buckets[BUCKETS.len()], errors), (1, 1, 1));
     }

@@ -177,6 +177,11 @@ async fn invalidate(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMa
 async fn query(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, body: Body) -> Response {
     let mut meter = RequestMeter::start(Front::Prisma);
     let r = query_inner(app, guard, headers, body, &mut meter).await;
+    metered(meter, r)
+}
+
+/// Records a finished Prisma request (with the client-safe message of an error response).
+fn metered(meter: RequestMeter, r: Response) -> Response {
     let note = r.extensions().get::<ErrorNote>().map(|n| n.0.as_str());
     meter.finish(r.status().as_u16(), note);
     r
@@ -304,10 +309,24 @@ async fn start(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, bo
 }
 
 async fn start_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body, gone: Arc<std::sync::atomic::AtomicBool>) -> Response {
+    let mut meter = RequestMeter::start(Front::Prisma);
+    let r = start_run(app, guard, headers, body, gone, &mut meter).await;
+    metered(meter, r)
+}
+
+async fn start_run(
+    app: Arc<App>,
+    guard: Guard,
+    headers: HeaderMap,
+    body: Body,
+    gone: Arc<std::sync::atomic::AtomicBool>,
+    meter: &mut RequestMeter,
+) -> Response {
     let (key, target) = match authenticate(&app, &guard, &headers) {
         Ok(k) => k,
         Err(r) => return r,
     };
+    meter.attach(&target.db.traffic);
     let body = match read_body(&app, body).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -431,10 +450,17 @@ async fn itx_query(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap
 }
 
 async fn itx_query_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, id: String, body: Body) -> Response {
+    let mut meter = RequestMeter::start(Front::Prisma);
+    let r = itx_query_run(app, guard, headers, id, body, &mut meter).await;
+    metered(meter, r)
+}
+
+async fn itx_query_run(app: Arc<App>, guard: Guard, headers: HeaderMap, id: String, body: Body, meter: &mut RequestMeter) -> Response {
     let itx = match lookup(&app, &guard, &headers, &id, "query") {
         Ok(t) => t,
         Err(r) => return r,
     };
+    meter.attach(&itx.target.db.traffic);
     let body = match read_body(&app, body).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -485,11 +511,18 @@ async fn itx_query_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, id: St
 }
 
 async fn end(app: Arc<App>, guard: Guard, headers: HeaderMap, id: String, commit: bool) -> Response {
+    let mut meter = RequestMeter::start(Front::Prisma);
+    let r = end_run(app, guard, headers, id, commit, &mut meter).await;
+    metered(meter, r)
+}
+
+async fn end_run(app: Arc<App>, guard: Guard, headers: HeaderMap, id: String, commit: bool, meter: &mut RequestMeter) -> Response {
     let operation = if commit { "commit" } else { "rollback" };
     let itx = match lookup(&app, &guard, &headers, &id, operation) {
         Ok(t) => t,
         Err(r) => return r,
     };
+    meter.attach(&itx.target.db.traffic);
     let conn = itx.conn.lock().await.take();
     let Some(mut conn) = conn else {
         return match app.itx.get(&id, &itx.key) {

@@ -44,7 +44,7 @@ fn cstr(s: &str) -> Vec<u8> {
     v
 }
 
-fn query(sql: &str) -> Vec<u8> {
+pub(crate) fn query(sql: &str) -> Vec<u8> {
     message(b'Q', &cstr(sql))
 }
 
@@ -113,7 +113,7 @@ impl PgWs {
         Ok(PgWs { ws, buf: Vec::new(), closed: false })
     }
 
-    async fn send(&mut self, bytes: Vec<u8>) -> Result<()> {
+    pub(crate) async fn send(&mut self, bytes: Vec<u8>) -> Result<()> {
         self.ws.send(Message::Binary(bytes.into())).await?;
         Ok(())
     }
@@ -145,7 +145,7 @@ impl PgWs {
     }
 
     /// Messages up to and including ReadyForQuery; fails if the connection closes first.
-    async fn until_ready(&mut self) -> Result<Vec<Msg>> {
+    pub(crate) async fn until_ready(&mut self) -> Result<Vec<Msg>> {
         let mut out = Vec::new();
         loop {
             let Some(m) = self.next().await else { bail!("connection closed before ReadyForQuery; got {:?}", kinds(&out)) };

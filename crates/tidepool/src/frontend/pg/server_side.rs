@@ -163,7 +163,7 @@ impl<S: Duplex> Session<S> {
                     if a.status == b'I' {
                         // Counted with this ReadyForQuery's bytes below; the transaction ends after.
                         self.tx.server_message(f.raw.len(), None);
-                        self.tx.end(&self.db.traffic, self.front, Outcome::Ok);
+                        self.tx.ready(&self.db.traffic, self.front);
                     }
                     if a.status == b'I' && !self.pending_writes.is_empty() {
                         let mut tables = std::mem::take(&mut self.pending_writes);

@@ -88,6 +88,9 @@ pub(super) struct Session<S> {
 #[derive(Default)]
 pub(super) struct TxMeter {
     start: Option<Instant>,
+    /// When the previous transaction ended: where a pipelined one (whose messages arrived
+    /// before that end) starts.
+    last_end: Option<Instant>,
     outcome: Outcome,
     received: u64,
     sent: u64,
@@ -110,12 +113,27 @@ impl TxMeter {
         }
     }
 
-    /// The transaction is over: records it (if one was running) and resets.
+    /// The server reported idle (ReadyForQuery 'I'): a transaction is over. Each such answer
+    /// ends one, pipelined ones too (their clock starts where the previous one ended).
+    pub fn ready(&mut self, traffic: &DbTraffic, front: Front) {
+        let now = Instant::now();
+        let start = self.start.or(self.last_end).unwrap_or(now);
+        self.record(traffic, front, Outcome::Ok, now - start);
+        self.last_end = Some(now);
+    }
+
+    /// The transaction ended without the server's answer (lease failed, session over): recorded
+    /// if one was running.
     pub fn end(&mut self, traffic: &DbTraffic, front: Front, outcome: Outcome) {
-        let Some(start) = self.start.take() else { return };
-        traffic.record_request(front, self.outcome.max(outcome), start.elapsed());
+        if let Some(start) = self.start {
+            self.record(traffic, front, outcome, start.elapsed());
+        }
+    }
+
+    fn record(&mut self, traffic: &DbTraffic, front: Front, outcome: Outcome, took: std::time::Duration) {
+        traffic.record_request(front, self.outcome.max(outcome), took);
         traffic.record_bytes(front, self.received, self.sent);
-        *self = TxMeter::default();
+        *self = TxMeter { last_end: self.last_end, ..TxMeter::default() };
     }
 }
 

@@ -119,6 +119,25 @@ fn proto(s: &mut Seeds) {
     }
     s.put("proto_startup", "stream", &startup_stream);
 
+    // WebSocket: a Postgres login and query carried in masked binary frames (one frame, then
+    // fragmented with a ping in between), a close, and a 16-bit length frame.
+    use tidepool_proto::websocket::{encode_client_frame, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING};
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let ws = |f: &dyn Fn(&mut BytesMut)| msgs(|b| f(b));
+    s.put("proto_websocket", "login", &ws(&|b| encode_client_frame(b, OP_BINARY, true, mask, &startup_stream)));
+    s.put(
+        "proto_websocket",
+        "fragmented-with-ping",
+        &ws(&|b| {
+            let (a, rest) = client.split_at(client.len() / 2);
+            encode_client_frame(b, OP_BINARY, false, mask, a);
+            encode_client_frame(b, OP_PING, true, mask, b"hi");
+            encode_client_frame(b, OP_CONTINUATION, true, mask, rest);
+            encode_client_frame(b, OP_CLOSE, true, mask, &1000u16.to_be_bytes());
+        }),
+    );
+    s.put("proto_websocket", "medium", &ws(&|b| encode_client_frame(b, OP_BINARY, true, mask, &[7u8; 300])));
+
     // One seed per client message: [tag][name len][name][body].
     let mut b = BytesMut::from(&client[..]);
     let mut i = 0;

@@ -6,6 +6,7 @@ mod handshake;
 mod prepared;
 mod server_side;
 mod session;
+mod tx_meter;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -8,6 +8,7 @@ pub mod cache;
 mod exec;
 mod invalidate;
 mod itx;
+mod metered;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,7 @@ use tokio::time::Instant;
 use self::exec::PgExecutor;
 pub use self::itx::ItxRegistry;
 use self::itx::{Closed, Full, Itx, Lookup};
+use self::metered::{end, itx_query_inner, query, start_inner};
 use super::lease::{self, HttpLeaseError};
 use super::{BodyError, ConnGuard};
 use crate::app::{App, LeaseError};
@@ -135,19 +137,6 @@ async fn connection_info(State(app): State<Arc<App>>, guard: Guard, headers: Hea
 
 /// `POST /query`. Authentication, the body and a cache hit need no database work and run in
 /// the connection's own task; everything that leases runs detached (see `super::detached`).
-async fn query(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, body: Body) -> Response {
-    let mut meter = RequestMeter::start(Front::Prisma);
-    let r = query_inner(app, guard, headers, body, &mut meter).await;
-    metered(meter, r)
-}
-
-/// Records a finished Prisma request (with the client-safe message of an error response).
-fn metered(meter: RequestMeter, r: Response) -> Response {
-    let note = r.extensions().get::<ErrorNote>().map(|n| n.0.as_str());
-    meter.finish(r.status().as_u16(), note);
-    r
-}
-
 async fn query_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body, meter: &mut RequestMeter) -> Response {
     let (_key, target) = match authenticate(&app, &guard, &headers) {
         Ok(k) => k,
@@ -267,12 +256,6 @@ async fn start(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, bo
     }
     let gone = Gone(Default::default());
     super::detached(&app, start_inner(app.clone(), guard, headers, body, gone.0.clone())).await
-}
-
-async fn start_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body, gone: Arc<std::sync::atomic::AtomicBool>) -> Response {
-    let mut meter = RequestMeter::start(Front::Prisma);
-    let r = start_run(app, guard, headers, body, gone, &mut meter).await;
-    metered(meter, r)
 }
 
 async fn start_run(
@@ -410,12 +393,6 @@ async fn itx_query(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap
     cache::with_status(r, Status::None, None)
 }
 
-async fn itx_query_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, id: String, body: Body) -> Response {
-    let mut meter = RequestMeter::start(Front::Prisma);
-    let r = itx_query_run(app, guard, headers, id, body, &mut meter).await;
-    metered(meter, r)
-}
-
 async fn itx_query_run(app: Arc<App>, guard: Guard, headers: HeaderMap, id: String, body: Body, meter: &mut RequestMeter) -> Response {
     let itx = match lookup(&app, &guard, &headers, &id, "query") {
         Ok(t) => t,
@@ -469,12 +446,6 @@ async fn itx_query_run(app: Arc<App>, guard: Guard, headers: HeaderMap, id: Stri
             timed_out(budget)
         }
     }
-}
-
-async fn end(app: Arc<App>, guard: Guard, headers: HeaderMap, id: String, commit: bool) -> Response {
-    let mut meter = RequestMeter::start(Front::Prisma);
-    let r = end_run(app, guard, headers, id, commit, &mut meter).await;
-    metered(meter, r)
 }
 
 async fn end_run(app: Arc<App>, guard: Guard, headers: HeaderMap, id: String, commit: bool, meter: &mut RequestMeter) -> Response {

@@ -68,6 +68,8 @@ pub struct Database {
     /// Startup parameters already validated on a server: (name, value) → the ParameterStatus
     /// values applying it produced. Lets logins skip a lease for parameter sets seen before.
     pub validated: Mutex<HashMap<(String, String), Reports>>,
+    /// Request/transaction latency, outcomes and bytes per front end (`crate::stats`).
+    pub traffic: Arc<crate::stats::DbTraffic>,
 }
 
 /// Counts a connected client against `max_client_conn`; decrements on drop.
@@ -276,6 +278,8 @@ impl App {
         registry.register("client_errors", "Client sessions ended by an error", metrics.client_errors.clone());
         registry.register("login_failures", "Failed client logins", metrics.login_failures.clone());
         registry.register("transactions", "Transaction-mode leases completed", metrics.transactions.clone());
+        let traffic = crate::stats::Families::default();
+        traffic.register(&mut registry);
         let tracker = TaskTracker::new();
         let mut databases = HashMap::new();
         for db in &config.databases {
@@ -304,6 +308,7 @@ impl App {
                 xacts: Default::default(),
                 defaults: Mutex::new(None),
                 validated: Mutex::new(HashMap::new()),
+                traffic: crate::stats::DbTraffic::new(&traffic, &db.name),
             };
             databases.insert(db.name.clone(), Arc::new(database));
         }

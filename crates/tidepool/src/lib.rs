@@ -20,6 +20,7 @@ pub mod keys;
 pub mod net;
 pub mod pool;
 pub mod run;
+pub mod stats;
 pub mod target;
 pub mod upstream;
 pub mod users;

@@ -77,6 +77,9 @@ pub struct ServerConfig {
     pub pg_listen: Option<SocketAddr>,
     pub http_listen: Option<SocketAddr>,
     pub admin_listen: Option<SocketAddr>,
+    /// When set, the dashboard (`GET /` and `/api/stats` on `admin_listen`) asks for HTTP basic
+    /// auth with this password (any user name). `/metrics` and `/healthz` stay open.
+    pub dashboard_password: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_mode: ClientTlsMode,
@@ -169,6 +172,7 @@ impl Default for ServerConfig {
             pg_listen: Some(SocketAddr::from(([127, 0, 0, 1], 6432))),
             http_listen: None,
             admin_listen: None,
+            dashboard_password: None,
             tls_cert: None,
             tls_key: None,
             tls_mode: ClientTlsMode::Allow,
@@ -358,6 +362,9 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.dashboard_password.as_deref() == Some("") {
+            return Err(invalid("server.dashboard_password must not be empty (omit it to leave the dashboard open)"));
+        }
         if self.server.max_preauth_connections == 0 {
             return Err(invalid("server.max_preauth_connections must be at least 1"));
         }

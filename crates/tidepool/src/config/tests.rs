@@ -58,6 +58,9 @@ fn validation_catches_mistakes() {
     {
         assert!(Config::from_toml(&MINIMAL.replace(from, to), no_env()).is_err(), "{to}");
     }
+    let dashboard = |line: &str| Config::from_toml(&MINIMAL.replace("admin_listen =", &format!("{line}\nadmin_listen =")), no_env());
+    assert!(dashboard("dashboard_password = \"\"").is_err(), "an empty dashboard password");
+    assert_eq!(dashboard("dashboard_password = \"pw\"").unwrap().server.dashboard_password.as_deref(), Some("pw"));
     for bad in ["max_tags = 0", "max_bytes = 1000", "max_entry_bytes = 0", "max_ttl = \"0s\"", "max_bytes_per_database = 10"] {
         assert!(Config::from_toml(&format!("{MINIMAL}\n[cache]\n{bad}\n"), no_env()).is_err(), "[cache] {bad}");
     }

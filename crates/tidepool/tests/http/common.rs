@@ -38,6 +38,7 @@ pub struct Setup {
     http_extra: String,
     /// Raw TOML appended after the generated file (more tables, e.g. `[[api_keys]]`).
     cache_extra: String,
+    server_extra: String,
     tail: String,
 }
 
@@ -48,13 +49,28 @@ impl Setup {
         let cluster = TestCluster::shared().await?;
         let real_db = cluster.unique_database(prefix).await?;
         let url = cluster.url(SCRAM_USER, &real_db);
-        Ok(Setup { real_db, url, db_extra: String::new(), http_extra: String::new(), cache_extra: String::new(), tail: String::new() })
+        Ok(Setup {
+            real_db,
+            url,
+            db_extra: String::new(),
+            http_extra: String::new(),
+            cache_extra: String::new(),
+            server_extra: String::new(),
+            tail: String::new(),
+        })
     }
 
     /// An extra `key = value` line for the `[[databases]]` table.
     pub fn db(mut self, line: &str) -> Setup {
         self.db_extra.push_str(line);
         self.db_extra.push('\n');
+        self
+    }
+
+    /// An extra `key = value` line for `[server]`.
+    pub fn server(mut self, line: &str) -> Setup {
+        self.server_extra.push_str(line);
+        self.server_extra.push('\n');
         self
     }
 
@@ -96,8 +112,9 @@ impl Setup {
 [server]
 pg_listen = "127.0.0.1:0"
 http_listen = "127.0.0.1:0"
-shutdown_timeout = "2s"
+{shutdown}
 scram_iterations = 64
+{server_extra}
 
 [http]
 {http_extra}
@@ -130,6 +147,9 @@ label = "b"
 {tail}
 "#,
             cache_extra = self.cache_extra,
+            server_extra = self.server_extra,
+            // A `server("shutdown_timeout = …")` line replaces the default.
+            shutdown = if self.server_extra.contains("shutdown_timeout") { "" } else { "shutdown_timeout = \"2s\"" },
             http_extra = self.http_extra,
             url = self.url,
             db_extra = self.db_extra,
@@ -215,6 +235,11 @@ impl Proxy {
 
     pub fn app(&self) -> &tidepool::App {
         &self.running.as_ref().expect("running").app
+    }
+
+    /// Address of the admin listener (`admin_listen`), if one is bound.
+    pub fn admin(&self) -> Option<SocketAddr> {
+        self.running.as_ref().and_then(|r| r.bound.admin)
     }
 
     /// Port of the Postgres wire listener.
@@ -306,6 +331,12 @@ impl Proxy {
     /// A direct (not proxied) client on the real database, as the upstream user.
     pub async fn direct(&self) -> Result<tokio_postgres::Client> {
         TestCluster::shared().await?.client_as(SCRAM_USER, &self.real_db).await
+    }
+
+    /// Starts draining (as on SIGTERM) in a task of its own; the task ends once draining is over.
+    pub fn begin_stop(&mut self) -> tokio::task::JoinHandle<()> {
+        let running = self.running.take().expect("running");
+        tokio::spawn(running.stop())
     }
 
     pub async fn stop(mut self) {

@@ -44,7 +44,7 @@ fn cstr(s: &str) -> Vec<u8> {
     v
 }
 
-fn query(sql: &str) -> Vec<u8> {
+pub(crate) fn query(sql: &str) -> Vec<u8> {
     message(b'Q', &cstr(sql))
 }
 
@@ -100,7 +100,7 @@ fn kinds(msgs: &[Msg]) -> String {
 }
 
 /// A WebSocket carrying the Postgres protocol, with a buffer of received bytes.
-struct PgWs {
+pub(crate) struct PgWs {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     buf: Vec<u8>,
     closed: bool,
@@ -113,7 +113,7 @@ impl PgWs {
         Ok(PgWs { ws, buf: Vec::new(), closed: false })
     }
 
-    async fn send(&mut self, bytes: Vec<u8>) -> Result<()> {
+    pub(crate) async fn send(&mut self, bytes: Vec<u8>) -> Result<()> {
         self.ws.send(Message::Binary(bytes.into())).await?;
         Ok(())
     }
@@ -145,7 +145,7 @@ impl PgWs {
     }
 
     /// Messages up to and including ReadyForQuery; fails if the connection closes first.
-    async fn until_ready(&mut self) -> Result<Vec<Msg>> {
+    pub(crate) async fn until_ready(&mut self) -> Result<Vec<Msg>> {
         let mut out = Vec::new();
         loop {
             let Some(m) = self.next().await else { bail!("connection closed before ReadyForQuery; got {:?}", kinds(&out)) };
@@ -170,14 +170,14 @@ impl PgWs {
     }
 
     /// Runs one simple query; returns the messages up to ReadyForQuery.
-    async fn simple(&mut self, sql: &str) -> Result<Vec<Msg>> {
+    pub(crate) async fn simple(&mut self, sql: &str) -> Result<Vec<Msg>> {
         self.send(query(sql)).await?;
         self.until_ready().await
     }
 }
 
 /// Logs in as the trust user: AuthenticationOk straight away.
-async fn login_trust(p: &Proxy) -> Result<PgWs> {
+pub(crate) async fn login_trust(p: &Proxy) -> Result<PgWs> {
     let mut c = PgWs::connect(p).await?;
     c.send(startup(TRUST_USER, DB)).await?;
     let msgs = c.until_ready().await?;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::app::{LeaseError, ServerLease};
 use crate::checkin;
+use crate::stats::Front;
 use crate::target::Target;
 use crate::upstream::{ServerConn, UpstreamError};
 
@@ -33,9 +34,13 @@ pub enum HttpLeaseError {
     Upstream(#[from] UpstreamError),
 }
 
-/// Leases from the pool of `target` (the API key's role, or the database's own user).
-pub async fn lease(target: &Target) -> Result<ServerLease, LeaseError> {
-    target.lease_with(pinned_params()).await
+/// Leases from the pool of `target` (the API key's role, or the database's own user); the wait
+/// is recorded under `front`.
+pub async fn lease(target: &Target, front: Front) -> Result<ServerLease, LeaseError> {
+    let start = tokio::time::Instant::now();
+    let r = target.lease_with(pinned_params()).await;
+    target.db.traffic.record_wait(front, start.elapsed());
+    r
 }
 
 /// Marks the connection dirty if `sql` may leave session state, so it is reset before reuse

@@ -18,6 +18,7 @@ use super::neon_cache;
 use super::{BodyError, ConnGuard};
 use crate::app::{App, LeaseError};
 use crate::cache::{Bypass, Filled, Request as CacheRequest, Status};
+use crate::stats::{Front, RequestMeter};
 use crate::target::Target;
 use crate::upstream::{QueryResult, ServerConn, UpstreamError};
 use tidepool_proto::ProtoError;
@@ -38,11 +39,17 @@ pub async fn unsupported() -> Response<Body> {
 pub async fn sql(State(app): State<Arc<App>>, guard: Option<Extension<Arc<ConnGuard>>>, headers: HeaderMap, body: Body) -> Response<Body> {
     let task_app = app.clone();
     super::detached(&app, async move {
-        match handle(&task_app, guard.as_deref(), &headers, body).await {
-            Ok(r) => r,
+        let mut meter = RequestMeter::start(Front::Sql);
+        match handle(&task_app, guard.as_deref(), &headers, body, &mut meter).await {
+            Ok(r) => {
+                meter.finish(r.status().as_u16(), None);
+                r
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "/sql request failed");
-                to_http(neon::error_response(&e))
+                let r = to_http(neon::error_response(&e));
+                meter.finish(r.status().as_u16(), Some(&e.to_string()));
+                r
             }
         }
     })
@@ -81,7 +88,13 @@ async fn authorize(app: &App, client: Option<std::net::IpAddr>, connection: &Con
     Ok(key_target.unwrap_or_else(|| Target::own(db.clone())))
 }
 
-async fn handle(app: &Arc<App>, guard: Option<&Arc<ConnGuard>>, headers: &HeaderMap, body: Body) -> Result<Response<Body>, NeonError> {
+async fn handle(
+    app: &Arc<App>,
+    guard: Option<&Arc<ConnGuard>>,
+    headers: &HeaderMap,
+    body: Body,
+    meter: &mut RequestMeter,
+) -> Result<Response<Body>, NeonError> {
     let limits = neon::Limits { max_request_bytes: app.config.http.max_request_size, max_response_bytes: app.config.http.max_response_size };
     // Headers first, and the credentials in them checked before a byte of the body is read or
     // parsed: whoever cannot authenticate never reaches the JSON parser.
@@ -106,6 +119,7 @@ async fn handle(app: &Arc<App>, guard: Option<&Arc<ConnGuard>>, headers: &Header
         }
     };
     super::authenticated(guard);
+    meter.attach(&target.db.traffic);
     let too_large = NeonError::RequestTooLarge { limit: limits.max_request_bytes };
     if neon::check_content_length(headers, &limits).is_err() {
         super::drain(body, limits.max_request_bytes).await;
@@ -162,7 +176,7 @@ fn respond(request: &SqlRequest, body: Bytes, status: Status, last_modified: Opt
 /// Runs the request's statement(s) on a lease and encodes the result.
 async fn execute(app: Arc<App>, target: Target, request: Arc<SqlRequest>) -> Result<Bytes, NeonError> {
     let max = app.config.http.max_response_size;
-    let conn = lease::lease(&target).await.map_err(lease_error)?;
+    let conn = lease::lease(&target, Front::Sql).await.map_err(lease_error)?;
     let req = request.clone();
     let results = lease::run_bounded(conn, app.config.http.query_timeout, move |c| Box::pin(run(c, req, max))).await.map_err(|e| match e {
         HttpLeaseError::Timeout(_) => NeonError::Cancelled,

@@ -9,6 +9,7 @@ mod io;
 mod prepared;
 mod server_side;
 mod session;
+mod tx_meter;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

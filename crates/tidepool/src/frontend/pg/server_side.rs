@@ -13,6 +13,7 @@ use super::session::{Attached, End, Session};
 use crate::checkin::leaves_session_state;
 use crate::config::PoolMode;
 use crate::net::Duplex;
+use crate::stats::Outcome;
 
 /// Server statement name that never exists: closing it yields CloseComplete and nothing else.
 const NO_STATEMENT: &str = "tp_closed";
@@ -155,9 +156,15 @@ impl<S: Duplex> Session<S> {
                     return Err(End::Fatal(sqlstate::CONNECTION_FAILURE, format!("upstream protocol error: {e}")));
                 }
             };
+            let mut error = None;
             match f.tag {
                 b'Z' => {
                     a.status = parse_ready(f.body()).unwrap_or(b'E');
+                    if a.status == b'I' {
+                        // Counted with this ReadyForQuery's bytes below; the transaction ends after.
+                        self.tx.server_message(f.raw.len(), None);
+                        self.tx.ready(&self.db.traffic, self.front);
+                    }
                     if a.status == b'I' && !self.pending_writes.is_empty() {
                         let mut tables = std::mem::take(&mut self.pending_writes);
                         tables.sort();
@@ -208,8 +215,12 @@ impl<S: Duplex> Session<S> {
                             _ => {}
                         }
                     }
-                    if ErrorFields::parse(f.body()).is_ok_and(|e| e.severity() == "FATAL" || e.severity() == "PANIC") {
-                        a.lease.broken = true;
+                    if let Ok(e) = ErrorFields::parse(f.body()) {
+                        if e.severity() == "FATAL" || e.severity() == "PANIC" {
+                            a.lease.broken = true;
+                        }
+                        error = Some(Outcome::from_sqlstate(e.code()));
+                        self.db.traffic.note_error(self.front, e.message());
                     }
                 }
                 b'S' => {
@@ -223,6 +234,9 @@ impl<S: Duplex> Session<S> {
                     a.lease.note_parameter(&f);
                 }
                 _ => {}
+            }
+            if !(f.tag == b'Z' && a.status == b'I') {
+                self.tx.server_message(f.raw.len(), error);
             }
             self.to_client.extend_from_slice(&f.raw);
         }

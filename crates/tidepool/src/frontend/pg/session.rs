@@ -24,6 +24,7 @@ use tracing::Instrument;
 use super::handshake::{login, Login};
 use super::io::{reserve, write_some};
 use super::prepared::{ClientStatements, Pending};
+use super::tx_meter::TxMeter;
 use super::{fail_login, LoginError};
 use crate::app::{App, ClientSlot, Database, LeaseError, ServerLease};
 use crate::cancel::CancelKey;
@@ -31,6 +32,7 @@ use crate::checkin;
 use crate::clients::{NewClient, Registered};
 use crate::config::PoolMode;
 use crate::net::Duplex;
+use crate::stats::{ClientGuard, Front, Outcome};
 
 /// Stop reading from one side while this much is queued for the other.
 const HIGH_WATER: usize = 256 * 1024;
@@ -76,6 +78,11 @@ pub(super) struct Session<S> {
     last_activity: Instant,
     /// Armed when `client_idle_timeout` or `idle_transaction_timeout` is set.
     idle_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// `wire` or `ws`: the label this session's figures are recorded under.
+    pub front: Front,
+    /// The transaction in progress, measured for `crate::stats`.
+    pub tx: TxMeter,
+    _front_client: ClientGuard,
     _slot: ClientSlot,
     /// Keeps the session listed in the console's `SHOW CLIENTS`.
     _registered: Registered,
@@ -150,6 +157,8 @@ pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: Bytes
     tracing::debug!(parent: &span, "client logged in");
     app.metrics.clients.inc();
     let db = logged.database;
+    let front = if websocket { Front::Ws } else { Front::Wire };
+    let front_client = db.traffic.client(front);
     let timeouts = &app.config.server;
     let timed = !timeouts.client_idle_timeout.is_zero() || !timeouts.idle_transaction_timeout.is_zero();
     let session = Session {
@@ -169,6 +178,9 @@ pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: Bytes
         pending_writes: Vec::new(),
         last_activity: Instant::now(),
         idle_timer: timed.then(|| Box::pin(tokio::time::sleep(std::time::Duration::from_secs(3600)))),
+        front,
+        tx: TxMeter::default(),
+        _front_client: front_client,
         _slot: logged.slot,
         _registered: registered,
         killed: false,
@@ -360,6 +372,7 @@ impl<S: Duplex> Session<S> {
                 }
                 continue;
             }
+            self.tx.client_message(frame.raw.len());
             if self.server.is_none() {
                 if let Err(e) = Box::pin(self.attach()).await {
                     self.lease_failed(frame.tag, e)?;
@@ -382,6 +395,13 @@ impl<S: Duplex> Session<S> {
             LeaseError::Pool(crate::pool::PoolError::Timeout { .. }) => (sqlstate::TOO_MANY_CONNECTIONS.to_owned(), e.to_string()),
             _ => (sqlstate::CONNECTION_FAILURE.to_owned(), e.to_string()),
         };
+        let outcome = match &e {
+            LeaseError::Params(_) => Outcome::ClientError,
+            LeaseError::Pool(crate::pool::PoolError::Timeout { .. }) => Outcome::Timeout,
+            _ => Outcome::ServerError,
+        };
+        self.db.traffic.note_error(self.front, &msg);
+        self.tx.end(&self.db.traffic, self.front, outcome);
         backend::error_response(&mut self.to_client, "ERROR", &code, &msg);
         match tag {
             b'Q' | b'S' | b'F' => backend::ready_for_query(&mut self.to_client, b'I'),
@@ -391,6 +411,25 @@ impl<S: Duplex> Session<S> {
     }
 
     async fn attach(&mut self) -> Result<(), LeaseError> {
+        let waited = Instant::now();
+        let lease = Box::pin(self.wait_for_lease()).await;
+        self.db.traffic.record_wait(self.front, waited.elapsed());
+        let lease = lease?;
+        self.key.slot.set(Some(lease.cancel.clone())).await;
+        self.server = Some(Box::new(Attached {
+            lease,
+            to_server: BytesMut::with_capacity(1024),
+            pending: 0,
+            unsynced: false,
+            status: b'I',
+            queue: VecDeque::new(),
+            copy_in: None,
+            needs_flush: false,
+        }));
+        Ok(())
+    }
+
+    async fn wait_for_lease(&mut self) -> Result<ServerLease, LeaseError> {
         let lease_fut = self.db.lease_with(&self.params);
         let mut lease_fut = std::pin::pin!(lease_fut);
         let lease = loop {
@@ -408,18 +447,7 @@ impl<S: Duplex> Session<S> {
                 }
             }
         };
-        self.key.slot.set(Some(lease.cancel.clone())).await;
-        self.server = Some(Box::new(Attached {
-            lease,
-            to_server: BytesMut::with_capacity(1024),
-            pending: 0,
-            unsynced: false,
-            status: b'I',
-            queue: VecDeque::new(),
-            copy_in: None,
-            needs_flush: false,
-        }));
-        Ok(())
+        Ok(lease)
     }
 
     /// Returns the server to the pool after resetting what the client left behind.
@@ -452,7 +480,13 @@ impl<S: Duplex> Session<S> {
 
     /// Client gone or session over: leave the server clean or close it.
     async fn finish(mut self, end: End) {
+        let outcome = match &end {
+            End::Fatal(code, _) => Outcome::from_sqlstate(code),
+            _ => Outcome::ClientError,
+        };
+        self.tx.end(&self.db.traffic, self.front, outcome);
         if let End::Fatal(code, msg) = &end {
+            self.db.traffic.note_error(self.front, msg);
             self.app.metrics.client_errors.inc();
             tracing::info!(code, msg = %msg, "closing client");
             let mut out = std::mem::take(&mut self.to_client);

@@ -8,6 +8,7 @@ pub mod cache;
 mod exec;
 mod invalidate;
 mod itx;
+mod metered;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,12 +28,14 @@ use tokio::time::Instant;
 use self::exec::PgExecutor;
 pub use self::itx::ItxRegistry;
 use self::itx::{Closed, Full, Itx, Lookup};
+use self::metered::{end, itx_query_inner, query, start_inner};
 use super::lease::{self, HttpLeaseError};
 use super::{BodyError, ConnGuard};
 use crate::app::{App, LeaseError};
 use crate::cache::{Bypass, Filled, Request as CacheRequest, Status};
 use crate::keys::ApiKey;
 use crate::pool::PoolError;
+use crate::stats::{ErrorNote, Front, RequestMeter};
 use crate::target::Target;
 
 pub fn routes() -> Router<Arc<App>> {
@@ -54,7 +57,9 @@ fn json_response(status: u16, body: impl Into<Body>) -> Response {
 }
 
 fn error(status: u16, code: &str, message: impl Into<String>, meta: serde_json::Value) -> Response {
-    let body = json!({"code": code, "error": message.into(), "message": null, "meta": meta});
+    let message = message.into();
+    let note = ErrorNote(message.clone());
+    let body = json!({"code": code, "error": message, "message": null, "meta": meta});
     let mut body = body;
     if let Some(o) = body.as_object_mut() {
         o.remove("message");
@@ -63,6 +68,7 @@ fn error(status: u16, code: &str, message: impl Into<String>, meta: serde_json::
     if let Ok(v) = HeaderValue::from_str(code) {
         r.headers_mut().insert("prisma-error-code", v);
     }
+    r.extensions_mut().insert(note);
     r
 }
 
@@ -131,11 +137,12 @@ async fn connection_info(State(app): State<Arc<App>>, guard: Guard, headers: Hea
 
 /// `POST /query`. Authentication, the body and a cache hit need no database work and run in
 /// the connection's own task; everything that leases runs detached (see `super::detached`).
-async fn query(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, body: Body) -> Response {
+async fn query_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body, meter: &mut RequestMeter) -> Response {
     let (_key, target) = match authenticate(&app, &guard, &headers) {
         Ok(k) => k,
         Err(r) => return r,
     };
+    meter.attach(&target.db.traffic);
     let body = match read_body(&app, body).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -190,7 +197,7 @@ async fn run_uncached(app: Arc<App>, target: Target, body: Bytes, why: Bypass) -
 
 /// Runs one `/query` body on a lease: the 200 payload, or the finished error response.
 async fn execute(app: Arc<App>, target: Target, body: Bytes) -> Result<Bytes, Response> {
-    let conn = match lease::lease(&target).await {
+    let conn = match lease::lease(&target, Front::Prisma).await {
         Ok(c) => c,
         Err(e) => return Err(lease_failed(e)),
     };
@@ -251,11 +258,19 @@ async fn start(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, bo
     super::detached(&app, start_inner(app.clone(), guard, headers, body, gone.0.clone())).await
 }
 
-async fn start_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body, gone: Arc<std::sync::atomic::AtomicBool>) -> Response {
+async fn start_run(
+    app: Arc<App>,
+    guard: Guard,
+    headers: HeaderMap,
+    body: Body,
+    gone: Arc<std::sync::atomic::AtomicBool>,
+    meter: &mut RequestMeter,
+) -> Response {
     let (key, target) = match authenticate(&app, &guard, &headers) {
         Ok(k) => k,
         Err(r) => return r,
     };
+    meter.attach(&target.db.traffic);
     let body = match read_body(&app, body).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -284,7 +299,7 @@ async fn start_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body
         }
     }
     let begun = tokio::time::timeout(max_wait, async {
-        let mut conn = lease::lease(&target).await?;
+        let mut conn = lease::lease(&target, Front::Prisma).await?;
         let mut sql = "BEGIN".to_owned();
         if let Some(level) = isolation {
             sql.push_str(&format!("; SET TRANSACTION ISOLATION LEVEL {}", level.as_sql()));
@@ -378,11 +393,12 @@ async fn itx_query(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap
     cache::with_status(r, Status::None, None)
 }
 
-async fn itx_query_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, id: String, body: Body) -> Response {
+async fn itx_query_run(app: Arc<App>, guard: Guard, headers: HeaderMap, id: String, body: Body, meter: &mut RequestMeter) -> Response {
     let itx = match lookup(&app, &guard, &headers, &id, "query") {
         Ok(t) => t,
         Err(r) => return r,
     };
+    meter.attach(&itx.target.db.traffic);
     let body = match read_body(&app, body).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -432,12 +448,13 @@ async fn itx_query_inner(app: Arc<App>, guard: Guard, headers: HeaderMap, id: St
     }
 }
 
-async fn end(app: Arc<App>, guard: Guard, headers: HeaderMap, id: String, commit: bool) -> Response {
+async fn end_run(app: Arc<App>, guard: Guard, headers: HeaderMap, id: String, commit: bool, meter: &mut RequestMeter) -> Response {
     let operation = if commit { "commit" } else { "rollback" };
     let itx = match lookup(&app, &guard, &headers, &id, operation) {
         Ok(t) => t,
         Err(r) => return r,
     };
+    meter.attach(&itx.target.db.traffic);
     let conn = itx.conn.lock().await.take();
     let Some(mut conn) = conn else {
         return match app.itx.get(&id, &itx.key) {

@@ -13,6 +13,7 @@ use super::{invalid, CommandError, CONSOLE_DB};
 use crate::app::{App, Upstream};
 use crate::config::{ServerConfig, UpstreamUrl};
 use crate::pool::Pool;
+use crate::stats::Front;
 
 const TEXT: u32 = 25;
 const INT8: u32 = 20;
@@ -115,13 +116,35 @@ fn pools(app: &App, out: &mut BytesMut) {
     emit(out, &columns, &rows);
 }
 
-/// Per database: (transactions, server assignments, wait time in µs).
-fn totals(app: &App) -> Vec<(String, u64, u64, u64)> {
+/// One database's running totals, as PgBouncer's STATS columns count them.
+struct DbTotals {
+    name: String,
+    xacts: u64,
+    assigned: u64,
+    /// Pool wait, µs.
+    wait: u64,
+    /// Bytes relayed from and to Postgres-protocol clients (wire and WebSocket).
+    received: u64,
+    sent: u64,
+    /// Time inside those clients' transactions, µs.
+    xact_time: u64,
+}
+
+fn totals(app: &App) -> Vec<DbTotals> {
     databases_sorted(app)
         .into_iter()
         .map(|db| {
             let (assigned, wait) = db.pools().fold((0, 0), |(a, w), p| (a + p.stats().assignments.get(), w + p.stats().wait_us.get()));
-            (db.config.name.clone(), db.xacts.load(Ordering::Relaxed), assigned, wait)
+            let (wire, ws) = (db.traffic.front_totals(Front::Wire), db.traffic.front_totals(Front::Ws));
+            DbTotals {
+                name: db.config.name.clone(),
+                xacts: db.xacts.load(Ordering::Relaxed),
+                assigned,
+                wait,
+                received: wire.received + ws.received,
+                sent: wire.sent + ws.sent,
+                xact_time: wire.time_us.saturating_add(ws.time_us),
+            }
         })
         .collect()
 }
@@ -155,11 +178,11 @@ fn stats(app: &App, out: &mut BytesMut) {
     columns.extend(names.iter().map(|c| (*c, INT8)));
     let rows: Vec<Row> = totals(app)
         .into_iter()
-        .map(|(db, xacts, assigned, wait)| {
-            let mut r = vec![t(db), n(xacts), n(0), n(0), n(0), n(0), n(0), n(wait)];
+        .map(|d| {
+            let mut r = vec![t(d.name), n(d.xacts), n(0), n(d.received), n(d.sent), n(d.xact_time), n(0), n(d.wait)];
             // Per-period averages are not computed (0).
             r.extend((0..7).map(|_| n(0)));
-            r.extend([n(assigned), n(0), n(0), n(0)]);
+            r.extend([n(d.assigned), n(0), n(0), n(0)]);
             r.extend((0..4).map(|_| n(0)));
             r
         })
@@ -186,7 +209,7 @@ const TOTALS_COLUMNS: [(&str, u32); 13] = [
 fn stats_totals(app: &App, out: &mut BytesMut) {
     let rows: Vec<Row> = totals(app)
         .into_iter()
-        .map(|(db, xacts, assigned, wait)| vec![t(db), n(xacts), n(0), n(0), n(0), n(0), n(0), n(wait), n(assigned), n(0), n(0), n(0), n(0)])
+        .map(|d| vec![t(d.name), n(d.xacts), n(0), n(d.received), n(d.sent), n(d.xact_time), n(0), n(d.wait), n(d.assigned), n(0), n(0), n(0), n(0)])
         .collect();
     emit(out, &TOTALS_COLUMNS, &rows);
 }

@@ -1,5 +1,8 @@
 //! The admin listener: Prometheus `/metrics` and `/healthz` (200 while serving, 503 while
-//! draining), on its own address so it can stay private. It stays up until draining is over.
+//! draining), and the live dashboard (`GET /`, `GET /api/stats`, see [`dashboard`]), on its own
+//! address so it can stay private. It stays up until draining is over.
+
+pub mod dashboard;
 
 use std::sync::Arc;
 
@@ -13,7 +16,12 @@ use tokio::net::TcpListener;
 use crate::app::App;
 
 pub fn router(app: Arc<App>) -> Router {
-    Router::new().route("/metrics", get(metrics)).route("/healthz", get(healthz)).with_state(app)
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/", get(dashboard::page))
+        .route("/api/stats", get(dashboard::api_stats))
+        .with_state(app)
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
@@ -30,6 +38,7 @@ async fn healthz(State(app): State<Arc<App>>) -> impl IntoResponse {
 
 pub async fn serve(app: Arc<App>, listener: TcpListener) {
     let shutdown = app.stopped.clone();
+    tokio::spawn(dashboard::sampler(app.clone()));
     let r = axum::serve(listener, router(app)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
     if let Err(e) = r {
         tracing::error!(error = %e, "admin server failed");

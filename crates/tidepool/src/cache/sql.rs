@@ -279,6 +279,21 @@ fn tokens(sql: &[u8]) -> Option<Vec<Token>> {
     Some(out)
 }
 
+/// Adds the tables `sql` reads to `tables` (each once), or says why the text is not cacheable:
+/// the one check both HTTP front ends run on every statement of a cacheable request.
+pub fn collect_reads(sql: &str, tables: &mut Vec<String>) -> Result<(), super::Bypass> {
+    let facts = read_facts(sql).map_err(|e| match e {
+        NotCacheable::Write => super::Bypass::Write,
+        NotCacheable::Volatile => super::Bypass::Volatile,
+    })?;
+    for t in facts.tables {
+        if !tables.contains(&t) {
+            tables.push(t);
+        }
+    }
+    Ok(())
+}
+
 /// Whether `sql` (UTF-8, `standard_conforming_strings` on, as on tidepool's HTTP leases) is a
 /// cacheable read, and the tables it reads.
 pub fn read_facts(sql: &str) -> Result<ReadFacts, NotCacheable> {

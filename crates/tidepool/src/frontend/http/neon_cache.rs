@@ -46,15 +46,7 @@ pub fn strategy(cfg: &CacheConfig, headers: &HeaderMap) -> Result<Option<Strateg
 pub fn analyze(request: &SqlRequest) -> Result<Vec<String>, Bypass> {
     let mut tables = Vec::new();
     for s in request.statements() {
-        let facts = sql::read_facts(&s.query).map_err(|e| match e {
-            sql::NotCacheable::Write => Bypass::Write,
-            sql::NotCacheable::Volatile => Bypass::Volatile,
-        })?;
-        for t in facts.tables {
-            if !tables.contains(&t) {
-                tables.push(t);
-            }
-        }
+        sql::collect_reads(&s.query, &mut tables)?;
     }
     Ok(tables)
 }

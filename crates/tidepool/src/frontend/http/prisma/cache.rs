@@ -163,15 +163,7 @@ pub fn analyze(req: &QueryRequest) -> Result<Vec<String>, Bypass> {
                         _ => text.push_str(&format!(" ${} ", i + 1)),
                     }
                 }
-                let facts = sql::read_facts(&text).map_err(|e| match e {
-                    sql::NotCacheable::Write => Bypass::Write,
-                    sql::NotCacheable::Volatile => Bypass::Volatile,
-                })?;
-                for t in facts.tables {
-                    if !tables.contains(&t) {
-                        tables.push(t);
-                    }
-                }
+                sql::collect_reads(&text, &mut tables)?;
             }
             Node::Value(v) if !generator_free(v) => return Err(Bypass::Volatile),
             Node::Value(_) | Node::Get(_) | Node::GetFirstNonEmpty(_) | Node::Unit => {}

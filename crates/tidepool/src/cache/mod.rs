@@ -127,13 +127,23 @@ struct Inner {
     metrics: CacheMetrics,
     db_bytes: Arc<Mutex<HashMap<Arc<str>, u64>>>,
     /// (database, table) pairs read by entries stored since the last table invalidation of
-    /// them: a write to a table no stored entry read registers no predicate.
-    read_tables: Mutex<HashSet<(Arc<str>, String)>>,
+    /// them: a write to a table no stored entry read registers no predicate. Bounded by
+    /// `max_table_marks` (names come from client SQL).
+    read_tables: Mutex<TableMarks>,
     /// Bumped by every invalidation of a database (and by [`Cache::clear_local`] for all): a
     /// result read while it changed is served but not stored.
     epochs: Mutex<(u64, HashMap<Arc<str>, u64>)>,
     limiter: invalidate::Limiter,
     tracker: TaskTracker,
+}
+
+/// The tables stored entries read, for `invalidate_on_write`. Once more than the bound were
+/// marked, the set is dropped and `saturated` says "any table may have been read": every write
+/// then invalidates, which is correct, only less precise.
+#[derive(Default)]
+struct TableMarks {
+    set: HashSet<(Arc<str>, String)>,
+    saturated: bool,
 }
 
 /// The cache handle (cheap to clone).
@@ -438,8 +448,16 @@ impl Cache {
             return;
         }
         let mut read = self.inner.read_tables.lock();
+        if read.saturated {
+            return;
+        }
+        if read.set.len().saturating_add(entry.tables.len()) > self.inner.cfg.max_table_marks {
+            read.set = HashSet::new();
+            read.saturated = true;
+            return;
+        }
         for t in &entry.tables {
-            read.insert((entry.database.clone(), t.clone()));
+            read.set.insert((entry.database.clone(), t.clone()));
         }
     }
 
@@ -447,10 +465,13 @@ impl Cache {
     /// invalidation; clears those marks.
     fn take_tables(&self, database: &str, tables: &[String]) -> bool {
         let mut read = self.inner.read_tables.lock();
+        if read.saturated {
+            return true;
+        }
         let db: Arc<str> = database.into();
         let mut any = false;
         for t in tables {
-            any |= read.remove(&(db.clone(), t.clone()));
+            any |= read.set.remove(&(db.clone(), t.clone()));
         }
         any
     }

@@ -198,6 +198,22 @@ async fn table_invalidations_on_write_drop_only_readers_of_the_table() {
     assert!(status_of(&c, &posts, &runs).await.is_none());
 }
 
+#[tokio::test(start_paused = true)]
+async fn table_marks_are_bounded_and_stay_correct_when_full() {
+    let c = cache(CacheConfig { invalidate_on_write: true, max_table_marks: 4, ..CacheConfig::default() });
+    let runs = Arc::new(AtomicUsize::new(0));
+    // Client SQL names tables: many distinct names never grow the marks past the bound.
+    for i in 0..50u8 {
+        fill(&c, &req(100 + i, 60, 0, &[]), "x", &[&format!("t{i}")]).await;
+        assert!(c.inner.read_tables.lock().set.len() <= 4);
+    }
+    assert!(c.inner.read_tables.lock().saturated);
+    // Saturated: a write to any table still drops the entries that read it.
+    c.written("app", vec!["t49".into()]);
+    assert!(status_of(&c, &req(149, 60, 0, &[]), &runs).await.is_none(), "the reader of t49 is dropped");
+    assert!(status_of(&c, &req(100, 60, 0, &[]), &runs).await.is_some(), "the reader of t0 is kept");
+}
+
 /// An in-memory stand-in for the shared tier.
 #[derive(Default)]
 struct MemTier {

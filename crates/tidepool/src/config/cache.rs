@@ -33,6 +33,9 @@ pub struct CacheConfig {
     pub invalidate_on_write: bool,
     /// `POST /invalidate` calls one database may make per minute (beyond: 429 P6003); 0 = none.
     pub invalidations_per_minute: u32,
+    /// Most (database, table) marks kept for `invalidate_on_write` (table names come from client
+    /// SQL); when full the marks are dropped and every write invalidates (conservative).
+    pub max_table_marks: usize,
     /// Shared tier: `redis://[user:password@]host:port[/db]` (TLS, `rediss://`, is not built in:
     /// keep Redis on a private network). None: no shared tier, every node caches alone. The
     /// `redis_*` keys are validated in `cache_redis.rs`.
@@ -69,6 +72,7 @@ impl Default for CacheConfig {
             max_tags: 5,
             invalidate_on_write: false,
             invalidations_per_minute: 600,
+            max_table_marks: 100_000,
             redis_url: None,
             redis_timeout: Duration::from_millis(50),
             redis_connect_timeout: Duration::from_secs(1),

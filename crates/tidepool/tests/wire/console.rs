@@ -24,9 +24,13 @@ async fn console_proxy(cluster: &TestCluster, db: &str) -> Result<Proxy> {
         .db("pool_timeout = \"10s\"")
         .server(&format!("admin_users = [\"{SCRAM_CLIENT}\"]"))
         .server(&format!("stats_users = [\"{MD5_CLIENT}\"]"))
+        .server(&format!("dashboard_password = \"{DASHBOARD_PW}\""))
         .start()
         .await
 }
+
+/// A secret that SHOW CONFIG must never print.
+const DASHBOARD_PW: &str = "dash-secret-never-shown";
 
 async fn console(p: &Proxy, user: &str, password: Option<&str>, dbname: &str) -> Result<Client, tokio_postgres::Error> {
     let mut c = p.config(user, password);
@@ -144,7 +148,18 @@ async fn console_permissions_and_errors() -> Result<()> {
     assert!(!show(&stats, "SHOW STATS").await?.0.is_empty());
     let msg = expect_code(stats.simple_query("SHUTDOWN").await, "08P01");
     assert!(msg.contains("admin access needed"), "{msg}");
+    for verb in ["PAUSE", "RESUME", "RELOAD", "KILL_CLIENT 1", "SET x = 1"] {
+        let msg = expect_code(stats.simple_query(verb).await, "08P01");
+        assert!(msg.contains("admin access needed"), "{verb}: {msg}");
+    }
     assert!(!show(&stats, "SHOW CLIENTS").await?.1.is_empty());
+    // Secrets are never printed, to either kind of console user.
+    for c in [&stats, &admin] {
+        let (cols, rows) = show(c, "SHOW CONFIG").await?;
+        let pw = rows.iter().find(|r| r[0].as_deref() == Some("dashboard_password")).ok_or_else(|| anyhow!("no dashboard_password row"))?;
+        assert_eq!(pw[col(&cols, "value")].as_deref(), Some("(set)"));
+        assert!(!format!("{rows:?}").contains(DASHBOARD_PW), "SHOW CONFIG printed the dashboard password");
+    }
 
     // A normal user is refused the console (28000); a wrong password stays a password failure.
     let e = console(&p, TRUST_CLIENT, None, "pgbouncer").await.err().ok_or_else(|| anyhow!("trust user got the console"))?;

@@ -339,6 +339,9 @@ fn lists(app: &App, out: &mut BytesMut) {
 }
 
 /// `[server]` settings (secrets hidden): key, value, default, changeable (no: no reload yet).
+/// `[server]` keys whose values `SHOW CONFIG` never prints (stats users may run it).
+const SECRET_KEYS: [&str; 2] = ["auth_secret", "dashboard_password"];
+
 fn config(app: &App, out: &mut BytesMut) {
     let value = |v: &serde_json::Value| match v {
         serde_json::Value::Null => None,
@@ -354,7 +357,7 @@ fn config(app: &App, out: &mut BytesMut) {
     let rows: Vec<Row> = current
         .iter()
         .map(|(k, v)| {
-            let secret = k == "auth_secret";
+            let secret = SECRET_KEYS.contains(&k.as_str());
             let shown = if secret { v.as_str().map(|_| "(set)".to_owned()) } else { value(v) };
             let default = if secret { None } else { defaults.get(k).and_then(value) };
             vec![t(k.clone()), shown, default, t("no")]

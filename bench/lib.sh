@@ -176,6 +176,8 @@ EOF
     cat >"$data/pg_hba.conf" <<EOF
 local all postgres trust
 host  all postgres 127.0.0.1/32 trust
+# Per-proxy upstream roles (PGB_UPSTREAM_USER / TP_UPSTREAM_USER) tell their backends apart.
+host  all up_pgbouncer,up_tidepool 127.0.0.1/32 trust
 local all all scram-sha-256
 host  all all 127.0.0.1/32 scram-sha-256
 EOF
@@ -184,6 +186,7 @@ EOF
     PG_STARTED=1
     psql_admin postgres -c "CREATE ROLE $BENCH_USER LOGIN PASSWORD '$BENCH_PASSWORD'" >/dev/null
     psql_admin postgres -c "CREATE DATABASE $BENCH_DB OWNER $BENCH_USER" >/dev/null
+    psql_admin postgres -c "CREATE ROLE up_pgbouncer LOGIN SUPERUSER" -c "CREATE ROLE up_tidepool LOGIN SUPERUSER" >/dev/null
 }
 
 # psql_admin DB ARGS...: superuser psql straight to Postgres (never via a proxy).
@@ -210,7 +213,7 @@ start_pgbouncer() {
     printf '"%s" "%s"\n' "$BENCH_USER" "$secret" >"$RUN_DIR/userlist.txt"
     cat >"$ini" <<EOF
 [databases]
-$BENCH_DB = host=127.0.0.1 port=$PG_PORT dbname=$BENCH_DB user=postgres pool_size=$pool
+$BENCH_DB = host=127.0.0.1 port=$PG_PORT dbname=$BENCH_DB user=${PGB_UPSTREAM_USER:-postgres} pool_size=$pool
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -270,10 +273,11 @@ start_tidepool() {
 [server]
 pg_listen    = "127.0.0.1:$TP_PORT"
 admin_listen = "127.0.0.1:$TP_ADMIN_PORT"
+${TP_SERVER_EXTRA:-}
 
 [[databases]]
 name      = "$BENCH_DB"
-url       = "postgres://postgres@127.0.0.1:$PG_PORT/$BENCH_DB"
+url       = "postgres://${TP_UPSTREAM_USER:-postgres}@127.0.0.1:$PG_PORT/$BENCH_DB"
 pool_size = $pool
 pool_mode = "transaction"
 max_client_conn = 20000

@@ -132,7 +132,8 @@ fn main() -> std::process::ExitCode {
         },
         Command::Dev(args) => {
             init_logging(LogFormat::Human, "info");
-            let threads = tidepool::config::ServerConfig::default().effective_worker_threads();
+            // `dev` starts Postgres with block_in_place, which needs the multi-thread scheduler.
+            let threads = tidepool::config::ServerConfig::default().effective_worker_threads().max(2);
             runtime(threads).and_then(|rt| rt.block_on(tidepool::dev::run(args)))
         }
     };
@@ -145,8 +146,18 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// One worker thread means Tokio's current-thread scheduler: no work-stealing queues, no
+/// cross-thread wake-ups, the event loop PgBouncer has (measured in docs/benchmarks.md). Blocking
+/// work (SCRAM key derivation, file reads) still goes to the blocking pool either way.
 fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(worker_threads).enable_all().build()?)
+    let mut builder = if worker_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(worker_threads);
+        b
+    };
+    Ok(builder.enable_all().build()?)
 }
 
 fn hash_password(password: Option<String>, iterations: u32) -> anyhow::Result<()> {

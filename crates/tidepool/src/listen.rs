@@ -1,8 +1,9 @@
 //! `LISTEN`/`NOTIFY` in transaction mode: one listener connection per database carries every
 //! client's channels, so a client hears its notifications between transactions, when it holds
-//! no server. The connection is leased from the database's own pool (it counts against
-//! `pool_size`) while at least one channel is listened to, and given back (reset) when the last
-//! one goes. Clients subscribe with [`Listener::subscribe`]; each gets a bounded queue of
+//! no server. The connection is opened with the database's own pool's credentials but outside
+//! its `pool_size` (so listeners never starve the pool, even at `pool_size = 1`): one extra
+//! upstream connection per database, open only while at least one channel is listened to, and
+//! closed when the last one goes. Clients subscribe with [`Listener::subscribe`]; each gets a bounded queue of
 //! NotificationResponse messages (full: new ones are dropped and counted).
 //!
 //! Channel names reach the server only as a bound parameter: the listener stores the name with
@@ -24,8 +25,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
-use crate::app::{ServerLease, Upstream};
-use crate::pool::Pool;
+use crate::app::Upstream;
+use crate::pool::{Manager, Pool};
+use crate::upstream::ServerConn;
 
 /// Notifications queued per client before new ones are dropped.
 pub const CLIENT_QUEUE: usize = 1024;
@@ -118,43 +120,39 @@ impl Listener {
     /// notifications; gives the connection back when no channel is left.
     async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         loop {
-            let mut lease = match self.pool.get().await {
+            let mut lease = match self.pool.manager().connect().await {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::warn!(error = %e, "listener: no connection");
                     // Fail the waiting LISTENs; later ones retry.
                     let msg = e.to_string();
-                    let mut inner = self.inner.lock();
-                    while let Ok(cmd) = rx.try_recv() {
-                        if let Cmd::Listen(_, ack) = cmd {
-                            let _ = ack.send(Err(msg.clone()));
+                    {
+                        let mut inner = self.inner.lock();
+                        while let Ok(cmd) = rx.try_recv() {
+                            if let Cmd::Listen(_, ack) = cmd {
+                                let _ = ack.send(Err(msg.clone()));
+                            }
+                        }
+                        if inner.subs.is_empty() {
+                            inner.cmd = None;
+                            return;
                         }
                     }
-                    if inner.subs.is_empty() {
-                        inner.cmd = None;
-                        return;
-                    }
-                    drop(inner);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
             };
-            lease.dirty = true;
             match self.serve(&mut lease, &mut rx).await {
-                Ok(()) => {
-                    crate::checkin::check_in(lease, crate::checkin::Held::idle(b'I'), crate::checkin::Mode::Transaction, 0).await;
-                    return;
-                }
+                Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "listener connection lost; notifications sent meanwhile are lost");
-                    lease.discard();
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
         }
     }
 
-    async fn serve(self: &Arc<Self>, lease: &mut ServerLease, rx: &mut mpsc::UnboundedReceiver<Cmd>) -> Result<(), String> {
+    async fn serve(self: &Arc<Self>, lease: &mut ServerConn, rx: &mut mpsc::UnboundedReceiver<Cmd>) -> Result<(), String> {
         let existing: Vec<String> = self.inner.lock().subs.keys().cloned().collect();
         let mut listening: HashSet<String> = HashSet::new();
         for c in existing {
@@ -179,7 +177,7 @@ impl Listener {
                     }
                     None => return Ok(()),
                 },
-                n = lease.stream.read_buf(&mut lease.rbuf) => {
+                n = read_more(lease) => {
                     if matches!(n, Ok(0) | Err(_)) {
                         return Err("connection closed".into());
                     }
@@ -197,7 +195,7 @@ impl Listener {
     }
 
     /// Handles complete messages read while idle: notifications go out, a FATAL ends.
-    fn drain(&self, lease: &mut ServerLease) -> Result<(), String> {
+    fn drain(&self, lease: &mut ServerConn) -> Result<(), String> {
         while let Some(f) = try_frame(&mut lease.rbuf, MAX_MESSAGE_CEILING).map_err(|e| e.to_string())? {
             match f.tag {
                 b'A' => self.dispatch(&f),
@@ -210,7 +208,7 @@ impl Listener {
 
     /// Runs `sql` after storing `channel` in `tidepool.channel` (a bound parameter), in one
     /// round trip. Outer error: the connection failed; inner: the server refused.
-    async fn exec(&self, lease: &mut ServerLease, sql: &str, channel: &str) -> Result<Option<String>, String> {
+    async fn exec(&self, lease: &mut ServerConn, sql: &str, channel: &str) -> Result<Option<String>, String> {
         let mut out = BytesMut::new();
         let e = |e: tidepool_proto::ProtoError| e.to_string();
         frontend::parse(&mut out, "", "SELECT pg_catalog.set_config('tidepool.channel', $1, false)", &[]).map_err(e)?;
@@ -227,7 +225,7 @@ impl Listener {
                 if let Some(f) = try_frame(&mut lease.rbuf, MAX_MESSAGE_CEILING).map_err(|e| e.to_string())? {
                     break f;
                 }
-                if lease.stream.read_buf(&mut lease.rbuf).await.map_err(|e| e.to_string())? == 0 {
+                if read_more(lease).await.map_err(|e| e.to_string())? == 0 {
                     return Err("connection closed".into());
                 }
             };
@@ -239,6 +237,10 @@ impl Listener {
             }
         }
     }
+}
+
+async fn read_more(lease: &mut ServerConn) -> std::io::Result<usize> {
+    lease.stream.read_buf(&mut lease.rbuf).await
 }
 
 /// The channel of a NotificationResponse body (pid, channel, payload).

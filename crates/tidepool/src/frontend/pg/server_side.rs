@@ -253,7 +253,7 @@ impl<S: Duplex> Session<S> {
 impl<S: Duplex> Session<S> {
     /// A Bind of a statement whose SQL leaves session state: each execution has the effects
     /// (pins take a slot if one is free; otherwise the state goes with the transaction).
-    fn bind_effects(&mut self, msg: &FrontendMsg) {
+    fn bind_effects(&mut self, msg: &FrontendMsg<'_>) {
         let FrontendMsg::Bind { statement, .. } = msg else { return };
         let Some(query) = self.stmts.get(statement).map(|s| s.query.clone()) else { return };
         let Some(fx) = effects(query.as_bytes(), self.utf8_client(), true) else { return };

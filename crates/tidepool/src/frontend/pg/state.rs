@@ -46,6 +46,7 @@ pub enum ListenOp {
 
 impl Effects {
     /// True if nothing needs doing beyond forwarding.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         *self == Effects::default()
     }

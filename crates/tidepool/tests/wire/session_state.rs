@@ -13,6 +13,13 @@ async fn show(c: &tokio_postgres::Client, name: &str) -> Result<String> {
     Ok(c.query_one(&format!("SHOW {name}"), &[]).await?.get(0))
 }
 
+/// Pins are counted once the transaction's end has been handled, just after the client got
+/// its ReadyForQuery: wait for the count.
+async fn wait_pins(pins: &tidepool::pins::Pins, n: usize) {
+    let ok = poll(200, || async { (pins.held() == n).then_some(()) }).await;
+    assert!(ok.is_some(), "pinned clients: {} (want {n})", pins.held());
+}
+
 async fn pid(c: &tokio_postgres::Client) -> Result<i32> {
     Ok(c.query_one("SELECT pg_backend_pid()", &[]).await?.get(0))
 }
@@ -111,7 +118,7 @@ async fn state_that_cannot_be_replayed_pins_until_released_or_disconnect() -> Re
     a.batch_execute("PREPARE p (int) AS SELECT $1 * 2").await?;
     let r = a.simple_query("EXECUTE p(21)").await?;
     assert_eq!(simple_col(&r), vec![Some("42".to_owned())]);
-    assert_eq!(pins.held(), 1);
+    wait_pins(&pins, 1).await;
     let a_pid = pid(&a).await?;
 
     // Others still pool on the rest; a second pinning client is refused, naming the limit.
@@ -130,21 +137,22 @@ async fn state_that_cannot_be_replayed_pins_until_released_or_disconnect() -> Re
 
     // Releasing the state unpins A.
     a.batch_execute("DROP TABLE t").await?;
+    a.batch_execute("SELECT 1").await?;
     assert_eq!(pins.held(), 1, "the prepared statement still pins");
     a.batch_execute("DEALLOCATE p").await?;
-    assert_eq!(pins.held(), 0);
+    wait_pins(&pins, 0).await;
     // Advisory locks: unlocked → unpinned.
     a.query_one("SELECT pg_advisory_lock(77)", &[]).await?;
-    assert_eq!(pins.held(), 1);
+    wait_pins(&pins, 1).await;
     a.query_one("SELECT pg_advisory_unlock(77)", &[]).await?;
-    assert_eq!(pins.held(), 0);
+    wait_pins(&pins, 0).await;
     // A temp table in a rolled-back transaction does not pin.
     a.batch_execute("BEGIN; CREATE TEMP TABLE gone (x int); ROLLBACK").await?;
-    assert_eq!(pins.held(), 0);
+    wait_pins(&pins, 0).await;
 
     // B pins now; when it disconnects the server is reset and the pool is whole again.
     b.batch_execute("CREATE TEMP TABLE u (x int); SELECT pg_advisory_lock(5)").await?;
-    assert_eq!(pins.held(), 1);
+    wait_pins(&pins, 1).await;
     drop(b);
     let freed = poll(200, || async { (pins.held() == 0).then_some(()) }).await;
     assert!(freed.is_some(), "B's pin was released on disconnect");
@@ -212,7 +220,7 @@ async fn listen_hears_notify_while_idle_and_unlisten_stops_it() -> Result<()> {
     assert!(gone.is_some());
     let direct = cluster.client(&db).await?;
     let n = poll(200, || async {
-        let n: i64 = direct.query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'DO $tp$%'", &[]).await.ok()?.get(0);
+        let n: i64 = direct.query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE '%current_setting(''tidepool.channel'')%'", &[]).await.ok()?.get(0);
         (n == 0).then_some(n)
     })
     .await;

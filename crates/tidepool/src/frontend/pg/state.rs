@@ -95,10 +95,14 @@ pub fn effects(sql: &[u8], utf8_client: bool, full: bool) -> Option<Effects> {
                 fx.discard_all |= second_word_is(s.text, mode, "all");
             }
             Kind::Close | Kind::Other | Kind::Transaction(TransactionKind::Rollback | TransactionKind::Abort) => fx.may_release = true,
-            Kind::Listen => match channel(s.text, mode) {
-                Some(Some(c)) => fx.listen.push(ListenOp::Listen(c)),
-                _ => fx.dirty = true,
-            },
+            // The pooled server listens too (and is reset at check-in); the shared listener
+            // delivers the notifications.
+            Kind::Listen => {
+                fx.dirty = true;
+                if let Some(Some(c)) = channel(s.text, mode) {
+                    fx.listen.push(ListenOp::Listen(c));
+                }
+            }
             Kind::Unlisten => match channel(s.text, mode) {
                 Some(Some(c)) => fx.listen.push(ListenOp::Unlisten(c)),
                 Some(None) => fx.listen.push(ListenOp::UnlistenAll),

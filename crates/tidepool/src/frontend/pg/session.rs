@@ -274,7 +274,10 @@ impl<S: Duplex> Session<S> {
 
     fn releasable(&self) -> bool {
         self.mode == PoolMode::Transaction
-            && self.server.as_ref().is_some_and(|a| a.pending == 0 && !a.unsynced && a.copy_in.is_none() && a.status == b'I' && a.to_server.is_empty() && !a.keep)
+            && self
+                .server
+                .as_ref()
+                .is_some_and(|a| a.pending == 0 && !a.unsynced && a.copy_in.is_none() && a.status == b'I' && a.to_server.is_empty() && !a.keep)
     }
 
     fn poll_io(&mut self, cx: &mut Context<'_>, shutdown: Pin<&mut tokio_util::sync::WaitForCancellationFutureOwned>) -> Poll<Event> {
@@ -505,7 +508,10 @@ impl<S: Duplex> Session<S> {
         a.lease.discard();
         if let Some(x) = self.extra.as_mut().filter(|x| x.pin.is_some() || x.sticky) {
             x.pin = None;
-            return Err(End::Fatal(sqlstate::CONNECTION_FAILURE, "server connection holding this session's state (temp tables, prepared statements, locks) was lost".into()));
+            return Err(End::Fatal(
+                sqlstate::CONNECTION_FAILURE,
+                "server connection holding this session's state (temp tables, prepared statements, locks) was lost".into(),
+            ));
         }
         if busy {
             return Err(End::Fatal(sqlstate::CONNECTION_FAILURE, "server connection lost; the transaction was not completed".into()));

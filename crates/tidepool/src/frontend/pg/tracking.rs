@@ -329,4 +329,3 @@ impl<S: Duplex> Session<S> {
         }
     }
 }
-

@@ -24,7 +24,8 @@ fn harmless_text_costs_no_classification() {
 
 #[test]
 fn unreplayable_state_is_dirty() {
-    for sql in ["SET ROLE bob", "SELECT set_config('a.b', 'c', false)", "DO $$BEGIN END$$", "LOAD 'x'", "SET SESSION AUTHORIZATION bob", "SELECT 'unterminated"] {
+    for sql in ["SET ROLE bob", "SELECT set_config('a.b', 'c', false)", "DO $$BEGIN END$$", "LOAD 'x'", "SET SESSION AUTHORIZATION bob", "SELECT 'unterminated"]
+    {
         assert!(fx(sql).dirty, "{sql}");
     }
 }

@@ -107,7 +107,7 @@ async fn set_is_replayed_on_every_server_and_never_seen_by_others() -> Result<()
 async fn state_that_cannot_be_replayed_pins_until_released_or_disconnect() -> Result<()> {
     let cluster = TestCluster::shared().await?;
     let db = cluster.unique_database("sess_pin").await?;
-    let p = Setup::new(cluster, &db).db("pool_size = 3").db("max_pinned = 1").start().await?;
+    let p = Setup::new(cluster, &db).db("pool_size = 3").db("max_pinned = 1").server(&format!("admin_users = [\"{MD5_CLIENT}\"]")).start().await?;
     let pins = p.app().databases[DB].pins.clone();
 
     let a = p.client().await?;
@@ -119,6 +119,7 @@ async fn state_that_cannot_be_replayed_pins_until_released_or_disconnect() -> Re
     let r = a.simple_query("EXECUTE p(21)").await?;
     assert_eq!(simple_col(&r), vec![Some("42".to_owned())]);
     wait_pins(&pins, 1).await;
+    assert_eq!(console_pinned(&p).await?, 1, "SHOW POOLS tp_pinned");
     let a_pid = pid(&a).await?;
 
     // Others still pool on the rest; a second pinning client is refused, naming the limit.
@@ -171,6 +172,21 @@ async fn state_that_cannot_be_replayed_pins_until_released_or_disconnect() -> Re
     drop((a, clients));
     p.stop().await;
     Ok(())
+}
+
+/// The `tp_pinned` column of the database's row in the admin console's `SHOW POOLS`.
+async fn console_pinned(p: &Proxy) -> Result<i64> {
+    let mut cfg = p.config(MD5_CLIENT, Some(MD5_CLIENT_PW));
+    cfg.dbname("pgbouncer");
+    let admin = connect(&cfg).await?;
+    for m in admin.simple_query("SHOW POOLS").await? {
+        if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+            if r.get("database") == Some(DB) {
+                return Ok(r.get("tp_pinned").unwrap_or_default().parse()?);
+            }
+        }
+    }
+    anyhow::bail!("no SHOW POOLS row for {DB}")
 }
 
 /// A client whose notifications are collected by its connection task.

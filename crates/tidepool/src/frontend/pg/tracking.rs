@@ -329,3 +329,37 @@ impl<S: Duplex> Session<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raised_errors_are_fixed_text() {
+        let sql = raise_sql("53300", "it's $tp$ over");
+        assert_eq!(sql, "DO $tp$BEGIN RAISE EXCEPTION USING ERRCODE = '53300', MESSAGE = 'it''s tp over'; END$tp$");
+    }
+
+    #[test]
+    fn sql_is_found_in_query_and_parse_frames() {
+        let mut b = BytesMut::new();
+        frontend::query(&mut b, "SET a = 1");
+        let q = frame_of(b).unwrap();
+        assert_eq!(sql_of(&q), Some(&b"SET a = 1"[..]));
+        let mut b = BytesMut::new();
+        frontend::parse(&mut b, "s1", "PREPARE p AS SELECT 1", &[23]).unwrap();
+        let p = frame_of(b).unwrap();
+        assert_eq!(sql_of(&p), Some(&b"PREPARE p AS SELECT 1"[..]));
+        let mut b = BytesMut::new();
+        frontend::sync(&mut b);
+        assert_eq!(sql_of(&frame_of(b).unwrap()), None);
+    }
+
+    #[test]
+    fn touched_is_empty_by_default() {
+        let mut t = Touched::default();
+        assert!(!t.any());
+        t.settings.push("search_path".into());
+        assert!(t.any());
+    }
+}

@@ -150,6 +150,14 @@ async fn state_that_cannot_be_replayed_pins_until_released_or_disconnect() -> Re
     // A temp table in a rolled-back transaction does not pin.
     a.batch_execute("BEGIN; CREATE TEMP TABLE gone (x int); ROLLBACK").await?;
     wait_pins(&pins, 0).await;
+    // A statement prepared in one transaction pins when it is executed in a later one.
+    let lock = a.prepare("SELECT pg_advisory_lock(88)").await?;
+    wait_pins(&pins, 0).await;
+    a.query(&lock, &[]).await?;
+    wait_pins(&pins, 1).await;
+    assert_eq!(pid(&a).await?, pid(&a).await?, "pinned: one server");
+    a.query_one("SELECT pg_advisory_unlock(88)", &[]).await?;
+    wait_pins(&pins, 0).await;
 
     // B pins now; when it disconnects the server is reset and the pool is whole again.
     b.batch_execute("CREATE TEMP TABLE u (x int); SELECT pg_advisory_lock(5)").await?;

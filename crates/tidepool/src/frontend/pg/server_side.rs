@@ -48,9 +48,6 @@ impl<S: Duplex> Session<S> {
                 }
             }
         }
-        if transaction && matches!(&msg, FrontendMsg::Bind { statement, .. } if self.stmts.get(statement).is_some_and(|s| s.stateful)) {
-            self.bind_effects(&msg);
-        }
         let Some(a) = self.server.as_mut() else { return Ok(()) };
         a.keep = false;
         if let Some(fx) = &fx {
@@ -91,8 +88,19 @@ impl<S: Duplex> Session<S> {
             FrontendMsg::Bind { statement, .. } if transaction && !statement.is_empty() => {
                 a.unsynced = true;
                 if let Some(stmt) = self.stmts.get(statement) {
-                    // Each execution may leave state on this server, whatever the Parse did
-                    // (`bind_effects` noted it).
+                    // Each execution may leave state on this server, whatever the Parse did. A
+                    // pin takes a slot if one is free; otherwise the state goes with the
+                    // transaction.
+                    if let Some(fx) = stmt.stateful.then(|| effects(stmt.query.as_bytes(), utf8, true)).flatten() {
+                        if fx.pin {
+                            let x = self.extra.get_or_insert_with(Box::default);
+                            if x.pin.is_none() {
+                                x.pin = self.db.pins.try_pin();
+                            }
+                            x.sticky |= fx.sticky;
+                        }
+                        Self::note_effects(a, self.extra.as_deref(), &fx);
+                    }
                     ensure_prepared(a, stmt);
                     let rewritten = frontend::rewrite_bind(&frame, &stmt.server_name).map_err(|e| End::Fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
                     a.to_server.extend_from_slice(&rewritten);
@@ -246,26 +254,6 @@ impl<S: Duplex> Session<S> {
                 self.tx.server_message(f.raw.len(), error);
             }
             self.to_client.extend_from_slice(&f.raw);
-        }
-    }
-}
-
-impl<S: Duplex> Session<S> {
-    /// A Bind of a statement whose SQL leaves session state: each execution has the effects
-    /// (pins take a slot if one is free; otherwise the state goes with the transaction).
-    fn bind_effects(&mut self, msg: &FrontendMsg<'_>) {
-        let FrontendMsg::Bind { statement, .. } = msg else { return };
-        let Some(query) = self.stmts.get(statement).map(|s| s.query.clone()) else { return };
-        let Some(fx) = effects(query.as_bytes(), self.utf8_client(), true) else { return };
-        if fx.pin {
-            let x = self.extra.get_or_insert_with(Box::default);
-            if x.pin.is_none() {
-                x.pin = self.db.pins.try_pin();
-            }
-            x.sticky |= fx.sticky;
-        }
-        if let Some(a) = self.server.as_mut() {
-            Self::note_effects(a, self.extra.as_deref(), &fx);
         }
     }
 }

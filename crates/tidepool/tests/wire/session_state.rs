@@ -94,7 +94,21 @@ async fn set_is_replayed_on_every_server_and_never_seen_by_others() -> Result<()
     let pinned = &p.app().databases[DB].pins;
     assert_eq!(pinned.held(), 0, "a SET never pins");
 
-    // Bounded: a huge value is refused in order, and the session goes on.
+    // Bounded: too many names, also within one transaction (each SET a message of its own)…
+    a.batch_execute("BEGIN").await?;
+    let mut refused = None;
+    for i in 0..100 {
+        if let Err(e) = a.batch_execute(&format!("SET myapp.n{i} = 'v'")).await {
+            refused = Some((i, code(&e)));
+            break;
+        }
+    }
+    a.batch_execute("ROLLBACK").await?;
+    // search_path, statement_timeout… from the script above are among the 64 (the default).
+    let (at, code) = refused.expect("max_session_settings applies inside a transaction");
+    assert!(at < 64, "refused at the {at}th SET");
+    assert_eq!(code.as_deref(), Some("54000"));
+    // …and a huge value is refused in order, and the session goes on.
     let huge = format!("SET myapp.big = '{}'", "x".repeat(40_000));
     expect_code(a.batch_execute(&huge).await, "54000");
     assert_eq!(show(&a, "search_path").await?, "myschema, public");
@@ -273,6 +287,42 @@ async fn psql_keeps_its_session_across_transactions() -> Result<()> {
     assert_eq!(stdout.lines().collect::<Vec<_>>(), ["pg_catalog, public", "5", "2"]);
     let released = poll(200, || async { (p.app().databases[DB].pins.held() == 0).then_some(()) }).await;
     assert!(released.is_some());
+    p.stop().await;
+    Ok(())
+}
+
+/// ParameterStatus as a direct connection reports it: once, when the SET runs, never again when
+/// tidepool replays the value on another server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_reports_no_extra_parameter_status() -> Result<()> {
+    let cluster = TestCluster::shared().await?;
+    let db = cluster.unique_database("sess_ps").await?;
+    let p = Setup::new(cluster, &db).db("pool_size = 2").start().await?;
+    let (mut a, greeting) = crate::raw::Raw::login_trust(p.pg, TRUST_CLIENT, DB, &[]).await?;
+    let default_tz = greeting.iter().filter_map(|m| m.param()).find(|(k, _)| k == "TimeZone").map(|(_, v)| v).unwrap_or_default();
+    let msgs = a.query("SET TimeZone = 'Asia/Tokyo'").await?;
+    let reported: Vec<_> = msgs.iter().filter_map(|m| m.param()).collect();
+    assert_eq!(reported, [("TimeZone".to_owned(), "Asia/Tokyo".to_owned())], "{msgs:?}");
+    let b = p.client().await?;
+    let mut pids = std::collections::HashSet::new();
+    for round in 0..4 {
+        if round % 2 == 1 {
+            b.batch_execute("BEGIN").await?;
+        }
+        let msgs = a.query("SELECT pg_backend_pid()::text, current_setting('TimeZone')").await?;
+        assert!(msgs.iter().all(|m| m.param().is_none()), "round {round}: replay reported {msgs:?}");
+        let row = msgs.iter().find(|m| m.tag == b'D').map(|m| m.row()).unwrap_or_default();
+        pids.insert(row.first().cloned().flatten());
+        assert_eq!(row.get(1).cloned().flatten().as_deref(), Some("Asia/Tokyo"));
+        if round % 2 == 1 {
+            b.batch_execute("COMMIT").await?;
+        }
+    }
+    assert_eq!(pids.len(), 2, "A ran on both servers");
+    let msgs = a.query("RESET TimeZone").await?;
+    let reported: Vec<_> = msgs.iter().filter_map(|m| m.param()).collect();
+    assert_eq!(reported, [("TimeZone".to_owned(), default_tz)], "{msgs:?}");
+    drop(b);
     p.stop().await;
     Ok(())
 }

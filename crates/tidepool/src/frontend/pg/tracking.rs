@@ -113,10 +113,13 @@ impl<S: Duplex> Session<S> {
         let cfg = &self.db.config;
         if !fx.settings.is_empty() {
             let sets = self.extra.as_ref().map(|x| &x.sets);
-            let mut count = sets.map_or(0, HashSet::len);
-            let mut bytes: usize = sets.into_iter().flatten().map(|n| n.len() + self.params.get(n).map_or(0, String::len)).sum();
+            // Names set earlier in this transaction count too (not read back yet).
+            let pending = self.server.as_ref().map_or(&[][..], |a| &a.touched.settings[..]);
+            let known = |n: &String| sets.is_some_and(|s| s.contains(n)) || pending.contains(n);
+            let mut count = sets.map_or(0, HashSet::len) + pending.iter().filter(|n| !sets.is_some_and(|s| s.contains(*n))).count();
+            let mut bytes: usize = sets.into_iter().flatten().chain(pending).map(|n| n.len() + self.params.get(n).map_or(0, String::len)).sum();
             for (name, len) in &fx.settings {
-                if !sets.is_some_and(|s| s.contains(name)) {
+                if !known(name) {
                     count += 1;
                 }
                 bytes += name.len() + len;
@@ -194,7 +197,13 @@ impl<S: Duplex> Session<S> {
     /// Records a forwarded message's effects on the attached server.
     pub(super) fn note_effects(a: &mut Attached, extra: Option<&Extra>, fx: &Effects) {
         a.lease.dirty |= fx.dirty;
-        a.touched.settings.extend(fx.settings.iter().map(|(n, _)| n.clone()));
+        // Distinct names only: a transaction repeating one SET stays small (new names are
+        // bounded by `admit`).
+        for (name, _) in &fx.settings {
+            if !a.touched.settings.contains(name) {
+                a.touched.settings.push(name.clone());
+            }
+        }
         a.touched.reset_all |= fx.reset_all;
         a.touched.discard_all |= fx.discard_all;
         a.touched.deallocate_all |= fx.deallocate_all;

@@ -263,8 +263,12 @@ async fn listen_hears_notify_while_idle_and_unlisten_stops_it() -> Result<()> {
     })
     .await;
     assert!(n.is_some(), "the listener connection no longer listens");
+    // Draining with a listening client connected ends it and the listener.
+    let (c, _heard) = listening_client(&p).await?;
+    c.batch_execute("LISTEN at_shutdown").await?;
     drop(b);
-    p.stop().await;
+    bounded("drain with a listener", 30, p.stop()).await;
+    assert!(c.is_closed() || c.simple_query("SELECT 1").await.is_err(), "the listening client was ended by the drain");
     Ok(())
 }
 

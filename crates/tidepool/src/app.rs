@@ -70,6 +70,10 @@ pub struct Database {
     pub validated: Mutex<HashMap<(String, String), Reports>>,
     /// Request/transaction latency, outcomes and bytes per front end (`crate::stats`).
     pub traffic: Arc<crate::stats::DbTraffic>,
+    /// Clients keeping their server between transactions (`max_pinned`, `crate::pins`).
+    pub pins: Arc<crate::pins::Pins>,
+    /// The shared `LISTEN` connection of the database's own pool (`crate::listen`).
+    pub listener: Arc<crate::listen::Listener>,
 }
 
 /// Counts a connected client against `max_client_conn`; decrements on drop.
@@ -299,7 +303,11 @@ impl App {
             let pool = Pool::new(settings, Upstream { target, tracker: tracker.clone() });
             // The own pool's metrics keep only the `database` label (as before roles existed).
             pool.stats().register(db_registry);
+            let pins = crate::pins::Pins::new(db.max_pinned, db.own_pool_size(), db_registry);
+            let listener = crate::listen::Listener::new(pool.clone(), tracker.clone(), db_registry);
             let database = Database {
+                pins,
+                listener,
                 config: db.clone(),
                 pool,
                 upstream_user,

@@ -254,6 +254,19 @@ pub struct DatabaseConfig {
     /// re-preparing statements.
     #[serde(default)]
     pub reset_every_transaction: bool,
+    /// Most wire/WebSocket clients that may hold a server between transactions (temp tables, SQL
+    /// `PREPARE`, session advisory locks, `WITH HOLD` cursors, dblink); unset: half the pool.
+    #[serde(default)]
+    pub max_pinned: Option<usize>,
+    /// Most session settings (`SET name = …`) replayed per client in transaction mode.
+    #[serde(default = "d::max_session_settings")]
+    pub max_session_settings: usize,
+    /// Most bytes of replayed setting names and values per client.
+    #[serde(default = "d::max_session_settings_bytes")]
+    pub max_session_settings_bytes: usize,
+    /// Most `LISTEN` channels per client (served by the database's shared listener connection).
+    #[serde(default = "d::max_listen_channels")]
+    pub max_listen_channels: usize,
     #[serde(default = "d::upstream_tls")]
     pub upstream_tls: UpstreamTls,
     /// PEM file of CA certificates trusted for the upstream server (verify-ca/verify-full; it
@@ -293,6 +306,15 @@ mod d {
     }
     pub fn max_prepared() -> usize {
         1000
+    }
+    pub fn max_session_settings() -> usize {
+        64
+    }
+    pub fn max_session_settings_bytes() -> usize {
+        16 * 1024
+    }
+    pub fn max_listen_channels() -> usize {
+        256
     }
     pub fn upstream_tls() -> UpstreamTls {
         UpstreamTls::Prefer
@@ -392,6 +414,15 @@ impl Config {
                 return Err(invalid(format!("database {:?}: min_idle exceeds pool_size", db.name)));
             }
             roles::validate(db, &url)?;
+            if db.max_pinned.is_some_and(|m| m > db.pool_size) {
+                return Err(invalid(format!("database {:?}: max_pinned exceeds pool_size", db.name)));
+            }
+            if db.max_session_settings > 10_000 || db.max_session_settings_bytes > 16 << 20 || db.max_listen_channels > 100_000 {
+                return Err(invalid(format!(
+                    "database {:?}: max_session_settings (≤ 10000), max_session_settings_bytes (≤ 16 MiB) or max_listen_channels (≤ 100000) too large",
+                    db.name
+                )));
+            }
             if db.max_message_size < 1024 || db.max_message_size > tidepool_proto::framing::MAX_MESSAGE_CEILING {
                 return Err(invalid(format!("database {:?}: max_message_size must be within 1 KiB..1 GiB", db.name)));
             }

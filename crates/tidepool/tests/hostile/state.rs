@@ -117,7 +117,39 @@ pub fn leavers() -> Group {
         ensure!(a.status == Some(200), "{:?} {}", a.status, a.body);
         Ok(())
     }));
+    cases.extend(replay_and_listen_abuse());
     Group { name: "session state", parallel: 4, cases }
+}
+
+/// Abuse of what transaction mode now keeps per client (replayed SETs, LISTEN channels): each is
+/// bounded, refused in order with the session still usable, and never reaches SQL text.
+fn replay_and_listen_abuse() -> Vec<Case> {
+    vec![
+        case(Endpoint::Wire, false, "a huge SET value is refused, not replayed", |tp| async move {
+            let (mut r, _) = Raw::login_trust(tp.pg, CAROL, DB, &[]).await?;
+            r.send(&query_msg(&format!("SET application_name = '{}'", "x".repeat(200_000)))).await?;
+            check(&mut r, Expect::Error(&["54000"])).await
+        }),
+        case(Endpoint::Wire, false, "thousands of distinct SETs hit max_session_settings", |tp| async move {
+            let (mut r, _) = Raw::login_trust(tp.pg, CAROL, DB, &[]).await?;
+            let sets: String = (0..2000).map(|i| format!("SET leak.s{i} = 'v';")).collect();
+            r.send(&query_msg(&sets)).await?;
+            check(&mut r, Expect::Error(&["54000"])).await
+        }),
+        case(Endpoint::Wire, false, "thousands of LISTEN channels hit max_listen_channels", |tp| async move {
+            let (mut r, _) = Raw::login_trust(tp.pg, CAROL, DB, &[]).await?;
+            let listens: String = (0..3000).map(|i| format!("LISTEN leak_c{i};")).collect();
+            r.send(&query_msg(&listens)).await?;
+            check(&mut r, Expect::Error(&["54000"])).await
+        }),
+        case(Endpoint::Wire, false, "LISTEN on channel names that look like SQL", |tp| async move {
+            let (mut r, _) = Raw::login_trust(tp.pg, CAROL, DB, &[]).await?;
+            r.send(&query_msg(r#"LISTEN "x""; CREATE TABLE pwned_listen (); --""#)).await?;
+            check(&mut r, Expect::Fine).await?;
+            r.send(&query_msg(r#"LISTEN "'); CREATE TABLE pwned_listen2 (); --"; UNLISTEN *"#)).await?;
+            check(&mut r, Expect::Fine).await
+        }),
+    ]
 }
 
 /// Tables whose existence would prove an injected statement ran.

@@ -270,7 +270,10 @@ async fn session_state_never_reaches_the_next_client() -> Result<()> {
     for (i, sql) in LEAKS.iter().enumerate() {
         let attacker = p.client().await?;
         // Simple protocol (the statement text as sent), then the extended protocol (Parse).
-        attacker.simple_query(sql).await?;
+        // State that would pin the server is refused at pool_size 1 (max_pinned 0).
+        if let Err(e) = attacker.simple_query(sql).await {
+            anyhow::ensure!(code(&e).as_deref() == Some("53300"), "{sql}: {e}");
+        }
         let seen: String = probe.query_one("SHOW search_path", &[]).await?.get(0);
         assert_eq!(seen, pristine, "simple query {i} leaked: {sql}");
         if !sql.contains(';') || sql.starts_with("select 1 as") {
@@ -281,7 +284,8 @@ async fn session_state_never_reaches_the_next_client() -> Result<()> {
     }
     // Advisory locks taken at session level are released for the next client too.
     let attacker = p.client().await?;
-    attacker.simple_query("/* x */ SELECT pg_advisory_lock(4242)").await?;
+    let r = attacker.simple_query("/* x */ SELECT pg_advisory_lock(4242)").await;
+    assert_eq!(r.err().and_then(|e| code(&e)).as_deref(), Some("53300"), "max_pinned is 0 at pool_size 1");
     let held: i64 = probe.query_one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()", &[]).await?.get(0);
     assert_eq!(held, 0, "an advisory lock reached another client");
     p.stop().await;

@@ -18,6 +18,7 @@ mod lifecycle;
 mod load;
 mod prepared;
 mod protocol;
+mod session_state;
 mod tls;
 mod tools;
 mod upstream_tls;

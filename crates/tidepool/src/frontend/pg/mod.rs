@@ -9,6 +9,8 @@ mod io;
 mod prepared;
 mod server_side;
 mod session;
+mod state;
+mod tracking;
 mod tx_meter;
 
 use std::net::SocketAddr;

@@ -10,7 +10,7 @@ use tidepool_proto::{sqlstate, Frame};
 
 use super::prepared::{Pending, Statement};
 use super::session::{Attached, End, Session};
-use crate::checkin::leaves_session_state;
+use super::state::{effects, Effects};
 use crate::config::PoolMode;
 use crate::net::Duplex;
 use crate::stats::Outcome;
@@ -22,10 +22,15 @@ const NO_STATEMENT: &str = "tp_closed";
 const TRACKED: [&str; 6] = ["application_name", "client_encoding", "datestyle", "intervalstyle", "timezone", "standard_conforming_strings"];
 
 impl<S: Duplex> Session<S> {
-    /// Forwards one client message to the attached server, rewriting it as needed.
-    pub(super) fn on_client_frame(&mut self, frame: Frame) -> Result<(), End> {
+    pub(super) fn utf8_client(&self) -> bool {
+        self.params.get("client_encoding").is_some_and(|e| is_utf8(e))
+    }
+
+    /// Forwards one client message to the attached server, rewriting it as needed. `fx`: what
+    /// the message's SQL does to session state (from [`Session::screen`]).
+    pub(super) fn on_client_frame(&mut self, frame: Frame, fx: Option<Effects>) -> Result<(), End> {
         let transaction = self.mode == PoolMode::Transaction;
-        let utf8 = self.params.get("client_encoding").is_some_and(|e| is_utf8(e));
+        let utf8 = self.utf8_client();
         let max_prepared = self.db.config.max_prepared_statements;
         let msg = FrontendMsg::parse(&frame).map_err(|e| End::Fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
         if self.app.cache.config().invalidate_on_write {
@@ -44,19 +49,17 @@ impl<S: Duplex> Session<S> {
             }
         }
         let Some(a) = self.server.as_mut() else { return Ok(()) };
+        a.keep = false;
+        if let Some(fx) = &fx {
+            Self::note_effects(a, self.extra.as_deref(), fx);
+        }
         match msg {
-            FrontendMsg::Query { sql } => {
-                if transaction && leaves_session_state(sql.as_bytes(), utf8) {
-                    a.lease.dirty = true;
-                }
+            FrontendMsg::Query { .. } => {
                 a.pending += 1;
                 a.queue.push_back(Pending::Query);
             }
             FrontendMsg::Parse { name, query, param_types } => {
                 a.unsynced = true;
-                if transaction && leaves_session_state(query.as_bytes(), utf8) {
-                    a.lease.dirty = true;
-                }
                 if transaction && !name.is_empty() {
                     if self.stmts.get(name).is_none() && self.stmts.len() >= max_prepared {
                         return Err(End::Fatal(
@@ -85,9 +88,18 @@ impl<S: Duplex> Session<S> {
             FrontendMsg::Bind { statement, .. } if transaction && !statement.is_empty() => {
                 a.unsynced = true;
                 if let Some(stmt) = self.stmts.get(statement) {
-                    // Each execution may leave state on this server, whatever the Parse did.
-                    if stmt.stateful {
-                        a.lease.dirty = true;
+                    // Each execution may leave state on this server, whatever the Parse did. A
+                    // pin takes a slot if one is free; otherwise the state goes with the
+                    // transaction.
+                    if let Some(fx) = stmt.stateful.then(|| effects(stmt.query.as_bytes(), utf8, true)).flatten() {
+                        if fx.pin {
+                            let x = self.extra.get_or_insert_with(Box::default);
+                            if x.pin.is_none() {
+                                x.pin = self.db.pins.try_pin();
+                            }
+                            x.sticky |= fx.sticky;
+                        }
+                        Self::note_effects(a, self.extra.as_deref(), &fx);
                     }
                     ensure_prepared(a, stmt);
                     let rewritten = frontend::rewrite_bind(&frame, &stmt.server_name).map_err(|e| End::Fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
@@ -197,6 +209,9 @@ impl<S: Duplex> Session<S> {
                     _ => {}
                 },
                 b'G' => copy_in_started(a),
+                // The shared listener delivers this client's notifications (`crate::listen`);
+                // a pooled server's copy would be a duplicate.
+                b'A' if self.mode == PoolMode::Transaction => continue,
                 b'E' => {
                     // An error ends COPY FROM STDIN on the server side: Syncs count again.
                     a.copy_in = None;

@@ -24,6 +24,7 @@ use tracing::Instrument;
 use super::handshake::{login, Login};
 use super::io::{reserve, write_some};
 use super::prepared::{ClientStatements, Pending};
+use super::tracking::{Extra, Touched};
 use super::tx_meter::TxMeter;
 use super::{fail_login, LoginError};
 use crate::app::{App, ClientSlot, Database, LeaseError, ServerLease};
@@ -53,6 +54,10 @@ pub(super) struct Attached {
     pub copy_in: Option<bool>,
     /// Bytes written to the server stream but not flushed yet (TLS).
     pub needs_flush: bool,
+    /// What this transaction did to session state (`tracking.rs`).
+    pub touched: Touched,
+    /// Pinned and idle between transactions: not released until the client sends again.
+    pub keep: bool,
 }
 
 pub(super) struct Session<S> {
@@ -88,6 +93,8 @@ pub(super) struct Session<S> {
     _registered: Registered,
     /// Ended by `KILL_CLIENT` in the middle of anything: its server must not be reused.
     killed: bool,
+    /// Replayed settings, pin and LISTEN subscription, once the client uses any (`tracking.rs`).
+    pub(super) extra: Option<Box<Extra>>,
 }
 
 /// Which idle timeout fired.
@@ -105,6 +112,7 @@ enum Event {
     ClientWrite(std::io::Error),
     ServerWrite(std::io::Error),
     Release,
+    Notified,
     Shutdown,
     IdleTimeout(Idle),
 }
@@ -184,6 +192,7 @@ pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: Bytes
         _slot: logged.slot,
         _registered: registered,
         killed: false,
+        extra: None,
     };
     // The session gets a task of its own: this one (with the login's larger state) ends here,
     // so an idle client costs only the session loop's memory.
@@ -240,6 +249,7 @@ impl<S: Duplex> Session<S> {
                     self.last_activity = Instant::now();
                     self.on_server_data()
                 }
+                Event::Notified => Ok(()),
                 Event::Release => {
                     // Boxed (like attach): allocated once per transaction, not held while idle.
                     Box::pin(self.release()).await;
@@ -264,7 +274,10 @@ impl<S: Duplex> Session<S> {
 
     fn releasable(&self) -> bool {
         self.mode == PoolMode::Transaction
-            && self.server.as_ref().is_some_and(|a| a.pending == 0 && !a.unsynced && a.copy_in.is_none() && a.status == b'I' && a.to_server.is_empty())
+            && self
+                .server
+                .as_ref()
+                .is_some_and(|a| a.pending == 0 && !a.unsynced && a.copy_in.is_none() && a.status == b'I' && a.to_server.is_empty() && !a.keep)
     }
 
     fn poll_io(&mut self, cx: &mut Context<'_>, shutdown: Pin<&mut tokio_util::sync::WaitForCancellationFutureOwned>) -> Poll<Event> {
@@ -307,7 +320,10 @@ impl<S: Duplex> Session<S> {
                 return Poll::Ready(Event::Client(r));
             }
         }
-        if self.server.is_none() && shutdown.poll(cx).is_ready() {
+        if self.extra.is_some() && self.poll_notifications(cx) {
+            return Poll::Ready(Event::Notified);
+        }
+        if self.server.as_ref().is_none_or(|a| a.keep) && shutdown.poll(cx).is_ready() {
             return Poll::Ready(Event::Shutdown);
         }
         if let Some(idle) = self.poll_idle(cx) {
@@ -379,7 +395,16 @@ impl<S: Duplex> Session<S> {
                     continue;
                 }
             }
-            self.on_client_frame(frame)?;
+            let (frame, fx) = self.screen(frame);
+            let (frame, fx) = match fx {
+                // Boxed: only messages with LISTEN/UNLISTEN get here.
+                Some(fx) if !fx.listen.is_empty() => match Box::pin(self.carry_listens(&fx)).await {
+                    Ok(()) => (frame, Some(fx)),
+                    Err((code, msg)) => (self.rejected(&frame, code, &msg), None),
+                },
+                fx => (frame, fx),
+            };
+            self.on_client_frame(frame, fx)?;
         }
         if self.server.is_none() && self.crbuf.is_empty() && self.crbuf.capacity() > 1024 {
             self.crbuf = BytesMut::new();
@@ -425,6 +450,8 @@ impl<S: Duplex> Session<S> {
             queue: VecDeque::new(),
             copy_in: None,
             needs_flush: false,
+            touched: Touched::default(),
+            keep: false,
         }));
         Ok(())
     }
@@ -452,6 +479,13 @@ impl<S: Duplex> Session<S> {
 
     /// Returns the server to the pool after resetting what the client left behind.
     async fn release(&mut self) {
+        if self.extra.is_some() || self.server.as_ref().is_some_and(|a| a.touched.any()) {
+            let keep = self.after_transaction().await;
+            if let Some(a) = self.server.as_mut().filter(|_| keep) {
+                a.keep = true;
+                return;
+            }
+        }
         let Some(a) = self.server.take() else { return };
         self.key.slot.set(None).await;
         // Between transactions a client holds no large buffers.
@@ -472,6 +506,13 @@ impl<S: Duplex> Session<S> {
         let Some(a) = self.server.take() else { return Ok(()) };
         let busy = a.pending > 0 || a.unsynced || a.copy_in.is_some() || a.status != b'I';
         a.lease.discard();
+        if let Some(x) = self.extra.as_mut().filter(|x| x.pin.is_some() || x.sticky) {
+            x.pin = None;
+            return Err(End::Fatal(
+                sqlstate::CONNECTION_FAILURE,
+                "server connection holding this session's state (temp tables, prepared statements, locks) was lost".into(),
+            ));
+        }
         if busy {
             return Err(End::Fatal(sqlstate::CONNECTION_FAILURE, "server connection lost; the transaction was not completed".into()));
         }
@@ -499,7 +540,11 @@ impl<S: Duplex> Session<S> {
         if let End::Fatal(..) = end {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tokio::io::AsyncWriteExt::shutdown(&mut self.client)).await;
         }
-        let Some(a) = self.server.take() else { return };
+        let Some(mut a) = self.server.take() else {
+            self.extra = None;
+            return;
+        };
+        self.leaving(&mut a);
         self.key.slot.set(None).await;
         // Mid-query: the backend's work is cancelled and the connection closed (never reused).
         let busy = self.killed || a.pending > 0 || a.unsynced || a.copy_in.is_some() || !a.to_server.is_empty();

@@ -96,17 +96,23 @@ fn pools(app: &App, out: &mut BytesMut) {
         ("maxwait_us", INT8),
         ("pool_mode", TEXT),
         ("load_balance_hosts", TEXT),
+        // tidepool's own (after PgBouncer's columns): clients keeping a server for session state.
+        ("tp_pinned", INT8),
     ];
     let row = |db: &str, user: &str, clients: usize, pool: Option<&Pool<Upstream>>, mode: &str| -> Row {
         let (waiting, active, idle) = pool.map_or((0, 0, 0), |p| (p.stats().waiting.get().max(0), p.active(), p.idle_count()));
         let mut r = vec![t(db), t(user), n(clients), n(waiting)];
-        r.extend([n(0), n(0), n(active), n(0), n(0), n(idle), n(0), n(0), n(0), n(0), n(0), t(mode), None]);
+        r.extend([n(0), n(0), n(active), n(0), n(0), n(idle), n(0), n(0), n(0), n(0), n(0), t(mode), None, n(0)]);
         r
     };
     let mut rows = vec![row(CONSOLE_DB, CONSOLE_DB, app.clients.count_for(CONSOLE_DB), None, "statement")];
     for db in databases_sorted(app) {
         let name = db.config.name.as_str();
-        rows.push(row(name, &db.upstream_user, app.clients.count_for(name), Some(&db.pool), pool_mode(db)));
+        let mut own = row(name, &db.upstream_user, app.clients.count_for(name), Some(&db.pool), pool_mode(db));
+        if let Some(last) = own.last_mut() {
+            *last = n(db.pins.held());
+        }
+        rows.push(own);
         let mut roles: Vec<_> = db.roles.values().collect();
         roles.sort_by(|a, b| a.name.cmp(&b.name));
         for role in roles {

@@ -1,0 +1,73 @@
+//! Pinned clients per database: in transaction mode a wire or WebSocket client that creates
+//! session state tidepool cannot replay (temp tables, SQL `PREPARE`, session advisory locks,
+//! `WITH HOLD` cursors, dblink connections) keeps its server between transactions. This module
+//! owns the bound on how many may do so at once (`max_pinned`) and the gauge that shows it; the
+//! session (`frontend/pg/state.rs`) decides when a client pins and unpins.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::metrics::gauge::Gauge;
+
+/// The pin budget of one database's own pool.
+pub struct Pins {
+    held: AtomicUsize,
+    max: usize,
+    gauge: Gauge,
+}
+
+impl Pins {
+    /// `max`: `max_pinned`, or half the pool when unset.
+    pub fn new(max_pinned: Option<usize>, pool_size: usize, registry: &mut prometheus_client::registry::Registry) -> Arc<Pins> {
+        let pins = Arc::new(Pins { held: AtomicUsize::new(0), max: max_pinned.unwrap_or(pool_size / 2), gauge: Gauge::default() });
+        registry.register("pinned_clients", "Clients keeping their server between transactions (session state)", pins.gauge.clone());
+        pins
+    }
+
+    /// The limit in force.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Clients pinned now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Takes one pin slot, unless `max` are held.
+    pub fn try_pin(self: &Arc<Self>) -> Option<PinSlot> {
+        self.held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1)).ok()?;
+        self.gauge.inc();
+        Some(PinSlot(self.clone()))
+    }
+}
+
+/// One held pin; given back on drop.
+pub struct PinSlot(Arc<Pins>);
+
+impl Drop for PinSlot {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::AcqRel);
+        self.0.gauge.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_bounded_and_given_back() {
+        let mut r = prometheus_client::registry::Registry::default();
+        let pins = Pins::new(None, 5, &mut r);
+        assert_eq!(pins.max(), 2);
+        let a = pins.try_pin().unwrap();
+        let _b = pins.try_pin().unwrap();
+        assert!(pins.try_pin().is_none());
+        drop(a);
+        assert_eq!(pins.held(), 1);
+        assert!(pins.try_pin().is_some());
+        let zero = Pins::new(Some(0), 5, &mut r);
+        assert!(zero.try_pin().is_none());
+    }
+}

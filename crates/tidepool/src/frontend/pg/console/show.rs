@@ -61,11 +61,11 @@ pub fn run(app: &App, what: &str, out: &mut BytesMut) -> Result<(), CommandError
     Ok(())
 }
 
-const HELP: &str = "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n\tSHOW LISTS|MEM\n\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES\n\tKILL_CLIENT <id>\n\tSHUTDOWN";
+const HELP: &str = "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n\tSHOW LISTS|MEM\n\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES\n\tPAUSE|RESUME|RECONNECT|KILL|WAIT_CLOSE [<db>]\n\tDISABLE|ENABLE <db>\n\tRELOAD\n\tKILL_CLIENT <id>\n\tSHUTDOWN";
 
 /// Databases in name order.
-fn databases_sorted(app: &App) -> Vec<&std::sync::Arc<crate::app::Database>> {
-    let mut dbs: Vec<_> = app.databases.values().collect();
+fn databases_sorted(app: &App) -> Vec<std::sync::Arc<crate::app::Database>> {
+    let mut dbs = app.databases();
     dbs.sort_by(|a, b| a.config.name.cmp(&b.config.name));
     dbs
 }
@@ -106,11 +106,11 @@ fn pools(app: &App, out: &mut BytesMut) {
     let mut rows = vec![row(CONSOLE_DB, CONSOLE_DB, app.clients.count_for(CONSOLE_DB), None, "statement")];
     for db in databases_sorted(app) {
         let name = db.config.name.as_str();
-        rows.push(row(name, &db.upstream_user, app.clients.count_for(name), Some(&db.pool), pool_mode(db)));
+        rows.push(row(name, &db.upstream_user, app.clients.count_for(name), Some(&db.pool), pool_mode(&db)));
         let mut roles: Vec<_> = db.roles.values().collect();
         roles.sort_by(|a, b| a.name.cmp(&b.name));
         for role in roles {
-            rows.push(row(name, &role.user, 0, Some(&role.pool), pool_mode(db)));
+            rows.push(row(name, &role.user, 0, Some(&role.pool), pool_mode(&db)));
         }
     }
     emit(out, &columns, &rows);
@@ -262,11 +262,11 @@ fn databases(app: &App, out: &mut BytesMut) {
                 n(c.pool_size),
                 n(c.min_idle),
                 n(0),
-                t(pool_mode(db)),
+                t(pool_mode(&db)),
                 n(c.pool_size),
                 n(current),
-                n(0),
-                n(0),
+                n(usize::from(db.pool.is_paused())),
+                n(usize::from(db.disabled.load(std::sync::atomic::Ordering::Relaxed))),
                 n(c.max_lifetime.as_secs()),
                 None,
                 n(c.max_client_conn),
@@ -317,12 +317,12 @@ fn clients(app: &App, out: &mut BytesMut) {
 }
 
 fn lists(app: &App, out: &mut BytesMut) {
-    let pools: usize = app.databases.values().map(|d| d.pools().count()).sum();
-    let servers: usize = app.databases.values().flat_map(|d| d.pools()).map(|p| p.active() + p.idle_count()).sum();
-    let logging_in = app.config.server.max_preauth_connections.saturating_sub(app.preauth_pg.available_permits());
+    let pools: usize = app.databases().iter().map(|d| d.pools().count()).sum();
+    let servers: usize = app.databases().iter().flat_map(|d| d.pools()).map(|p| p.active() + p.idle_count()).sum();
+    let logging_in = app.config().server.max_preauth_connections.saturating_sub(app.preauth_pg.available_permits());
     let items: [(&str, usize); 12] = [
-        ("databases", app.databases.len()),
-        ("users", app.config.users.len()),
+        ("databases", app.databases.read().len()),
+        ("users", app.config().users.len()),
         ("pools", pools),
         ("free_clients", 0),
         ("used_clients", app.clients.snapshot().len()),
@@ -353,7 +353,7 @@ fn config(app: &App, out: &mut BytesMut) {
         Ok(serde_json::Value::Object(m)) => m,
         _ => serde_json::Map::new(),
     };
-    let (current, defaults) = (object(&app.config.server), object(&ServerConfig::default()));
+    let (current, defaults) = (object(&app.config().server), object(&ServerConfig::default()));
     let rows: Vec<Row> = current
         .iter()
         .map(|(k, v)| {
@@ -367,7 +367,8 @@ fn config(app: &App, out: &mut BytesMut) {
 }
 
 fn users(app: &App, out: &mut BytesMut) {
-    let mut names: Vec<&str> = app.config.users.iter().map(|u| u.name.as_str()).collect();
+    let config = app.config();
+    let mut names: Vec<&str> = config.users.iter().map(|u| u.name.as_str()).collect();
     names.sort_unstable();
     let rows: Vec<Row> = names.into_iter().map(|u| vec![t(u), None]).collect();
     emit(out, &[("name", TEXT), ("pool_mode", TEXT)], &rows);

@@ -13,6 +13,8 @@ mod control;
 mod stats;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_control;
 
 use std::future::Future;
 use std::ops::{Deref, DerefMut};

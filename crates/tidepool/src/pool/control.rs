@@ -40,6 +40,8 @@ pub(super) struct Control {
     retired: Mutex<Vec<Weak<()>>>,
     /// Signalled when a pause completes or is lifted.
     changed: Notify,
+    /// When the last pause was lifted.
+    resumed_at: Mutex<Option<Instant>>,
 }
 
 impl Default for Control {
@@ -51,6 +53,7 @@ impl Default for Control {
             generation: Mutex::new(Arc::new(())),
             retired: Mutex::new(Vec::new()),
             changed: Notify::new(),
+            resumed_at: Mutex::new(None),
         }
     }
 }
@@ -77,13 +80,19 @@ pub(super) async fn acquire(sem: &Arc<Semaphore>, control: &Control, timeout: Du
     let mut deadline = Instant::now() + timeout;
     loop {
         tokio::select! {
+            biased;
             r = &mut fut => return r.map_err(|_| AcquireError::Closed),
             () = tokio::time::sleep_until(deadline) => {
-                if !control.is_paused() {
-                    return Err(AcquireError::Timeout);
+                if control.is_paused() {
+                    // Held while paused: the same queue position, a fresh timeout.
+                    deadline = Instant::now() + timeout;
+                    continue;
                 }
-                // Held while paused: the same queue position, a fresh timeout.
-                deadline = Instant::now() + timeout;
+                // A waiter held by a pause gets its full timeout from the RESUME on.
+                match *control.resumed_at.lock() {
+                    Some(at) if at + timeout > deadline => deadline = at + timeout,
+                    _ => return Err(AcquireError::Timeout),
+                }
             }
         }
     }
@@ -227,6 +236,7 @@ impl<M: Manager> Pool<M> {
         let (held, pending) = {
             let mut st = inner.control.state.lock();
             inner.control.paused.store(false, Ordering::Release);
+            *inner.control.resumed_at.lock() = Some(Instant::now());
             if let Some(t) = st.task.take() {
                 t.abort();
             }

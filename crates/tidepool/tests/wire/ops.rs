@@ -169,8 +169,14 @@ async fn pause_resume_across_a_postgres_restart_under_pgbench() -> Result<()> {
     let url = p.url(SCRAM_CLIENT, Some(SCRAM_CLIENT_PW));
     pgbench_init(&url).await?;
     let console = admin(&p).await?;
-    let bench = tokio::spawn(run_pgbench(["-c", "6", "-j", "6", "-T", "12", "-n", &url].map(String::from)));
-    cluster.wait_for_backend_count(&db, BackendFilter::User(SCRAM_USER.into()), Duration::from_secs(20), |n| n > 0).await?;
+    // Transactions that last (a sleep inside), so one is always in flight: a restart without
+    // PAUSE fails them (checked by hand: pgbench aborts its clients).
+    let dir = tempfile::tempdir()?;
+    let script = dir.path().join("slow.sql");
+    write(&script, "BEGIN;\nUPDATE pgbench_branches SET bbalance = bbalance + 1 WHERE bid = 1;\nSELECT pg_sleep(0.05);\nEND;\n").await?;
+    let script = script.to_string_lossy().into_owned();
+    let bench = tokio::spawn(run_pgbench(["-c", "6", "-j", "6", "-T", "10", "-n", "-f", &script, &url].map(String::from)));
+    wait_active(&cluster, &db, "pg_sleep").await?;
 
     assert_eq!(command(&console, "PAUSE app").await?, "PAUSE");
     // Paused: no server connection left, SHOW DATABASES says so.
@@ -190,6 +196,7 @@ async fn pause_resume_across_a_postgres_restart_under_pgbench() -> Result<()> {
     let out = bounded("pgbench", 120, bench).await??;
     assert!(out.status.success(), "pgbench: {}\n{}", out.stdout, out.stderr);
     assert_eq!(out.pgbench_failed(), 0, "{}", out.stdout);
+    assert!(!out.stderr.contains("aborted"), "{}", out.stderr);
     let err = command(&console, "RESUME app").await.expect_err("not paused");
     assert_eq!(code(&err).as_deref(), Some("08P01"));
     p.stop().await;

@@ -260,3 +260,53 @@ async fn reconnect_wait_close_kill_disable_enable() -> Result<()> {
     p.stop().await;
     Ok(())
 }
+
+/// SIGHUP against the real binary (`tidepool serve --config FILE`): a database added to the file
+/// becomes reachable; a broken file is refused and the process keeps serving.
+#[tokio::test]
+async fn sighup_reloads_the_running_binary() -> Result<()> {
+    let cluster = TestCluster::shared().await?;
+    let db = cluster.unique_database("sighup").await?;
+    let other = cluster.unique_database("sighup_other").await?;
+    let port = tidepool_testkit::free_port();
+    let base = setup(cluster, &db, &["pool_size = 2"]).toml().replacen("pg_listen = \"127.0.0.1:0\"", &format!("pg_listen = \"127.0.0.1:{port}\""), 1);
+    assert!(base.contains(&format!(":{port}\"")), "the test config's listener changed:\n{base}");
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("tidepool.toml");
+    write(&file, &base).await?;
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tidepool"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&file)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().ok_or_else(|| anyhow::anyhow!("no pid"))?.to_string();
+    let cfg = |dbname: &str| {
+        let mut c = tokio_postgres::Config::new();
+        c.host("127.0.0.1").port(port).user(SCRAM_CLIENT).password(SCRAM_CLIENT_PW).dbname(dbname).connect_timeout(Duration::from_secs(5));
+        c
+    };
+    let up = poll(200, || async { try_connect(&cfg(DB)).await.ok() }).await;
+    assert!(up.is_some(), "tidepool serve did not come up");
+    expect_code(try_connect(&cfg("second")).await, "3D000");
+
+    let hup = || async { tokio::process::Command::new("kill").args(["-HUP", &pid]).status().await };
+    write(&file, &format!("{base}\n[[databases]]\nname = \"second\"\nurl = \"{}\"\n", cluster.url(SCRAM_USER, &other))).await?;
+    assert!(hup().await?.success());
+    let reached = poll(200, || async { try_connect(&cfg("second")).await.ok() }).await;
+    let c = reached.ok_or_else(|| anyhow::anyhow!("the database added before SIGHUP never became reachable"))?;
+    let name: String = c.query_one("SELECT current_database()::text", &[]).await?.get(0);
+    assert_eq!(name, other);
+
+    write(&file, "this is not toml [").await?;
+    assert!(hup().await?.success());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let c = connect(&cfg("second")).await?;
+    c.simple_query("SELECT 1").await?;
+    connect(&cfg(DB)).await?.simple_query("SELECT 1").await?;
+    drop(child);
+    Ok(())
+}

@@ -173,6 +173,24 @@ pub fn tls_acceptors(config: &Config) -> anyhow::Result<(Option<TlsAcceptor>, Op
     Ok((pg, http))
 }
 
+/// `[server]` keys a reload does not apply (the console's `SHOW CONFIG` says `changeable no`).
+/// TLS on/off (`tls_cert` set or not) also needs a restart, a new pair does not.
+pub const RESTART_ONLY_SERVER_KEYS: [&str; 13] = [
+    "pg_listen",
+    "http_listen",
+    "admin_listen",
+    "worker_threads",
+    "log_format",
+    "log_level",
+    "max_preauth_connections",
+    "auth_secret",
+    "auth_failure_threshold",
+    "auth_failure_delay",
+    "auth_failure_max_delay",
+    "auth_failure_window",
+    "auth_throttle_entries",
+];
+
 /// Settings that differ between `old` and `new` but only take effect at a restart.
 pub fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
     let (o, n) = (&old.server, &new.server);

@@ -154,6 +154,7 @@ impl<M: Manager> Inner<M> {
     fn resize(&self, new: PoolSettings) {
         let old = std::mem::replace(&mut *self.settings.lock(), new.clone());
         let c = &self.control;
+        self.stats.size.set(i64::try_from(new.size).unwrap_or(i64::MAX));
         if new.size > old.size {
             let mut add = new.size - old.size;
             // Cancel outstanding debt first: those permits are simply kept.

@@ -115,6 +115,7 @@ impl<M: Manager> Pool<M> {
             manager,
             control: control::Control::default(),
         });
+        inner.stats.size.set(i64::try_from(inner.settings.lock().size).unwrap_or(i64::MAX));
         if tokio::runtime::Handle::try_current().is_ok() {
             tokio::spawn(maintain(Arc::downgrade(&inner)));
         }

@@ -360,7 +360,8 @@ fn config(app: &App, out: &mut BytesMut) {
             let secret = SECRET_KEYS.contains(&k.as_str());
             let shown = if secret { v.as_str().map(|_| "(set)".to_owned()) } else { value(v) };
             let default = if secret { None } else { defaults.get(k).and_then(value) };
-            vec![t(k.clone()), shown, default, t("no")]
+            let changeable = if crate::reload::RESTART_ONLY_SERVER_KEYS.contains(&k.as_str()) { "no" } else { "yes" };
+            vec![t(k.clone()), shown, default, t(changeable)]
         })
         .collect();
     emit(out, &[("key", TEXT), ("value", TEXT), ("default", TEXT), ("changeable", TEXT)], &rows);

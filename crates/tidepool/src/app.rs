@@ -66,6 +66,9 @@ pub struct Database {
     pub xacts: Arc<std::sync::atomic::AtomicU64>,
     /// `DISABLE db`: new client connections are refused until `ENABLE db`.
     pub disabled: Arc<std::sync::atomic::AtomicBool>,
+    /// Paused pools a reload replaced (sessions from before still lease from them): `RESUME`
+    /// lifts their pause too.
+    pub paused_predecessors: Mutex<Vec<Pool<Upstream>>>,
     /// ParameterStatus values of a pristine server connection, learned on first use.
     pub defaults: Mutex<Option<Vec<(String, String)>>>,
     /// Startup parameters already validated on a server: (name, value) → the ParameterStatus

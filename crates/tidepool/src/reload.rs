@@ -13,6 +13,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 use prometheus_client::registry::Registry;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
@@ -99,7 +101,7 @@ pub fn build_database(
                 rp.pool.update(PoolSettings { size: role.pool_size, ..own_settings(db) }.named(&rp.pool));
             }
         }
-        return Ok(Database { config: db.clone(), pool: prev.pool.clone(), roles: prev.roles.clone(), ..shared(prev, upstream_user) });
+        return Ok(Database { config: db.clone(), pool: prev.pool.clone(), roles: prev.roles.clone(), ..shared(prev, upstream_user, true) });
     }
     let mut scratch = Registry::default();
     let (db_registry, fresh) = match registry {
@@ -118,7 +120,7 @@ pub fn build_database(
         pool.stats().register(db_registry);
     }
     let base = match previous {
-        Some(prev) => shared(prev, upstream_user),
+        Some(prev) => shared(prev, upstream_user, prev.config.url == db.url),
         None => Database {
             config: db.clone(),
             pool: pool.clone(),
@@ -127,6 +129,7 @@ pub fn build_database(
             clients: Default::default(),
             xacts: Default::default(),
             disabled: Default::default(),
+            paused_predecessors: Default::default(),
             defaults: Default::default(),
             validated: Default::default(),
             traffic: crate::stats::DbTraffic::new(families, &db.name),
@@ -143,7 +146,9 @@ impl PoolSettings {
 }
 
 /// A database sharing `prev`'s counters (client slots, transactions, traffic, DISABLE).
-fn shared(prev: &Database, upstream_user: String) -> Database {
+/// The server defaults and validated parameters are kept when the upstream URL is the same (so
+/// logins to a paused database need no server); a new URL learns them again.
+fn shared(prev: &Database, upstream_user: String, same_url: bool) -> Database {
     Database {
         config: prev.config.clone(),
         pool: prev.pool.clone(),
@@ -152,8 +157,9 @@ fn shared(prev: &Database, upstream_user: String) -> Database {
         clients: prev.clients.clone(),
         xacts: prev.xacts.clone(),
         disabled: prev.disabled.clone(),
-        defaults: Default::default(),
-        validated: Default::default(),
+        paused_predecessors: Mutex::new(prev.paused_predecessors.lock().clone()),
+        defaults: Mutex::new(if same_url { prev.defaults.lock().clone() } else { None }),
+        validated: Mutex::new(if same_url { prev.validated.lock().clone() } else { Default::default() }),
         traffic: prev.traffic.clone(),
     }
 }
@@ -316,6 +322,11 @@ pub async fn apply(app: &App, config: Config) -> Result<Summary, ReloadError> {
         let (Some(old), Some(new)) = (current.get(name), next.get(name)) else { continue };
         if !old.pool.same_as(&new.pool) {
             old.pools().for_each(|p| p.reconnect());
+            if old.pool.is_paused() {
+                // A paused database stays paused across the reload; RESUME lifts both.
+                new.pools().for_each(|p| drop(p.pause()));
+                new.paused_predecessors.lock().extend(old.pools().cloned());
+            }
         }
     }
     *app.databases.write() = next;

@@ -142,6 +142,23 @@ async fn reload_adds_and_drains_databases_changes_passwords_and_refuses_a_broken
     let c = connect(&p.config(SCRAM_CLIENT, Some("alice-new-pw"))).await?;
     c.simple_query("SELECT 1").await?;
 
+    // A paused database whose upstream settings change gets new pools, still paused; a session
+    // from before (on the old pool) is held too, and RESUME lets both go.
+    assert_eq!(command(&console, "PAUSE app").await?, "PAUSE");
+    let replaced = changed.replace("pool_size = 3", "pool_size = 3\nconnect_timeout = \"4s\"");
+    write(&file, &replaced).await?;
+    assert_eq!(command(&console, "RELOAD").await?, "RELOAD");
+    let held_old = tokio::spawn(async move { c.query_one("SELECT 11", &[]).await.map(|r| r.get::<_, i32>(0)) });
+    let fresh = connect(&p.config(SCRAM_CLIENT, Some("alice-new-pw"))).await?;
+    let held_new = tokio::spawn(async move { fresh.query_one("SELECT 12", &[]).await.map(|r| r.get::<_, i32>(0)) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!held_old.is_finished() && !held_new.is_finished(), "paused across the reload");
+    assert_eq!(command(&console, "RESUME app").await?, "RESUME");
+    assert_eq!(bounded("old session", 30, held_old).await??, 11);
+    assert_eq!(bounded("new session", 30, held_new).await??, 12);
+    write(&file, &changed).await?;
+    assert_eq!(command(&console, "RELOAD").await?, "RELOAD");
+
     // A broken file: RELOAD errors, the running configuration keeps serving.
     write(&file, "[server]\npg_listen = 12\n[[databases]]\n").await?;
     let err = command(&console, "RELOAD").await.expect_err("a broken file must be refused");

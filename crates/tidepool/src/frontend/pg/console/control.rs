@@ -64,6 +64,7 @@ pub fn resume(app: &App, arg: Option<&str>) -> Result<&'static str, CommandError
     }
     for d in &dbs {
         d.pools().for_each(|p| p.resume());
+        std::mem::take(&mut *d.paused_predecessors.lock()).iter().for_each(|p| p.resume());
     }
     tracing::info!(database = ?arg, "RESUME");
     Ok("RESUME")

@@ -246,6 +246,8 @@ pub struct App {
     pub registered: Mutex<std::collections::HashSet<String>>,
     /// One reload at a time.
     pub reloading: tokio::sync::Mutex<()>,
+    /// Per-period averages for the console (`crate::stats::period`).
+    pub stats_period: crate::stats::period::StatsPeriod,
     pub api_keys: crate::keys::ApiKeys,
     pub itx: crate::frontend::http::prisma::ItxRegistry,
     /// Slots for TCP connections that have not finished logging in (`max_preauth_connections`).
@@ -331,6 +333,7 @@ impl App {
             traffic,
             registered: Mutex::new(registered),
             reloading: tokio::sync::Mutex::new(()),
+            stats_period: Default::default(),
             api_keys,
             itx: Default::default(),
             preauth_pg: Arc::new(tokio::sync::Semaphore::new(config_preauth)),

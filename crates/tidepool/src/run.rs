@@ -28,6 +28,7 @@ pub struct Running {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let app = App::new(config)?;
     let s = &app.config().server;
+    tokio::spawn(crate::stats::period::run(app.clone()));
     let mut bound = Bound::default();
     if let Some(addr) = s.pg_listen {
         let l = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr} (pg_listen): {e}"))?;

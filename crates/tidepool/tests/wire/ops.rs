@@ -327,3 +327,47 @@ async fn sighup_reloads_the_running_binary() -> Result<()> {
     drop(child);
     Ok(())
 }
+
+/// `SHOW STATS_AVERAGES` and the `avg_*` columns of `SHOW STATS` are the last stats period's
+/// figures (the period is shortened here; PgBouncer's default, 60 s, is tidepool's).
+#[tokio::test]
+async fn stats_averages_cover_the_last_period() -> Result<()> {
+    let cluster = TestCluster::shared().await?;
+    let db = cluster.unique_database("ops_avg").await?;
+    let p = setup(cluster, &db, &["pool_size = 2"]).start().await?;
+    p.app().stats_period.set_period(Duration::from_secs(1));
+    let console = admin(&p).await?;
+    let c = p.client().await?;
+    let averages = |sql: &'static str, column: &'static str| {
+        let console = &console;
+        async move {
+            let msgs = console.simple_query(sql).await.ok()?;
+            msgs.iter().find_map(|m| match m {
+                SimpleQueryMessage::Row(r) if r.get(0) == Some(DB) => r.get(column)?.parse::<i64>().ok(),
+                _ => None,
+            })
+        }
+    };
+    // Transactions keep running while the averages are polled.
+    let mut seen = None;
+    for _ in 0..100 {
+        for _ in 0..20 {
+            c.batch_execute("BEGIN; SELECT 1; COMMIT").await?;
+        }
+        if let Some(n) = averages("SHOW STATS_AVERAGES", "xact_count").await.filter(|n| *n > 0) {
+            seen = Some(n);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen.is_some(), "STATS_AVERAGES xact_count never became positive under load");
+    assert!(averages("SHOW STATS_AVERAGES", "server_assignment_count").await.is_some_and(|n| n > 0));
+    assert!(averages("SHOW STATS", "avg_xact_count").await.is_some_and(|n| n > 0));
+    // With the load stopped, the next complete period averages to zero.
+    let idle = poll(100, || async { averages("SHOW STATS_AVERAGES", "xact_count").await.filter(|n| *n == 0) }).await;
+    assert_eq!(idle, Some(0), "averages must follow the period, not the totals");
+    let totals = averages("SHOW STATS_TOTALS", "xact_count").await;
+    assert!(totals.is_some_and(|n| n > 0));
+    p.stop().await;
+    Ok(())
+}

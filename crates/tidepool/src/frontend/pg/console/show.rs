@@ -13,7 +13,7 @@ use super::{invalid, CommandError, CONSOLE_DB};
 use crate::app::{App, Upstream};
 use crate::config::{ServerConfig, UpstreamUrl};
 use crate::pool::Pool;
-use crate::stats::Front;
+use crate::stats::period::{Averages, DbTotals};
 
 const TEXT: u32 = 25;
 const INT8: u32 = 20;
@@ -116,35 +116,14 @@ fn pools(app: &App, out: &mut BytesMut) {
     emit(out, &columns, &rows);
 }
 
-/// One database's running totals, as PgBouncer's STATS columns count them.
-struct DbTotals {
-    name: String,
-    xacts: u64,
-    assigned: u64,
-    /// Pool wait, µs.
-    wait: u64,
-    /// Bytes relayed from and to Postgres-protocol clients (wire and WebSocket).
-    received: u64,
-    sent: u64,
-    /// Time inside those clients' transactions, µs.
-    xact_time: u64,
-}
-
-fn totals(app: &App) -> Vec<DbTotals> {
+/// Each database's running totals and its last period's averages, in name order.
+fn totals(app: &App) -> Vec<(String, DbTotals, Averages)> {
     databases_sorted(app)
         .into_iter()
         .map(|db| {
-            let (assigned, wait) = db.pools().fold((0, 0), |(a, w), p| (a + p.stats().assignments.get(), w + p.stats().wait_us.get()));
-            let (wire, ws) = (db.traffic.front_totals(Front::Wire), db.traffic.front_totals(Front::Ws));
-            DbTotals {
-                name: db.config.name.clone(),
-                xacts: db.xacts.load(Ordering::Relaxed),
-                assigned,
-                wait,
-                received: wire.received + ws.received,
-                sent: wire.sent + ws.sent,
-                xact_time: wire.time_us.saturating_add(ws.time_us),
-            }
+            let name = db.config.name.clone();
+            let avg = app.stats_period.averages(&name);
+            (name, DbTotals::of(&db), avg)
         })
         .collect()
 }
@@ -178,12 +157,12 @@ fn stats(app: &App, out: &mut BytesMut) {
     columns.extend(names.iter().map(|c| (*c, INT8)));
     let rows: Vec<Row> = totals(app)
         .into_iter()
-        .map(|d| {
-            let mut r = vec![t(d.name), n(d.xacts), n(0), n(d.received), n(d.sent), n(d.xact_time), n(0), n(d.wait)];
-            // Per-period averages are not computed (0).
-            r.extend((0..7).map(|_| n(0)));
+        .map(|(name, d, a)| {
+            let mut r = vec![t(name), n(d.xacts), n(0), n(d.received), n(d.sent), n(d.xact_time), n(0), n(d.wait)];
+            // Averages of the last stats period; queries are not counted (0).
+            r.extend([n(a.xact_count), n(0), n(a.recv), n(a.sent), n(a.xact_time), n(0), n(a.wait_time)]);
             r.extend([n(d.assigned), n(0), n(0), n(0)]);
-            r.extend((0..4).map(|_| n(0)));
+            r.extend([n(a.server_assignment_count), n(0), n(0), n(0)]);
             r
         })
         .collect();
@@ -209,19 +188,31 @@ const TOTALS_COLUMNS: [(&str, u32); 13] = [
 fn stats_totals(app: &App, out: &mut BytesMut) {
     let rows: Vec<Row> = totals(app)
         .into_iter()
-        .map(|d| vec![t(d.name), n(d.xacts), n(0), n(d.received), n(d.sent), n(d.xact_time), n(0), n(d.wait), n(d.assigned), n(0), n(0), n(0), n(0)])
+        .map(|(name, d, _)| vec![t(name), n(d.xacts), n(0), n(d.received), n(d.sent), n(d.xact_time), n(0), n(d.wait), n(d.assigned), n(0), n(0), n(0), n(0)])
         .collect();
     emit(out, &TOTALS_COLUMNS, &rows);
 }
 
-/// Per-period averages are not computed yet: every figure is 0.
+/// The last stats period's averages (PgBouncer's STATS_AVERAGES: the `avg_` figures of STATS).
 fn stats_averages(app: &App, out: &mut BytesMut) {
-    let rows: Vec<Row> = databases_sorted(app)
+    let rows: Vec<Row> = totals(app)
         .into_iter()
-        .map(|db| {
-            let mut r = vec![t(db.config.name.clone())];
-            r.extend((1..TOTALS_COLUMNS.len()).map(|_| n(0)));
-            r
+        .map(|(name, _, a)| {
+            vec![
+                t(name),
+                n(a.xact_count),
+                n(0),
+                n(a.recv),
+                n(a.sent),
+                n(a.xact_time),
+                n(0),
+                n(a.wait_time),
+                n(a.server_assignment_count),
+                n(0),
+                n(0),
+                n(0),
+                n(0),
+            ]
         })
         .collect();
     emit(out, &TOTALS_COLUMNS, &rows);

@@ -21,6 +21,7 @@ pub mod listen;
 pub mod net;
 pub mod pins;
 pub mod pool;
+pub mod reload;
 pub mod run;
 pub mod stats;
 pub mod target;

@@ -12,21 +12,26 @@ use prometheus_client::metrics::gauge::Gauge;
 /// The pin budget of one database's own pool.
 pub struct Pins {
     held: AtomicUsize,
-    max: usize,
+    max: AtomicUsize,
     gauge: Gauge,
 }
 
 impl Pins {
     /// `max`: `max_pinned`, or half the pool when unset.
     pub fn new(max_pinned: Option<usize>, pool_size: usize, registry: &mut prometheus_client::registry::Registry) -> Arc<Pins> {
-        let pins = Arc::new(Pins { held: AtomicUsize::new(0), max: max_pinned.unwrap_or(pool_size / 2), gauge: Gauge::default() });
+        let pins = Arc::new(Pins { held: AtomicUsize::new(0), max: AtomicUsize::new(max_pinned.unwrap_or(pool_size / 2)), gauge: Gauge::default() });
         registry.register("pinned_clients", "Clients keeping their server between transactions (session state)", pins.gauge.clone());
         pins
     }
 
     /// The limit in force.
     pub fn max(&self) -> usize {
-        self.max
+        self.max.load(Ordering::Relaxed)
+    }
+
+    /// A reload's new limit: pins already held are kept, new ones obey it.
+    pub fn set_max(&self, max_pinned: Option<usize>, pool_size: usize) {
+        self.max.store(max_pinned.unwrap_or(pool_size / 2), Ordering::Relaxed);
     }
 
     /// Clients pinned now.
@@ -36,7 +41,7 @@ impl Pins {
 
     /// Takes one pin slot, unless `max` are held.
     pub fn try_pin(self: &Arc<Self>) -> Option<PinSlot> {
-        self.held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1)).ok()?;
+        self.held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max.load(Ordering::Relaxed)).then_some(n + 1)).ok()?;
         self.gauge.inc();
         Some(PinSlot(self.clone()))
     }

@@ -235,6 +235,8 @@ pub struct App {
     pub cache: crate::cache::Cache,
     /// Live client sessions (the admin console lists them).
     pub clients: crate::clients::ClientRegistry,
+    /// Membership of a `[cluster]` (None: this node is alone).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Front-end counters.
@@ -281,12 +283,17 @@ impl App {
         let traffic = crate::stats::Families::default();
         traffic.register(&mut registry);
         let tracker = TaskTracker::new();
+        // With a cluster, every pool's size is a limit over all nodes (crate::cluster).
+        let cluster = match &config.cluster.redis_url {
+            Some(_) => Some(crate::cluster::Cluster::new(&config.cluster, &mut registry)?),
+            None => None,
+        };
         let mut databases = HashMap::new();
         for db in &config.databases {
             let url = UpstreamUrl::parse(&db.url).map_err(|e| anyhow::anyhow!("database {}: {e}", db.name))?;
             let upstream_user = url.user.clone();
             let db_registry = registry.sub_registry_with_label(("database".into(), db.name.clone().into()));
-            let roles = crate::target::role_pools(db, &url, &tracker, db_registry)?;
+            let roles = crate::target::role_pools(db, &url, &tracker, db_registry, cluster.as_deref())?;
             let target = UpstreamTarget::from_config(url, db).map_err(|e| anyhow::anyhow!("database {}: upstream TLS: {e}", db.name))?;
             let settings = PoolSettings {
                 name: db.name.clone(),
@@ -296,7 +303,8 @@ impl App {
                 idle_timeout: db.idle_timeout,
                 max_lifetime: db.max_lifetime,
             };
-            let pool = Pool::new(settings, Upstream { target, tracker: tracker.clone() });
+            let budget = cluster.as_ref().map(|c| c.budget(&settings.name, settings.size));
+            let pool = Pool::with_budget(settings, Upstream { target, tracker: tracker.clone() }, budget);
             // The own pool's metrics keep only the `database` label (as before roles existed).
             pool.stats().register(db_registry);
             let database = Database {
@@ -323,11 +331,16 @@ impl App {
             cache = with_redis_tier(cache, &config.cache, &mut registry)?;
         }
         let config_preauth = config.server.max_preauth_connections;
+        let cancels = Arc::new(CancelRegistry::default());
+        if let Some(c) = &cluster {
+            c.serve_cancels(&cancels);
+        }
         Ok(Arc::new(App {
             users: UserStore::from_config(&config).registered(&mut registry),
             config: Arc::new(config),
             databases,
-            cancels: Arc::new(CancelRegistry::default()),
+            cancels,
+            cluster,
             registry: Mutex::new(registry),
             metrics,
             shutdown: CancellationToken::new(),

@@ -9,6 +9,9 @@
 //! connection to the next client. Connection creation goes through [`Manager`], which lets unit
 //! tests use fake connections.
 
+mod budget;
+#[cfg(test)]
+mod budget_tests;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -23,6 +26,7 @@ use tokio::time::Instant;
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+pub use budget::{Acquire, Budget, BudgetTicket};
 pub use stats::PoolStats;
 
 /// Creates and checks connections for a pool.
@@ -59,6 +63,8 @@ pub enum PoolError<E: std::error::Error + 'static> {
 
 struct Idle<C> {
     conn: C,
+    /// The budget unit this connection holds (closed with it).
+    _ticket: Option<BudgetTicket>,
     created: Instant,
     since: Instant,
 }
@@ -69,6 +75,7 @@ struct Inner<M: Manager> {
     sem: Arc<Semaphore>,
     idle: Mutex<Vec<Idle<M::Conn>>>,
     stats: PoolStats,
+    budget: Option<Arc<dyn Budget>>,
 }
 
 pub struct Pool<M: Manager> {
@@ -86,13 +93,20 @@ pub struct Lease<M: Manager> {
     conn: Option<M::Conn>,
     created: Instant,
     pool: Arc<Inner<M>>,
+    ticket: Option<BudgetTicket>,
     _permit: OwnedSemaphorePermit,
 }
 
 impl<M: Manager> Pool<M> {
     /// Creates the pool and, inside a tokio runtime, its maintenance task (stops when the pool is dropped).
     pub fn new(settings: PoolSettings, manager: M) -> Self {
+        Self::with_budget(settings, manager, None)
+    }
+
+    /// Like [`Pool::new`], and every connection opened also needs a unit of `budget`.
+    pub fn with_budget(settings: PoolSettings, manager: M, budget: Option<Arc<dyn Budget>>) -> Self {
         let inner = Arc::new(Inner {
+            budget,
             sem: Arc::new(Semaphore::new(settings.size)),
             idle: Mutex::new(Vec::with_capacity(settings.size)),
             stats: PoolStats::default(),
@@ -144,16 +158,26 @@ impl<M: Manager> Pool<M> {
                 continue;
             }
             inner.stats.record_assignment(start.elapsed());
-            return Ok(self.lease(idle.conn, idle.created, permit));
+            return Ok(self.lease(idle.conn, idle.created, idle._ticket, permit));
         }
         let deadline = start + s.timeout;
+        let ticket = match &inner.budget {
+            None => None,
+            Some(b) => match b.acquire(deadline).await {
+                Some(t) => Some(t),
+                None => {
+                    inner.stats.timeouts.inc();
+                    return Err(PoolError::Timeout { pool: s.name.clone(), size: s.size, waited: start.elapsed() });
+                }
+            },
+        };
         let mut backoff = Duration::from_millis(50);
         loop {
             match inner.manager.connect().await {
                 Ok(conn) => {
                     inner.stats.opened.inc();
                     inner.stats.record_assignment(start.elapsed());
-                    return Ok(self.lease(conn, Instant::now(), permit));
+                    return Ok(self.lease(conn, Instant::now(), ticket, permit));
                 }
                 Err(e) if inner.manager.is_transient(&e) && Instant::now() + backoff < deadline => {
                     inner.stats.errors.inc();
@@ -169,9 +193,9 @@ impl<M: Manager> Pool<M> {
         }
     }
 
-    fn lease(&self, conn: M::Conn, created: Instant, permit: OwnedSemaphorePermit) -> Lease<M> {
+    fn lease(&self, conn: M::Conn, created: Instant, ticket: Option<BudgetTicket>, permit: OwnedSemaphorePermit) -> Lease<M> {
         self.inner.stats.active.inc();
-        Lease { conn: Some(conn), created, pool: self.inner.clone(), _permit: permit }
+        Lease { conn: Some(conn), created, pool: self.inner.clone(), ticket, _permit: permit }
     }
 
     /// Closes idle connections and refuses new leases; leases out now finish normally.
@@ -201,12 +225,13 @@ impl<M: Manager> Inner<M> {
         created.elapsed() >= self.settings.max_lifetime || since.elapsed() >= self.settings.idle_timeout
     }
 
-    fn push_idle(&self, conn: M::Conn, created: Instant) {
-        if self.sem.is_closed() || created.elapsed() >= self.settings.max_lifetime {
+    fn push_idle(&self, conn: M::Conn, created: Instant, ticket: Option<BudgetTicket>) {
+        let shed = || self.budget.as_ref().is_some_and(|b| b.shed());
+        if self.sem.is_closed() || created.elapsed() >= self.settings.max_lifetime || shed() {
             self.stats.closed.inc();
             return;
         }
-        self.idle.lock().push(Idle { conn, created, since: Instant::now() });
+        self.idle.lock().push(Idle { conn, created, since: Instant::now(), _ticket: ticket });
         self.stats.idle.inc();
     }
 }
@@ -215,7 +240,7 @@ impl<M: Manager> Lease<M> {
     /// Returns a clean connection to the pool.
     pub fn release(mut self) {
         if let Some(conn) = self.conn.take() {
-            self.pool.push_idle(conn, self.created);
+            self.pool.push_idle(conn, self.created, self.ticket.take());
         }
     }
 
@@ -286,12 +311,20 @@ async fn maintain<M: Manager>(weak: Weak<Inner<M>>) {
             inner.stats.idle.set(idle.len() as i64);
             inner.stats.closed.inc_by(removed as u64);
         }
+        shed_idle(&inner);
         while inner.idle.lock().len() < keep {
             let Ok(permit) = inner.sem.clone().try_acquire_owned() else { break };
+            let ticket = match &inner.budget {
+                None => None,
+                Some(b) => match b.acquire(Instant::now()).await {
+                    Some(t) => Some(t),
+                    None => break,
+                },
+            };
             match inner.manager.connect().await {
                 Ok(conn) => {
                     inner.stats.opened.inc();
-                    inner.push_idle(conn, Instant::now());
+                    inner.push_idle(conn, Instant::now(), ticket);
                 }
                 Err(e) => {
                     inner.stats.errors.inc();
@@ -301,5 +334,16 @@ async fn maintain<M: Manager>(weak: Weak<Inner<M>>) {
             }
             drop(permit);
         }
+    }
+}
+
+/// Closes idle connections the budget asks back (oldest first).
+fn shed_idle<M: Manager>(inner: &Inner<M>) {
+    let Some(budget) = &inner.budget else { return };
+    let mut idle = inner.idle.lock();
+    while !idle.is_empty() && budget.shed_idle() {
+        idle.remove(0);
+        inner.stats.idle.dec();
+        inner.stats.closed.inc();
     }
 }

@@ -172,6 +172,14 @@ impl Cluster {
         }));
     }
 
+    /// Stops this node's cluster tasks without giving its leases back: to the other nodes it
+    /// looks like a node that crashed (its leases expire after `lease_ttl`). For tests.
+    #[doc(hidden)]
+    pub fn halt(&self) {
+        self.core.stop.cancel();
+        self.core.usable.store(false, Ordering::SeqCst);
+    }
+
     pub fn node_id(&self) -> &str {
         &self.core.node_id
     }

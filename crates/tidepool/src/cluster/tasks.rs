@@ -138,6 +138,7 @@ fn parse_members(v: &Value) -> Option<(bool, Vec<Peer>)> {
         let [id, addr] = pair else { return None };
         peers.push(Peer { node_id: redis::from_redis_value_ref(id).ok()?, advertise_addr: redis::from_redis_value_ref(addr).ok()? });
     }
+    peers.sort_by(|a, b| a.node_id.cmp(&b.node_id));
     Some((settling == 1, peers))
 }
 
@@ -192,6 +193,9 @@ pub(super) async fn subscriber(core: Arc<Core>) {
                     if let Ok(text) = std::str::from_utf8(msg.get_payload_bytes()) {
                         handle(&core, text);
                     }
+                }
+                if core.stop.is_cancelled() {
+                    return;
                 }
                 core.failed("subscribe", "connection closed");
             }

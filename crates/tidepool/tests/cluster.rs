@@ -28,7 +28,8 @@ fn cluster_toml(setup: &Setup, redis: &str, node: &str) -> String {
 }
 
 async fn node(cluster: &TestCluster, db: &str, redis: &str, name: &str) -> Result<Proxy> {
-    let setup = Setup::new(cluster, db).db(&format!("pool_size = {BUDGET}")).db("pool_timeout = \"60s\"");
+    let setup =
+        Setup::new(cluster, db).db(&format!("pool_size = {BUDGET}")).db("pool_timeout = \"60s\"").server(&format!("admin_users = [\"{SCRAM_CLIENT}\"]"));
     Proxy::start(&cluster_toml(&setup, redis, name)).await
 }
 
@@ -219,6 +220,21 @@ async fn a_cancel_sent_to_another_node_reaches_the_query_and_a_random_key_does_n
     let a = node(cluster, &db, &redis.url(), "a").await?;
     let b = node(cluster, &db, &redis.url(), "b").await?;
     coordinated(&[&a, &b], 2).await?;
+
+    // SHOW PEERS on A's console lists both nodes.
+    let mut console = a.config(SCRAM_CLIENT, Some(SCRAM_CLIENT_PW));
+    console.dbname("pgbouncer");
+    let console = common::connect(&console).await?;
+    let rows: Vec<String> = console
+        .simple_query("SHOW PEERS")
+        .await?
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(format!("{} {}", r.get(0).unwrap_or(""), r.get(2).unwrap_or(""))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rows, ["a yes", "b no"]);
 
     // The client reaches A through the balancer; its cancel request is sent after the balancer
     // switched to B, so it arrives at B.

@@ -9,6 +9,7 @@
 //! Errors follow PgBouncer: an unknown command or a stats user running an admin command is an
 //! ErrorResponse with SQLSTATE 08P01, after which the session goes on.
 
+mod peers;
 mod show;
 
 use std::net::SocketAddr;

@@ -29,6 +29,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub use budget::{Acquire, Budget, BudgetTicket};
 pub use stats::PoolStats;
 
+/// A waiter for budget looks at the idle connections this often.
+const BUDGET_SLICE: Duration = Duration::from_millis(25);
+
 /// Creates and checks connections for a pool.
 pub trait Manager: Send + Sync + 'static {
     type Conn: Send + 'static;
@@ -163,9 +166,21 @@ impl<M: Manager> Pool<M> {
         let deadline = start + s.timeout;
         let ticket = match &inner.budget {
             None => None,
-            Some(b) => match b.acquire(deadline).await {
-                Some(t) => Some(t),
-                None => {
+            // Waits for budget in short slices: a connection that comes back idle meanwhile
+            // (another lease of this pool returned) is taken instead of new budget.
+            Some(b) => loop {
+                if let Some(t) = b.acquire(deadline.min(Instant::now() + BUDGET_SLICE)).await {
+                    break Some(t);
+                }
+                if let Some(idle) = inner.pop_idle() {
+                    if inner.expired(idle.created, idle.since) || !inner.manager.is_healthy(&idle.conn) {
+                        inner.stats.closed.inc();
+                        continue;
+                    }
+                    inner.stats.record_assignment(start.elapsed());
+                    return Ok(self.lease(idle.conn, idle.created, idle._ticket, permit));
+                }
+                if Instant::now() >= deadline {
                     inner.stats.timeouts.inc();
                     return Err(PoolError::Timeout { pool: s.name.clone(), size: s.size, waited: start.elapsed() });
                 }

@@ -21,6 +21,12 @@ use crate::pool::{Acquire, Budget, BudgetTicket};
 const RETRY: Duration = Duration::from_millis(20);
 /// A waiting opener asks the other nodes for idle connections at most this often.
 const ASK_INTERVAL: Duration = Duration::from_millis(100);
+/// After Redis refused a lease (budget in use), this pool's openers wait this long before the
+/// next attempt (one attempt per pool, not one per waiting client).
+const DENIED_PAUSE: Duration = Duration::from_millis(40);
+/// A node at or above its fair share does not compete for leases this long after another node
+/// asked for some.
+const YIELD_AFTER_ASK: Duration = Duration::from_millis(250);
 
 pub struct PoolBudget {
     core: Arc<Core>,
@@ -39,6 +45,10 @@ pub struct PoolBudget {
     /// `local` when the current outage began.
     at_outage: AtomicUsize,
     last_ask: Mutex<Option<Instant>>,
+    /// When Redis last refused a lease of this pool.
+    last_denied: Mutex<Option<Instant>>,
+    /// When another node last asked this pool for connections.
+    last_asked_by_peer: Mutex<Option<Instant>>,
 }
 
 /// One held unit; dropping it (the connection closed) gives the unit back.
@@ -71,6 +81,8 @@ impl PoolBudget {
             owed_idle: AtomicUsize::new(0),
             at_outage: AtomicUsize::new(0),
             last_ask: Mutex::new(None),
+            last_denied: Mutex::new(None),
+            last_asked_by_peer: Mutex::new(None),
         })
     }
 
@@ -128,6 +140,7 @@ impl PoolBudget {
     /// node's fair share at their checkin.
     pub(super) fn release_requested(&self, n: usize) {
         self.core.metrics.release_requests_received.inc();
+        *self.last_asked_by_peer.lock() = Some(Instant::now());
         self.owed_idle.fetch_max(n, Ordering::SeqCst);
         let excess = self.local.load(Ordering::SeqCst).saturating_sub(self.share());
         self.owed.fetch_max(n.min(excess), Ordering::SeqCst);
@@ -183,6 +196,7 @@ impl PoolBudget {
                 Some(Some(self.grant(id)))
             }
             Ok(Ok(0)) => {
+                *self.last_denied.lock() = Some(Instant::now());
                 core.metrics.lease_denied.inc();
                 Some(None)
             }
@@ -216,7 +230,7 @@ impl PoolBudget {
 
     async fn acquire_until(self: Arc<Self>, deadline: Instant) -> Option<BudgetTicket> {
         loop {
-            if self.core.usable() {
+            if self.core.usable() && self.may_try() {
                 match self.try_redis().await {
                     Some(Some(t)) => return Some(t),
                     Some(None) => self.ask_peers(),
@@ -234,6 +248,16 @@ impl PoolBudget {
             }
             tokio::time::sleep(RETRY.min(deadline - now)).await;
         }
+    }
+
+    /// Whether to ask Redis now: not right after a refusal (another opener of this pool just
+    /// tried), and not while another node waits and this one holds its fair share or more.
+    fn may_try(&self) -> bool {
+        let recent = |m: &Mutex<Option<Instant>>, d: Duration| m.lock().is_some_and(|t| t.elapsed() < d);
+        if recent(&self.last_denied, DENIED_PAUSE) {
+            return false;
+        }
+        !(self.local.load(Ordering::SeqCst) >= self.share() && recent(&self.last_asked_by_peer, YIELD_AFTER_ASK))
     }
 
     /// Consumes one unit of `counter` if positive.

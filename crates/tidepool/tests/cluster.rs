@@ -104,8 +104,11 @@ async fn pgbench(proxy: &Proxy, clients: u32, secs: u32) -> Result<(u64, u64)> {
     Ok((processed, out.pgbench_failed()))
 }
 
-fn members(redis: &TestRedis, db: &str) -> Result<String> {
-    redis.command(&format!("ZRANGE {{tidepool}}:budget:{db} 0 -1"))
+/// The leases of pool `db` in Redis (members `<node>:<n>`, space-separated).
+fn members(redis: &TestRedis) -> Result<String> {
+    let reply = redis.command(&format!("EVAL \"return table.concat(redis.call('ZRANGE', KEYS[1], 0, -1), ' ')\" 1 {{tidepool}}:budget:{}", common::DB))?;
+    anyhow::ensure!(!reply.starts_with('-'), "redis: {reply}");
+    Ok(reply)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -147,8 +150,8 @@ async fn three_nodes_never_exceed_one_budget_through_a_crash_and_a_redis_restart
         assert!(r.0 > 0 && r.1 == 0, "node {name}: {r:?}");
     }
     assert!(max <= BUDGET, "{max} upstream connections with a budget of {BUDGET}");
-    let left = members(&redis, &db)?;
-    assert!(!left.contains("c:"), "node c's leases expired: {left}");
+    let left = members(&redis)?;
+    assert!(!left.is_empty() && !left.contains("c:"), "node c's leases expired, a's and b's are there: {left}");
     // 16 clients on a and b: they used the whole budget, c's share included.
     assert_eq!(max, BUDGET, "a and b took over c's share");
     coordinated(&[&a, &b], 2).await?;
@@ -172,9 +175,10 @@ async fn three_nodes_never_exceed_one_budget_through_a_crash_and_a_redis_restart
     assert!(fallbacks >= 1, "the restart was noticed");
     // The nodes re-registered their leases in the new Redis.
     coordinated(&[&a, &b], 2).await?;
-    let held = a.app().cluster.as_ref().unwrap().metrics().leases_held.get() + b.app().cluster.as_ref().unwrap().metrics().leases_held.get();
-    let in_redis = members(&redis, &db)?.lines().filter(|l| !l.is_empty()).count() as i64;
-    assert!(in_redis >= held.min(1) && in_redis <= BUDGET, "{in_redis} leases in Redis, {held} held");
+    let held = || a.app().cluster.as_ref().unwrap().metrics().leases_held.get() + b.app().cluster.as_ref().unwrap().metrics().leases_held.get();
+    let in_redis = || members(&redis).map(|m| m.split_whitespace().count() as i64).unwrap_or(-1);
+    wait_until("every lease held is in the new Redis", || held() > 0 && in_redis() == held()).await?;
+    assert!(in_redis() <= BUDGET);
 
     sampler.stop().await?;
     eprintln!("sampled maximum of upstream connections (budget {BUDGET}): {:?}", report.lock());
@@ -266,4 +270,94 @@ async fn a_cancel_sent_to_another_node_reaches_the_query_and_a_random_key_does_n
     a.stop().await;
     b.stop().await;
     Ok(())
+}
+
+/// A real `tidepool serve` process with this TOML (killed on drop).
+struct RealNode {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+    pg: u16,
+}
+
+impl RealNode {
+    fn start(toml: &str, pg: u16) -> Result<RealNode> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("tidepool.toml");
+        std::fs::write(&path, toml)?;
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_tidepool"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        Ok(RealNode { child, _dir: dir, pg })
+    }
+
+    fn url(&self) -> String {
+        format!("postgresql://{SCRAM_CLIENT}:{SCRAM_CLIENT_PW}@127.0.0.1:{}/{}?sslmode=disable", self.pg, common::DB)
+    }
+}
+
+impl Drop for RealNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_with_sigkill_gives_its_budget_back_within_the_lease_ttl() -> Result<()> {
+    let cluster = TestCluster::shared().await?;
+    let db = cluster.unique_database("cluster_sigkill").await?;
+    let redis = TestRedis::start()?;
+    let a = node(cluster, &db, &redis.url(), "a").await?;
+    let port = tidepool_testkit::free_port();
+    let setup = Setup::new(cluster, &db).db(&format!("pool_size = {BUDGET}")).db("pool_timeout = \"60s\"");
+    let toml = cluster_toml(&setup, &redis.url(), "k").replace("pg_listen = \"127.0.0.1:0\"", &format!("pg_listen = \"127.0.0.1:{port}\""));
+    let mut k = RealNode::start(&toml, port)?;
+    coordinated(&[&a], 2).await?;
+    let init = run_pgbench(["-i", "-s", "1", "-q", a.url(SCRAM_CLIENT, Some(SCRAM_CLIENT_PW)).as_str()]).await?;
+    init.ok()?;
+    let sampler = Sampler::start(cluster, &db).await?;
+
+    // K takes most of the budget (12 clients, A idle), then dies with SIGKILL mid-run.
+    let k_url = k.url();
+    let load = tokio::spawn(async move { run_pgbench(["-n", "-c", "12", "-j", "1", "-T", "30", k_url.as_str()]).await });
+    let seen = sampler.max.clone();
+    wait_until_async("K holds leases and has its connections open", || async {
+        members(&redis).map(|m| m.matches("k:").count()).unwrap_or(0) >= 5 && seen.load(Ordering::SeqCst) >= 5
+    })
+    .await?;
+    k.child.kill()?;
+    k.child.wait()?;
+    let _ = load.await?;
+    let held_by_k = members(&redis)?.matches("k:").count();
+    assert!(held_by_k >= 5, "K's leases outlive it until they expire ({held_by_k})");
+    let max_before = sampler.take_max();
+    assert!(max_before <= BUDGET, "{max_before} upstream connections with a budget of {BUDGET}");
+
+    // A, with 12 clients, gets the whole budget once K's leases expired.
+    let r = pgbench(&a, 12, 7).await?;
+    assert!(r.0 > 0 && r.1 == 0, "{r:?}");
+    let max = sampler.take_max();
+    let left = members(&redis)?;
+    assert!(!left.is_empty() && !left.contains("k:"), "K's leases expired, A's are there: {left}");
+    assert!(max <= BUDGET, "{max} upstream connections with a budget of {BUDGET}");
+    // K's connections died with it: what the sampler saw since is A's alone.
+    assert_eq!(max, BUDGET, "A took over K's share");
+    sampler.stop().await?;
+    eprintln!("SIGKILL: sampled maximum of upstream connections {max_before} before/at the kill, {max} after (budget {BUDGET}); K held {held_by_k} leases when killed");
+    a.stop().await;
+    Ok(())
+}
+
+async fn wait_until_async<F: std::future::Future<Output = bool>>(what: &str, mut cond: impl FnMut() -> F) -> Result<()> {
+    for _ in 0..3000 {
+        if cond().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    anyhow::bail!("timed out waiting until {what}")
 }

@@ -33,7 +33,8 @@ pub struct PoolBudget {
     /// The pool's name (`db` or `db/role`), as in messages between nodes.
     name: String,
     key: String,
-    limit: usize,
+    /// The limit over all nodes (the pool's size; changed by [`Budget::resize`]).
+    limit: AtomicUsize,
     /// Units held (connections open with a unit).
     local: AtomicUsize,
     /// Ids of the units held (renewed by the heartbeat).
@@ -74,7 +75,7 @@ impl PoolBudget {
             key: core.keys.budget(name),
             core,
             name: name.to_owned(),
-            limit,
+            limit: AtomicUsize::new(limit),
             local: AtomicUsize::new(0),
             held: Mutex::new(HashSet::new()),
             owed: AtomicUsize::new(0),
@@ -84,6 +85,10 @@ impl PoolBudget {
             last_denied: Mutex::new(None),
             last_asked_by_peer: Mutex::new(None),
         })
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::SeqCst)
     }
 
     pub fn name(&self) -> &str {
@@ -112,7 +117,7 @@ impl PoolBudget {
     fn share(&self) -> usize {
         match self.core.node_count() {
             0 => 1,
-            n => (self.limit / n).max(1),
+            n => (self.limit() / n).max(1),
         }
     }
 
@@ -130,9 +135,10 @@ impl PoolBudget {
     /// After a heartbeat saw `live` leases in Redis: above the limit (fallback units re-added)
     /// → give back what this node holds beyond its share.
     pub(super) fn observed(&self, live: usize) {
-        if live > self.limit {
+        let limit = self.limit();
+        if live > limit {
             let excess = self.local.load(Ordering::SeqCst).saturating_sub(self.share());
-            self.owed.fetch_max((live - self.limit).min(excess), Ordering::SeqCst);
+            self.owed.fetch_max((live - limit).min(excess), Ordering::SeqCst);
         }
     }
 
@@ -184,7 +190,7 @@ impl PoolBudget {
             .arg(&self.key)
             .arg(core.keys.epoch())
             .arg(core.keys.settle())
-            .arg(self.limit)
+            .arg(self.limit())
             .arg(self.member(id))
             .arg(ttl)
             .arg(settle);
@@ -284,5 +290,9 @@ impl Budget for Hook {
 
     fn shed_idle(&self) -> bool {
         PoolBudget::take(&self.0.owed_idle) || self.shed()
+    }
+
+    fn resize(&self, limit: usize) {
+        self.0.limit.store(limit.max(1), Ordering::SeqCst);
     }
 }

@@ -10,6 +10,8 @@
 mod lease;
 mod scripts;
 mod tasks;
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};

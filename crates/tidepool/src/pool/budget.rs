@@ -33,4 +33,7 @@ pub trait Budget: Send + Sync + 'static {
     fn shed_idle(&self) -> bool {
         self.shed()
     }
+    /// The pool's size changed (configuration reload): the new limit. Units held beyond it are
+    /// given back as their connections close.
+    fn resize(&self, _limit: usize) {}
 }

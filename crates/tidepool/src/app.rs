@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cancel::CancelRegistry;
-use crate::config::{Config, DatabaseConfig, UpstreamUrl};
-use crate::pool::{Lease, Manager, Pool, PoolError, PoolSettings};
+use crate::config::{Config, DatabaseConfig};
+use crate::pool::{Lease, Manager, Pool, PoolError};
 use crate::target::RolePool;
 use crate::upstream::{self, ServerConn, UpstreamError, UpstreamTarget};
 use crate::users::UserStore;
@@ -60,9 +60,15 @@ pub struct Database {
     pub upstream_user: String,
     /// Pools of the `[[databases.roles]]` API keys may be bound to, by role name.
     pub roles: HashMap<String, Arc<RolePool>>,
-    pub clients: AtomicUsize,
+    /// Shared with the instance a reload replaces this one by, as are `xacts` and `traffic`.
+    pub clients: Arc<AtomicUsize>,
     /// Transaction-mode wire transactions completed (the console's `total_xact_count`).
-    pub xacts: std::sync::atomic::AtomicU64,
+    pub xacts: Arc<std::sync::atomic::AtomicU64>,
+    /// `DISABLE db`: new client connections are refused until `ENABLE db`.
+    pub disabled: Arc<std::sync::atomic::AtomicBool>,
+    /// Paused pools a reload replaced (sessions from before still lease from them): `RESUME`
+    /// lifts their pause too.
+    pub paused_predecessors: Mutex<Vec<Pool<Upstream>>>,
     /// ParameterStatus values of a pristine server connection, learned on first use.
     pub defaults: Mutex<Option<Vec<(String, String)>>>,
     /// Startup parameters already validated on a server: (name, value) → the ParameterStatus
@@ -213,8 +219,10 @@ pub async fn sync_params(conn: &mut ServerConn, want: &HashMap<String, String>) 
 }
 
 pub struct App {
-    pub config: Arc<Config>,
-    pub databases: HashMap<String, Arc<Database>>,
+    /// The running configuration; read it with [`App::config`] (a reload swaps it).
+    pub config: parking_lot::RwLock<Arc<Config>>,
+    /// Read with [`App::database`] / [`App::databases`] (a reload swaps entries).
+    pub databases: parking_lot::RwLock<HashMap<String, Arc<Database>>>,
     pub users: UserStore,
     pub cancels: Arc<CancelRegistry>,
     pub registry: Mutex<Registry>,
@@ -226,7 +234,20 @@ pub struct App {
     /// Cancelled when draining is over: the admin listener (which reports 503 meanwhile) stops.
     pub stopped: CancellationToken,
     pub tracker: TaskTracker,
-    pub pg_tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The wire listener's TLS acceptor ([`App::pg_tls`]); a reload swaps it.
+    pub pg_tls: parking_lot::RwLock<Option<tokio_rustls::TlsAcceptor>>,
+    /// The HTTP listener's TLS acceptor ([`App::http_tls`]); a reload swaps it.
+    pub http_tls: parking_lot::RwLock<Option<tokio_rustls::TlsAcceptor>>,
+    /// The file `serve` read the config from (what SIGHUP and RELOAD re-read), if any.
+    pub config_path: Mutex<Option<std::path::PathBuf>>,
+    /// Metric families new databases register into on reload.
+    pub traffic: crate::stats::Families,
+    /// Names whose metrics are registered (a database re-added by reload reuses them).
+    pub registered: Mutex<std::collections::HashSet<String>>,
+    /// One reload at a time.
+    pub reloading: tokio::sync::Mutex<()>,
+    /// Per-period averages for the console (`crate::stats::period`).
+    pub stats_period: crate::stats::period::StatsPeriod,
     pub api_keys: crate::keys::ApiKeys,
     pub itx: crate::frontend::http::prisma::ItxRegistry,
     /// Slots for TCP connections that have not finished logging in (`max_preauth_connections`).
@@ -290,40 +311,11 @@ impl App {
         };
         let mut databases = HashMap::new();
         for db in &config.databases {
-            let url = UpstreamUrl::parse(&db.url).map_err(|e| anyhow::anyhow!("database {}: {e}", db.name))?;
-            let upstream_user = url.user.clone();
-            let db_registry = registry.sub_registry_with_label(("database".into(), db.name.clone().into()));
-            let roles = crate::target::role_pools(db, &url, &tracker, db_registry, cluster.as_deref())?;
-            let target = UpstreamTarget::from_config(url, db).map_err(|e| anyhow::anyhow!("database {}: upstream TLS: {e}", db.name))?;
-            let settings = PoolSettings {
-                name: db.name.clone(),
-                size: db.own_pool_size(),
-                min_idle: db.min_idle,
-                timeout: db.pool_timeout,
-                idle_timeout: db.idle_timeout,
-                max_lifetime: db.max_lifetime,
-            };
-            let budget = cluster.as_ref().map(|c| c.budget(&settings.name, settings.size));
-            let pool = Pool::with_budget(settings, Upstream { target, tracker: tracker.clone() }, budget);
-            // The own pool's metrics keep only the `database` label (as before roles existed).
-            pool.stats().register(db_registry);
-            let database = Database {
-                config: db.clone(),
-                pool,
-                upstream_user,
-                roles,
-                clients: AtomicUsize::new(0),
-                xacts: Default::default(),
-                defaults: Mutex::new(None),
-                validated: Mutex::new(HashMap::new()),
-                traffic: crate::stats::DbTraffic::new(&traffic, &db.name),
-            };
+            let database = crate::reload::build_database(db, Some(&mut registry), &tracker, &traffic, None, cluster.as_deref())?;
             databases.insert(db.name.clone(), Arc::new(database));
         }
-        let pg_tls = match (&config.server.tls_cert, &config.server.tls_key) {
-            (Some(c), Some(k)) => Some(tokio_rustls::TlsAcceptor::from(crate::net::server_tls_config(c, k, &[])?)),
-            _ => None,
-        };
+        let (pg_tls, http_tls) = crate::reload::tls_acceptors(&config)?;
+        let registered = config.databases.iter().map(|d| d.name.clone()).collect();
         let api_keys = crate::keys::ApiKeys::from_config(&config);
         let mut cache = crate::cache::Cache::new(config.cache.clone(), None, tracker.clone());
         cache.metrics().register(&mut registry);
@@ -337,8 +329,8 @@ impl App {
         }
         Ok(Arc::new(App {
             users: UserStore::from_config(&config).registered(&mut registry),
-            config: Arc::new(config),
-            databases,
+            config: parking_lot::RwLock::new(Arc::new(config)),
+            databases: parking_lot::RwLock::new(databases),
             cancels,
             cluster,
             registry: Mutex::new(registry),
@@ -347,7 +339,13 @@ impl App {
             stopped: CancellationToken::new(),
             stop_requested: CancellationToken::new(),
             tracker,
-            pg_tls,
+            pg_tls: parking_lot::RwLock::new(pg_tls),
+            http_tls: parking_lot::RwLock::new(http_tls),
+            config_path: Mutex::new(None),
+            traffic,
+            registered: Mutex::new(registered),
+            reloading: tokio::sync::Mutex::new(()),
+            stats_period: Default::default(),
             api_keys,
             itx: Default::default(),
             preauth_pg: Arc::new(tokio::sync::Semaphore::new(config_preauth)),
@@ -356,8 +354,26 @@ impl App {
         }))
     }
 
-    pub fn database(&self, name: &str) -> Option<&Arc<Database>> {
-        self.databases.get(name)
+    /// The running configuration (a reload replaces it; hold the `Arc` for a consistent view).
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().clone()
+    }
+
+    pub fn database(&self, name: &str) -> Option<Arc<Database>> {
+        self.databases.read().get(name).cloned()
+    }
+
+    /// Every configured database, in no particular order.
+    pub fn databases(&self) -> Vec<Arc<Database>> {
+        self.databases.read().values().cloned().collect()
+    }
+
+    pub fn pg_tls(&self) -> Option<tokio_rustls::TlsAcceptor> {
+        self.pg_tls.read().clone()
+    }
+
+    pub fn http_tls(&self) -> Option<tokio_rustls::TlsAcceptor> {
+        self.http_tls.read().clone()
     }
 
     /// Prometheus text exposition of every metric.

@@ -50,16 +50,17 @@ struct FileState {
 const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct ApiKeys {
-    from_config: Vec<ApiKey>,
-    file: Option<PathBuf>,
+    /// Both replaced by [`ApiKeys::reload`].
+    from_config: parking_lot::RwLock<Vec<ApiKey>>,
+    file: parking_lot::RwLock<Option<PathBuf>>,
     state: Mutex<FileState>,
 }
 
 impl ApiKeys {
     pub fn from_config(config: &Config) -> Self {
         let keys = ApiKeys {
-            from_config: config.api_keys.iter().filter_map(parse_entry).collect(),
-            file: config.http.api_key_file.clone(),
+            from_config: parking_lot::RwLock::new(config.api_keys.iter().filter_map(parse_entry).collect()),
+            file: parking_lot::RwLock::new(config.http.api_key_file.clone()),
             state: Mutex::new(FileState { modified: None, checked: None, keys: Vec::new() }),
         };
         keys.refresh();
@@ -68,8 +69,17 @@ impl ApiKeys {
 
     /// Re-reads the key file if it changed; looks at it at most once per second, so requests do
     /// not each pay a blocking `stat` on the runtime.
+    /// Takes the keys of a reloaded config and re-reads the key file now.
+    pub fn reload(&self, config: &Config) {
+        *self.from_config.write() = config.api_keys.iter().filter_map(parse_entry).collect();
+        *self.file.write() = config.http.api_key_file.clone();
+        *self.state.lock() = FileState { modified: None, checked: None, keys: Vec::new() };
+        self.refresh();
+    }
+
     fn refresh(&self) {
-        let Some(path) = &self.file else { return };
+        let Some(path) = self.file.read().clone() else { return };
+        let path = &path;
         let mut st = self.state.lock();
         if st.checked.is_some_and(|t| t.elapsed() < RECHECK) {
             return;
@@ -89,7 +99,7 @@ impl ApiKeys {
         let h = hash_key(key);
         let st = self.state.lock();
         let mut found = None;
-        for k in self.from_config.iter().chain(st.keys.iter()) {
+        for k in self.from_config.read().iter().chain(st.keys.iter()) {
             if tidepool_proto::auth::ct_eq(&k.sha256, &h) && found.is_none() {
                 found = Some(k.clone());
             }

@@ -21,6 +21,7 @@ pub mod frontend;
 pub mod keys;
 pub mod net;
 pub mod pool;
+pub mod reload;
 pub mod run;
 pub mod stats;
 pub mod target;

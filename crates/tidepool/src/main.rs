@@ -126,7 +126,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve { config } => match Config::load(&config, std::env::vars()) {
             Ok(c) => {
                 init_logging(c.server.log_format, &c.server.log_level);
-                runtime(c.server.effective_worker_threads()).and_then(|rt| rt.block_on(tidepool::run::serve(c)))
+                runtime(c.server.effective_worker_threads()).and_then(|rt| rt.block_on(tidepool::run::serve(c, Some(config))))
             }
             Err(e) => Err(e.into()),
         },

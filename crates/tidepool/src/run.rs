@@ -1,5 +1,6 @@
 //! Running tidepool: bind the configured listeners, serve until SIGINT/SIGTERM, then drain —
 //! stop accepting, let sessions finish their transactions (up to `shutdown_timeout`), close pools.
+//! SIGHUP re-reads the config file ([`crate::reload`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,7 +27,8 @@ pub struct Running {
 /// Binds every configured listener and starts serving in background tasks.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let app = App::new(config)?;
-    let s = &app.config.server;
+    let s = &app.config().server;
+    tokio::spawn(crate::stats::period::run(app.clone()));
     let mut bound = Bound::default();
     if let Some(addr) = s.pg_listen {
         let l = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr} (pg_listen): {e}"))?;
@@ -52,11 +54,11 @@ impl Running {
         let app = self.app;
         app.shutdown.cancel();
         app.tracker.close();
-        let grace = app.config.server.shutdown_timeout;
+        let grace = app.config().server.shutdown_timeout;
         if tokio::time::timeout(grace, app.tracker.wait()).await.is_err() {
             tracing::warn!(remaining = app.tracker.len(), "shutdown_timeout reached; closing remaining sessions");
         }
-        for db in app.databases.values() {
+        for db in app.databases().iter() {
             db.close_pools();
         }
         app.stopped.cancel();
@@ -78,9 +80,37 @@ pub async fn signal() {
     let _ = ctrl_c.await;
 }
 
-/// `tidepool serve`: run until a signal, then drain.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+/// Reloads the config on every SIGHUP until `app` stops (Unix only).
+pub fn reload_on_sighup(app: &Arc<App>) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let app = app.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = app.stopped.cancelled() => return,
+                    r = hup.recv() => if r.is_none() { return },
+                }
+                tracing::info!("SIGHUP: reloading the configuration");
+                // The outcome is logged by `reload`; a rejected file leaves everything as it was.
+                let _ = crate::reload::reload(&app).await;
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = app;
+    Ok(())
+}
+
+/// `tidepool serve`: run until a signal, then drain. With `path` (the file `config` was read
+/// from), SIGHUP and the console's RELOAD re-read it.
+pub async fn serve(config: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let running = start(config).await?;
+    if let Some(p) = path {
+        *running.app.config_path.lock() = Some(p);
+        reload_on_sighup(&running.app)?;
+    }
     let b = &running.bound;
     tracing::info!(pg = ?b.pg, http = ?b.http, admin = ?b.admin, "tidepool is ready");
     tokio::select! {

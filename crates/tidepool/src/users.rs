@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -38,6 +39,7 @@ pub enum Credential {
     Trust,
 }
 
+#[derive(Clone)]
 pub struct User {
     pub credential: Credential,
     /// Databases this user may use; empty = all.
@@ -63,13 +65,19 @@ pub enum UnknownMethod {
     Md5,
 }
 
-pub struct UserStore {
+/// The part of the store a reload replaces.
+struct Accounts {
     users: HashMap<String, User>,
+    decoy_iterations: u32,
+    unknown_method: UnknownMethod,
+}
+
+pub struct UserStore {
+    /// Replaced whole by [`UserStore::reload`].
+    accounts: parking_lot::RwLock<Arc<Accounts>>,
     /// Keys the decoy salts of unknown users.
     secret: Vec<u8>,
-    decoy_iterations: u32,
     decoy_password: String,
-    unknown_method: UnknownMethod,
     /// Failed-login throttle for every password check.
     pub throttle: AuthThrottle,
     /// Keyed digests of (user, password) pairs already verified, so HTTP requests that carry a
@@ -135,11 +143,9 @@ impl UserStore {
         let mut cache_key = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut cache_key);
         UserStore {
-            users,
+            accounts: parking_lot::RwLock::new(Arc::new(Accounts { users, decoy_iterations, unknown_method })),
             secret,
-            decoy_iterations,
             decoy_password: rand_password(),
-            unknown_method,
             throttle: AuthThrottle::new(ThrottleSettings::from_config(&config.server)),
             verified: Default::default(),
             cache_key,
@@ -152,13 +158,25 @@ impl UserStore {
         self
     }
 
-    pub fn get(&self, name: &str) -> Option<&User> {
-        self.users.get(name)
+    /// Takes the users (names, credentials, databases) of a reloaded config; passwords verified
+    /// before are forgotten, so a changed password is needed from the next login on.
+    pub fn reload(&self, config: &Config) {
+        let fresh = UserStore::from_config(config).accounts.into_inner();
+        *self.accounts.write() = fresh;
+        self.verified.lock().clear();
+    }
+
+    fn accounts(&self) -> Arc<Accounts> {
+        self.accounts.read().clone()
+    }
+
+    pub fn get(&self, name: &str) -> Option<User> {
+        self.accounts().users.get(name).cloned()
     }
 
     /// The method unknown users are asked for.
     pub fn unknown_method(&self) -> UnknownMethod {
-        self.unknown_method
+        self.accounts().unknown_method
     }
 
     /// The SCRAM verifier shown for an unknown user: a salt fixed per name (keyed by the server
@@ -167,16 +185,17 @@ impl UserStore {
         let salt = hmac(&self.secret, &[b"decoy salt", name.as_bytes()])[..16].to_vec();
         let stored_key = hmac(&self.secret, &[b"decoy stored key", name.as_bytes()]);
         let server_key = hmac(&self.secret, &[b"decoy server key", name.as_bytes()]);
-        ScramVerifier { iterations: self.decoy_iterations, salt, stored_key, server_key }
+        ScramVerifier { iterations: self.accounts().decoy_iterations, salt, stored_key, server_key }
     }
 
     /// How to challenge a login by `name`.
     pub fn challenge(&self, name: &str) -> Challenge {
-        match self.users.get(name).map(|u| &u.credential) {
+        let accounts = self.accounts();
+        match accounts.users.get(name).map(|u| &u.credential) {
             Some(Credential::Trust) => Challenge::Trust,
             Some(Credential::Md5 { password, .. }) => Challenge::Md5 { password: password.clone(), known: true },
             Some(Credential::Scram(v)) => Challenge::Scram { verifier: v.clone(), known: true },
-            None => match self.unknown_method {
+            None => match accounts.unknown_method {
                 UnknownMethod::Scram => Challenge::Scram { verifier: self.decoy(name), known: false },
                 UnknownMethod::Md5 => Challenge::Md5 { password: self.decoy_password.clone(), known: false },
             },
@@ -202,7 +221,7 @@ impl UserStore {
         if self.verified.lock().contains(&token) {
             return true;
         }
-        let credential = self.users.get(name).map(|u| u.credential.clone());
+        let credential = self.get(name).map(|u| u.credential);
         if matches!(credential, Some(Credential::Trust)) {
             return true;
         }
@@ -225,7 +244,7 @@ impl UserStore {
 
     /// Checks a plaintext password against the user's credential (runs PBKDF2; no throttle).
     pub fn check_password(&self, name: &str, password: &str) -> bool {
-        check_credential(self.users.get(name).map(|u| &u.credential), &self.decoy(name), password)
+        check_credential(self.get(name).map(|u| u.credential).as_ref(), &self.decoy(name), password)
     }
 }
 

@@ -28,7 +28,7 @@ pub async fn sampler(app: Arc<App>) {
             _ = app.stopped.cancelled() => return,
             _ = tick.tick() => {}
         }
-        for db in app.databases.values() {
+        for db in app.databases().iter() {
             db.traffic.history.sample(db.traffic.totals());
         }
     }
@@ -36,7 +36,7 @@ pub async fn sampler(app: Arc<App>) {
 
 /// Whether the request may see the dashboard: no password configured, or basic auth carrying it.
 fn authorized(app: &App, headers: &HeaderMap) -> bool {
-    let Some(want) = &app.config.server.dashboard_password else { return true };
+    let Some(want) = &app.config().server.dashboard_password else { return true };
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -118,8 +118,8 @@ pub fn collect(app: &App) -> Stats {
     let misses = m.misses.get();
     let cache = CacheStats { enabled: app.cache.enabled(), hits, misses, hit_ratio: (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64) };
     let mut databases: Vec<DbStats> = app
-        .databases
-        .values()
+        .databases()
+        .iter()
         .map(|db| {
             let mut pool = PoolView { active: 0, idle: 0, waiting: 0, max: db.config.pool_size };
             for p in db.pools() {

@@ -97,8 +97,8 @@ async fn two_pools_sharing_a_budget_never_exceed_it() {
     // Each pool alone could open 10. Idle connections close soon, so a pool that has finished
     // its work gives its units back to the other.
     let s = PoolSettings { idle_timeout: Duration::from_millis(100), ..settings(10) };
-    let a = Pool::with_budget(s.clone(), fa.clone(), Some(budget.clone() as Arc<dyn Budget>));
-    let b = Pool::with_budget(s, fb.clone(), Some(budget.clone() as Arc<dyn Budget>));
+    let a = Pool::with_budget(s.clone(), fa.clone(), PoolStats::default(), Some(budget.clone() as Arc<dyn Budget>));
+    let b = Pool::with_budget(s, fb.clone(), PoolStats::default(), Some(budget.clone() as Arc<dyn Budget>));
     let max_live = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for i in 0..60 {
@@ -123,7 +123,7 @@ async fn two_pools_sharing_a_budget_never_exceed_it() {
 async fn closing_a_connection_returns_its_unit_and_reuse_costs_nothing() {
     let budget = Arc::new(FakeBudget { limit: 1, ..Default::default() });
     let fake = Arc::new(Fake::default());
-    let pool = Pool::with_budget(settings(5), fake.clone(), Some(budget.clone() as Arc<dyn Budget>));
+    let pool = Pool::with_budget(settings(5), fake.clone(), PoolStats::default(), Some(budget.clone() as Arc<dyn Budget>));
     for _ in 0..10 {
         pool.get().await.unwrap().release();
     }
@@ -142,7 +142,7 @@ async fn closing_a_connection_returns_its_unit_and_reuse_costs_nothing() {
 async fn units_asked_back_are_shed_at_checkin_and_from_idle() {
     let budget = Arc::new(FakeBudget { limit: 3, ..Default::default() });
     let fake = Arc::new(Fake::default());
-    let pool = Pool::with_budget(settings(5), fake.clone(), Some(budget.clone() as Arc<dyn Budget>));
+    let pool = Pool::with_budget(settings(5), fake.clone(), PoolStats::default(), Some(budget.clone() as Arc<dyn Budget>));
     let leases = vec![pool.get().await.unwrap(), pool.get().await.unwrap(), pool.get().await.unwrap()];
     budget.wanted.store(1, Ordering::SeqCst);
     for l in leases {
@@ -162,7 +162,7 @@ async fn a_waiter_for_budget_takes_a_connection_that_comes_back_idle() {
     // and gets that connection when the first client returns it.
     let budget = Arc::new(FakeBudget { limit: 1, ..Default::default() });
     let fake = Arc::new(Fake::default());
-    let pool = Pool::with_budget(settings(5), fake.clone(), Some(budget.clone() as Arc<dyn Budget>));
+    let pool = Pool::with_budget(settings(5), fake.clone(), PoolStats::default(), Some(budget.clone() as Arc<dyn Budget>));
     let first = pool.get().await.unwrap();
     let waiter = tokio::spawn({
         let pool = pool.clone();

@@ -12,9 +12,12 @@
 mod budget;
 #[cfg(test)]
 mod budget_tests;
+mod control;
 mod stats;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_control;
 
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
@@ -70,15 +73,20 @@ struct Idle<C> {
     _ticket: Option<BudgetTicket>,
     created: Instant,
     since: Instant,
+    /// The connection generation it belongs to (see [`control`]).
+    tag: control::Tag,
 }
 
 struct Inner<M: Manager> {
-    settings: PoolSettings,
+    /// Changed only by [`Pool::update`] (reload).
+    settings: Mutex<PoolSettings>,
     manager: M,
     sem: Arc<Semaphore>,
     idle: Mutex<Vec<Idle<M::Conn>>>,
     stats: PoolStats,
     budget: Option<Arc<dyn Budget>>,
+    /// Resize debt, pause gate and connection generations ([`control`]).
+    control: control::Control,
 }
 
 pub struct Pool<M: Manager> {
@@ -97,33 +105,42 @@ pub struct Lease<M: Manager> {
     created: Instant,
     pool: Arc<Inner<M>>,
     ticket: Option<BudgetTicket>,
-    _permit: OwnedSemaphorePermit,
+    tag: control::Tag,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl<M: Manager> Pool<M> {
     /// Creates the pool and, inside a tokio runtime, its maintenance task (stops when the pool is dropped).
     pub fn new(settings: PoolSettings, manager: M) -> Self {
-        Self::with_budget(settings, manager, None)
+        Self::with_stats(settings, manager, PoolStats::default())
     }
 
-    /// Like [`Pool::new`], and every connection opened also needs a unit of `budget`.
-    pub fn with_budget(settings: PoolSettings, manager: M, budget: Option<Arc<dyn Budget>>) -> Self {
+    /// Like [`Pool::new`], counting into `stats` (a pool that replaces another on reload keeps
+    /// the metrics already registered).
+    pub fn with_stats(settings: PoolSettings, manager: M, stats: PoolStats) -> Self {
+        Self::with_budget(settings, manager, stats, None)
+    }
+
+    /// Like [`Pool::with_stats`], and every connection opened also needs a unit of `budget`.
+    pub fn with_budget(settings: PoolSettings, manager: M, stats: PoolStats, budget: Option<Arc<dyn Budget>>) -> Self {
         let inner = Arc::new(Inner {
             budget,
             sem: Arc::new(Semaphore::new(settings.size)),
             idle: Mutex::new(Vec::with_capacity(settings.size)),
-            stats: PoolStats::default(),
-            settings,
+            stats,
+            settings: Mutex::new(settings),
             manager,
+            control: control::Control::default(),
         });
+        inner.stats.size.set(i64::try_from(inner.settings.lock().size).unwrap_or(i64::MAX));
         if tokio::runtime::Handle::try_current().is_ok() {
             tokio::spawn(maintain(Arc::downgrade(&inner)));
         }
         Pool { inner }
     }
 
-    pub fn settings(&self) -> &PoolSettings {
-        &self.inner.settings
+    pub fn settings(&self) -> PoolSettings {
+        self.inner.settings.lock().clone()
     }
 
     pub fn stats(&self) -> &PoolStats {
@@ -142,26 +159,27 @@ impl<M: Manager> Pool<M> {
     /// Waits (FIFO, at most `timeout`) for a permit, then lends an idle connection or opens one.
     pub async fn get(&self) -> Result<Lease<M>, PoolError<M::Error>> {
         let inner = &self.inner;
-        let s = &inner.settings;
+        let s = &inner.settings();
         let start = Instant::now();
         let permit = {
             let _waiting = inner.stats.waiting_guard();
-            match tokio::time::timeout(s.timeout, inner.sem.clone().acquire_owned()).await {
-                Ok(Ok(p)) => p,
-                Ok(Err(_)) => return Err(PoolError::Closed(s.name.clone())),
-                Err(_) => {
+            // FIFO wait; a paused pool holds its waiters past `timeout` (queued, not failed).
+            match control::acquire(&inner.sem, &inner.control, s.timeout).await {
+                Ok(p) => p,
+                Err(control::AcquireError::Closed) => return Err(PoolError::Closed(s.name.clone())),
+                Err(control::AcquireError::Timeout) => {
                     inner.stats.timeouts.inc();
                     return Err(PoolError::Timeout { pool: s.name.clone(), size: s.size, waited: start.elapsed() });
                 }
             }
         };
         while let Some(idle) = inner.pop_idle() {
-            if inner.expired(idle.created, idle.since) || !inner.manager.is_healthy(&idle.conn) {
+            if inner.expired(idle.created, idle.since) || !inner.manager.is_healthy(&idle.conn) || inner.control.is_stale(&idle.tag) {
                 inner.stats.closed.inc();
                 continue;
             }
             inner.stats.record_assignment(start.elapsed());
-            return Ok(self.lease(idle.conn, idle.created, idle._ticket, permit));
+            return Ok(self.lease(idle.conn, idle.created, idle._ticket, idle.tag, permit));
         }
         let deadline = start + s.timeout;
         let ticket = match &inner.budget {
@@ -173,12 +191,12 @@ impl<M: Manager> Pool<M> {
                     break Some(t);
                 }
                 if let Some(idle) = inner.pop_idle() {
-                    if inner.expired(idle.created, idle.since) || !inner.manager.is_healthy(&idle.conn) {
+                    if inner.expired(idle.created, idle.since) || !inner.manager.is_healthy(&idle.conn) || inner.control.is_stale(&idle.tag) {
                         inner.stats.closed.inc();
                         continue;
                     }
                     inner.stats.record_assignment(start.elapsed());
-                    return Ok(self.lease(idle.conn, idle.created, idle._ticket, permit));
+                    return Ok(self.lease(idle.conn, idle.created, idle._ticket, idle.tag, permit));
                 }
                 if Instant::now() >= deadline {
                     inner.stats.timeouts.inc();
@@ -192,7 +210,7 @@ impl<M: Manager> Pool<M> {
                 Ok(conn) => {
                     inner.stats.opened.inc();
                     inner.stats.record_assignment(start.elapsed());
-                    return Ok(self.lease(conn, Instant::now(), ticket, permit));
+                    return Ok(self.lease(conn, Instant::now(), ticket, inner.control.tag(), permit));
                 }
                 Err(e) if inner.manager.is_transient(&e) && Instant::now() + backoff < deadline => {
                     inner.stats.errors.inc();
@@ -208,9 +226,9 @@ impl<M: Manager> Pool<M> {
         }
     }
 
-    fn lease(&self, conn: M::Conn, created: Instant, ticket: Option<BudgetTicket>, permit: OwnedSemaphorePermit) -> Lease<M> {
+    fn lease(&self, conn: M::Conn, created: Instant, ticket: Option<BudgetTicket>, tag: control::Tag, permit: OwnedSemaphorePermit) -> Lease<M> {
         self.inner.stats.active.inc();
-        Lease { conn: Some(conn), created, pool: self.inner.clone(), ticket, _permit: permit }
+        Lease { conn: Some(conn), created, pool: self.inner.clone(), ticket, tag, permit: Some(permit) }
     }
 
     /// Closes idle connections and refuses new leases; leases out now finish normally.
@@ -223,7 +241,7 @@ impl<M: Manager> Pool<M> {
 
     /// Leases currently out.
     pub fn active(&self) -> usize {
-        self.inner.settings.size - self.inner.sem.available_permits().min(self.inner.settings.size)
+        self.inner.stats.active.get().max(0) as usize
     }
 }
 
@@ -236,17 +254,23 @@ impl<M: Manager> Inner<M> {
         c
     }
 
-    fn expired(&self, created: Instant, since: Instant) -> bool {
-        created.elapsed() >= self.settings.max_lifetime || since.elapsed() >= self.settings.idle_timeout
+    fn settings(&self) -> PoolSettings {
+        self.settings.lock().clone()
     }
 
-    fn push_idle(&self, conn: M::Conn, created: Instant, ticket: Option<BudgetTicket>) {
+    fn expired(&self, created: Instant, since: Instant) -> bool {
+        let s = self.settings.lock();
+        created.elapsed() >= s.max_lifetime || since.elapsed() >= s.idle_timeout
+    }
+
+    fn push_idle(&self, conn: M::Conn, created: Instant, tag: control::Tag, ticket: Option<BudgetTicket>) {
+        let max_lifetime = self.settings.lock().max_lifetime;
         let shed = || self.budget.as_ref().is_some_and(|b| b.shed());
-        if self.sem.is_closed() || created.elapsed() >= self.settings.max_lifetime || shed() {
+        if self.sem.is_closed() || created.elapsed() >= max_lifetime || self.control.is_stale(&tag) || self.control.is_paused() || shed() {
             self.stats.closed.inc();
             return;
         }
-        self.idle.lock().push(Idle { conn, created, since: Instant::now(), _ticket: ticket });
+        self.idle.lock().push(Idle { conn, created, since: Instant::now(), tag, _ticket: ticket });
         self.stats.idle.inc();
     }
 }
@@ -255,13 +279,30 @@ impl<M: Manager> Lease<M> {
     /// Returns a clean connection to the pool.
     pub fn release(mut self) {
         if let Some(conn) = self.conn.take() {
-            self.pool.push_idle(conn, self.created, self.ticket.take());
+            // A pool shrunk by reload closes surplus connections as they come back.
+            if self.pool.control.take_debt() {
+                self.forget_permit();
+                self.pool.stats.closed.inc();
+                return;
+            }
+            let tag = self.tag.clone();
+            self.pool.push_idle(conn, self.created, tag, self.ticket.take());
+        }
+    }
+
+    /// Drops the lease's permit for good (the pool shrank by one).
+    fn forget_permit(&mut self) {
+        if let Some(p) = self.permit.take() {
+            p.forget();
         }
     }
 
     /// Closes the connection instead of returning it (it is broken or its state is unknown).
     pub fn discard(mut self) {
         self.conn.take();
+        if self.pool.control.take_debt() {
+            self.forget_permit();
+        }
     }
 
     pub fn age(&self) -> Duration {
@@ -279,6 +320,9 @@ impl<M: Manager> Drop for Lease<M> {
         self.pool.stats.active.dec();
         if self.conn.take().is_some() {
             self.pool.stats.closed.inc();
+            if self.pool.control.take_debt() {
+                self.forget_permit();
+            }
         }
     }
 }
@@ -305,7 +349,8 @@ async fn maintain<M: Manager>(weak: Weak<Inner<M>>) {
         if inner.sem.is_closed() {
             return;
         }
-        let keep = inner.settings.min_idle;
+        let s = inner.settings();
+        let keep = if inner.control.is_paused() { 0 } else { s.min_idle };
         {
             let mut idle = inner.idle.lock();
             let before = idle.len();
@@ -313,9 +358,9 @@ async fn maintain<M: Manager>(weak: Weak<Inner<M>>) {
             let mut remaining = idle.len();
             let mut kept = Vec::with_capacity(idle.len());
             for c in std::mem::take(&mut *idle) {
-                let too_idle = c.since.elapsed() >= inner.settings.idle_timeout && remaining > keep;
-                let too_old = c.created.elapsed() >= inner.settings.max_lifetime;
-                if too_idle || too_old || !inner.manager.is_healthy(&c.conn) {
+                let too_idle = c.since.elapsed() >= s.idle_timeout && remaining > keep;
+                let too_old = c.created.elapsed() >= s.max_lifetime;
+                if too_idle || too_old || inner.control.is_stale(&c.tag) || !inner.manager.is_healthy(&c.conn) {
                     remaining -= 1;
                     continue;
                 }
@@ -339,11 +384,11 @@ async fn maintain<M: Manager>(weak: Weak<Inner<M>>) {
             match inner.manager.connect().await {
                 Ok(conn) => {
                     inner.stats.opened.inc();
-                    inner.push_idle(conn, Instant::now(), ticket);
+                    inner.push_idle(conn, Instant::now(), inner.control.tag(), ticket);
                 }
                 Err(e) => {
                     inner.stats.errors.inc();
-                    tracing::warn!(pool = %inner.settings.name, error = %e, "could not open a warm connection");
+                    tracing::warn!(pool = %s.name, error = %e, "could not open a warm connection");
                     break;
                 }
             }

@@ -7,6 +7,8 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone)]
 pub struct PoolStats {
+    /// The configured size (changes on reload).
+    pub size: Gauge,
     pub active: Gauge,
     pub idle: Gauge,
     pub waiting: Gauge,
@@ -24,6 +26,7 @@ pub struct PoolStats {
 impl Default for PoolStats {
     fn default() -> Self {
         PoolStats {
+            size: Gauge::default(),
             active: Gauge::default(),
             idle: Gauge::default(),
             waiting: Gauge::default(),
@@ -62,6 +65,7 @@ impl PoolStats {
 
     /// Registers this pool's metrics under `registry` (already labelled with the pool's name).
     pub fn register(&self, registry: &mut Registry) {
+        registry.register("pool_size", "Most upstream connections the pool may open (pool_size)", self.size.clone());
         registry.register("pool_active_connections", "Upstream connections lent out", self.active.clone());
         registry.register("pool_idle_connections", "Upstream connections idle in the pool", self.idle.clone());
         registry.register("pool_waiting_clients", "Clients waiting for a connection", self.waiting.clone());

@@ -8,18 +8,18 @@ use super::*;
 
 #[derive(Debug, thiserror::Error)]
 #[error("fake connect failure (transient: {0})")]
-struct FakeError(bool);
+pub(super) struct FakeError(bool);
 
 #[derive(Default)]
-struct Fake {
-    opened: AtomicUsize,
-    live: Arc<AtomicUsize>,
+pub(super) struct Fake {
+    pub(super) opened: AtomicUsize,
+    pub(super) live: Arc<AtomicUsize>,
     fail: AtomicBool,
     unhealthy: AtomicBool,
 }
 
-struct FakeConn {
-    id: usize,
+pub(super) struct FakeConn {
+    pub(super) id: usize,
     live: Arc<AtomicUsize>,
 }
 
@@ -48,7 +48,7 @@ impl Manager for Arc<Fake> {
     }
 }
 
-fn settings(size: usize) -> PoolSettings {
+pub(super) fn settings(size: usize) -> PoolSettings {
     PoolSettings {
         name: "app".into(),
         size,

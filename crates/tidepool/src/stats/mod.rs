@@ -4,6 +4,7 @@
 //! created when the database is configured: recording is a few atomic operations, no allocation.
 
 pub mod history;
+pub mod period;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

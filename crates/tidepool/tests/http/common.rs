@@ -359,7 +359,7 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         if let Some(r) = self.running.take() {
             r.app.shutdown.cancel();
-            for db in r.app.databases.values() {
+            for db in r.app.databases() {
                 db.close_pools();
             }
         }

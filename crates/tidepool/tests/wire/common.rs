@@ -122,6 +122,17 @@ impl Proxy {
         Ok(Proxy { running: Some(running), pg, admin })
     }
 
+    /// Starts from a config file, as `tidepool serve FILE` does: RELOAD re-reads `path`.
+    pub async fn start_file(path: &std::path::Path) -> Result<Proxy> {
+        init_tracing();
+        let config = tidepool::Config::load(path, std::iter::empty()).with_context(|| format!("config {}", path.display()))?;
+        let running = tidepool::run::start(config).await?;
+        *running.app.config_path.lock() = Some(path.to_owned());
+        let pg = running.bound.pg.ok_or_else(|| anyhow!("no pg listener bound"))?;
+        let admin = running.bound.admin;
+        Ok(Proxy { running: Some(running), pg, admin })
+    }
+
     pub fn app(&self) -> &tidepool::App {
         &self.running.as_ref().expect("running").app
     }
@@ -160,7 +171,7 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         if let Some(r) = self.running.take() {
             r.app.shutdown.cancel();
-            for db in r.app.databases.values() {
+            for db in r.app.databases() {
                 db.close_pools();
             }
         }

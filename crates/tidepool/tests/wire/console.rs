@@ -129,9 +129,9 @@ async fn console_permissions_and_errors() -> Result<()> {
     let cluster = TestCluster::shared().await?;
     let db = cluster.unique_database("console_perm").await?;
     let p = console_proxy(cluster, &db).await?;
-    // The alias works; an admin gets "not supported yet" for control commands.
+    // The alias works; an admin gets "not supported yet" for the control commands tidepool lacks.
     let admin = console(&p, SCRAM_CLIENT, Some(SCRAM_CLIENT_PW), "tidepool").await?;
-    expect_code(admin.simple_query("PAUSE").await, "0A000");
+    expect_code(admin.simple_query("SUSPEND").await, "0A000");
     // Unknown commands, SQL and a bad SHOW: 08P01 as PgBouncer, and the session goes on.
     let msg = expect_code(admin.simple_query("SHOW FOO").await, "08P01");
     assert!(msg.contains("invalid command"), "{msg}");

@@ -93,7 +93,7 @@ async fn queue_timeout_gives_53300_naming_the_pool_then_recovers() -> Result<()>
     let msg = bounded("waiting for the pool", 20, async { expect_code(b.query_one("SELECT 2", &[]).await, "53300") }).await;
     assert!(msg.contains(&format!("\"{DB}\"")) && msg.contains("pool"), "message should name the pool: {msg}");
     // The timed-out client's session is still usable, and the pool counted the timeout.
-    assert_eq!(p.app().databases[DB].pool.stats().timeouts.get(), 1);
+    assert_eq!(p.app().database(DB).expect("db").pool.stats().timeouts.get(), 1);
     a.batch_execute("COMMIT").await?;
     // (A few tries: on a loaded machine A's session may take a moment to hand the server back.)
     let row = poll(3, || async { b.query_one("SELECT 2", &[]).await.ok() }).await.expect("query after commit");

@@ -16,6 +16,7 @@ mod hardening;
 mod isolation;
 mod lifecycle;
 mod load;
+mod ops;
 mod prepared;
 mod protocol;
 mod tls;

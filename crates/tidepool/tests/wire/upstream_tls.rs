@@ -92,7 +92,8 @@ async fn assert_refused(setup: Setup, needle: &str) -> Result<String> {
     assert_eq!(status, 503, "/sql: {body}");
     assert!(body.contains("upstream TLS") && body.contains(needle), "/sql body {body:?} lacks {needle:?}");
     assert!(began.elapsed() < Duration::from_secs(10), "refusal took {:?}", began.elapsed());
-    let pool = &running.app.databases[DB].pool;
+    let db = running.app.database(DB).expect("db");
+    let pool = &db.pool;
     assert_eq!(pool.stats().opened.get(), 0, "a connection was opened");
     assert!(pool.stats().errors.get() >= 2, "failed connects are counted");
     assert_eq!((pool.active(), pool.idle_count()), (0, 0), "a failed lease holds nothing");

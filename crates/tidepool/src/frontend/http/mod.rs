@@ -143,12 +143,12 @@ async fn websocket(State(app): State<Arc<App>>, mut req: Request) -> Response {
         },
         None => None,
     };
-    let cfg = &app.config.http;
+    let cfg = &app.config().http;
     let limits = ws_io::WsLimits { max_login_bytes: cfg.ws_max_login_bytes, max_message: cfg.max_ws_message_size, idle_timeout: cfg.ws_idle_timeout };
     let task_app = app.clone();
     app.tracker.spawn(async move {
         use tracing::Instrument;
-        let upgraded = match tokio::time::timeout(task_app.config.http.header_read_timeout, on_upgrade).await {
+        let upgraded = match tokio::time::timeout(task_app.config().http.header_read_timeout, on_upgrade).await {
             Ok(Ok(u)) => u,
             _ => return,
         };
@@ -358,18 +358,11 @@ where
 
 /// Serves the HTTP APIs; HTTPS when `[http] tls_cert`/`tls_key` are set.
 pub async fn serve(app: Arc<App>, listener: TcpListener) {
-    let tls = match (&app.config.http.tls_cert, &app.config.http.tls_key) {
-        (Some(c), Some(k)) => match crate::net::server_tls_config(c, k, &[b"h2", b"http/1.1"]) {
-            Ok(cfg) => Some(tokio_rustls::TlsAcceptor::from(cfg)),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot load the HTTPS certificate; HTTP listener not started");
-                return;
-            }
-        },
-        _ => None,
-    };
+    // Built (and checked) with the app; a reload may swap the certificate, so each handshake
+    // takes the current acceptor. Whether the listener speaks TLS at all is fixed at start.
+    let tls_on = app.http_tls().is_some();
     let router = router(app.clone());
-    let preauth = Arc::new(Semaphore::new(app.config.http.max_preauth_connections));
+    let preauth = Arc::new(Semaphore::new(app.config().http.max_preauth_connections));
     loop {
         let accepted = tokio::select! {
             biased;
@@ -389,15 +382,14 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
         // Taken at accept, so connections that never send anything count as well.
         let guard = Arc::new(ConnGuard::new(preauth.clone(), Some(peer)));
         let (app2, router) = (app.clone(), router.clone());
-        match &tls {
+        match app.http_tls().filter(|_| tls_on) {
             None => {
                 app.tracker.spawn(serve_conn(app2, router, tcp, guard));
             }
             Some(acceptor) => {
-                let acceptor = acceptor.clone();
                 app.tracker.spawn(async move {
                     let started = tokio::time::Instant::now();
-                    match tokio::time::timeout(app2.config.http.header_read_timeout, acceptor.accept(tcp)).await {
+                    match tokio::time::timeout(app2.config().http.header_read_timeout, acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => serve_conn_within(app2, router, tls, guard, started).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -422,7 +414,7 @@ async fn serve_conn_within<I>(app: Arc<App>, router: Router, io: I, guard: Arc<C
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let cfg = &app.config.http;
+    let cfg = &app.config().http;
     let body_timeout = cfg.body_read_timeout;
     let svc_guard = guard.clone();
     let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {

@@ -95,7 +95,7 @@ async fn handle(
     body: Body,
     meter: &mut RequestMeter,
 ) -> Result<Response<Body>, NeonError> {
-    let limits = neon::Limits { max_request_bytes: app.config.http.max_request_size, max_response_bytes: app.config.http.max_response_size };
+    let limits = neon::Limits { max_request_bytes: app.config().http.max_request_size, max_response_bytes: app.config().http.max_response_size };
     // Headers first, and the credentials in them checked before a byte of the body is read or
     // parsed: whoever cannot authenticate never reaches the JSON parser.
     let parsed_headers = (|| -> Result<_, NeonError> {
@@ -175,10 +175,10 @@ fn respond(request: &SqlRequest, body: Bytes, status: Status, last_modified: Opt
 
 /// Runs the request's statement(s) on a lease and encodes the result.
 async fn execute(app: Arc<App>, target: Target, request: Arc<SqlRequest>) -> Result<Bytes, NeonError> {
-    let max = app.config.http.max_response_size;
+    let max = app.config().http.max_response_size;
     let conn = lease::lease(&target, Front::Sql).await.map_err(lease_error)?;
     let req = request.clone();
-    let results = lease::run_bounded(conn, app.config.http.query_timeout, move |c| Box::pin(run(c, req, max))).await.map_err(|e| match e {
+    let results = lease::run_bounded(conn, app.config().http.query_timeout, move |c| Box::pin(run(c, req, max))).await.map_err(|e| match e {
         HttpLeaseError::Timeout(_) => NeonError::Cancelled,
         HttpLeaseError::Lease(l) => lease_error(l),
         HttpLeaseError::Upstream(u) => upstream_error(u, max),

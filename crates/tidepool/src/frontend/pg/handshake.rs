@@ -78,12 +78,12 @@ pub async fn negotiate_tcp(app: &App, tcp: TcpStream) -> (Option<Stream>, Result
                 // Bytes after the request, before the handshake: a stuffing attack (CVE-2021-3935).
                 return (Some(stream), Err(LoginError::Protocol("unexpected data after SSLRequest".into())));
             }
-            StartupPacket::SslRequest if !tls && app.pg_tls.is_some() && app.config.server.tls_mode != ClientTlsMode::Disable => {
+            StartupPacket::SslRequest if !tls && app.pg_tls().is_some() && app.config().server.tls_mode != ClientTlsMode::Disable => {
                 let Stream::Plain(mut tcp) = stream else { unreachable!("TLS only negotiated once") };
                 if tcp.write_all(b"S").await.is_err() {
                     return (None, Err(LoginError::Gone));
                 }
-                let Some(acceptor) = app.pg_tls.as_ref() else { unreachable!() };
+                let Some(acceptor) = app.pg_tls() else { unreachable!() };
                 match acceptor.accept(tcp).await {
                     Ok(s) => stream = Stream::ServerTls(Box::new(s)),
                     Err(e) => return (None, Err(LoginError::Protocol(format!("TLS handshake failed: {e}")))),
@@ -100,7 +100,7 @@ pub async fn negotiate_tcp(app: &App, tcp: TcpStream) -> (Option<Stream>, Result
                 return (None, Ok(Negotiated::Done));
             }
             StartupPacket::Startup { params } => {
-                if app.config.server.tls_mode == ClientTlsMode::Require && !tls {
+                if app.config().server.tls_mode == ClientTlsMode::Require && !tls {
                     return (Some(stream), Err(LoginError::Fatal(sqlstate::INVALID_AUTHORIZATION, "TLS is required (use sslmode=require)".into())));
                 }
                 return (None, Ok(Negotiated::Startup { stream, rbuf, params }));
@@ -159,8 +159,11 @@ pub async fn login<S: Duplex>(
         return Ok(Login::Console(operator));
     }
 
-    let database =
-        app.database(&dbname).cloned().ok_or_else(|| LoginError::Fatal(sqlstate::INVALID_CATALOG_NAME, format!("database \"{dbname}\" does not exist")))?;
+    let database = app.database(&dbname).ok_or_else(|| LoginError::Fatal(sqlstate::INVALID_CATALOG_NAME, format!("database \"{dbname}\" does not exist")))?;
+    if database.disabled.load(std::sync::atomic::Ordering::Relaxed) {
+        // As Postgres says for a database that does not allow connections (SQLSTATE 55000).
+        return Err(LoginError::Fatal("55000", format!("database \"{dbname}\" does not allow connections (DISABLE)")));
+    }
     if !app.users.get(&user).is_some_and(|u| u.may_use(&dbname)) {
         return Err(LoginError::Fatal(sqlstate::INVALID_AUTHORIZATION, format!("user \"{user}\" may not use database \"{dbname}\"")));
     }
@@ -207,7 +210,7 @@ fn static_code(code: &str) -> &'static str {
 /// reach servers only as `set_config` parameters, never as SQL text.
 fn carry_parameter(app: &App, name: String, value: String, session: &mut HashMap<String, String>) -> Result<(), LoginError> {
     let name = name.to_ascii_lowercase();
-    let cfg = &app.config.server;
+    let cfg = &app.config().server;
     if cfg.ignore_startup_parameters.iter().any(|p| p.eq_ignore_ascii_case(&name)) {
         return Ok(());
     }

@@ -89,13 +89,13 @@ pub async fn listen(app: Arc<App>, listener: TcpListener) {
 /// One TCP client. The login phases run boxed, so an idle session's task holds only the
 /// session loop's state (memory per idle client stays small).
 async fn serve_tcp(app: Arc<App>, mut tcp: TcpStream, peer: SocketAddr) {
-    let deadline = tokio::time::Instant::now() + app.config.server.login_timeout;
+    let deadline = tokio::time::Instant::now() + app.config().server.login_timeout;
     let span = tracing::info_span!("pg", %peer);
     // Connections still logging in are bounded: each may hold a startup packet and a login's state.
     let Ok(preauth) = app.preauth_pg.clone().try_acquire_owned() else {
         tracing::warn!(parent: &span, "max_preauth_connections reached; refusing a connection");
         app.metrics.login_failures.inc();
-        let msg = format!("too many connections logging in (max_preauth_connections {})", app.config.server.max_preauth_connections);
+        let msg = format!("too many connections logging in (max_preauth_connections {})", app.config().server.max_preauth_connections);
         return send_fatal(&mut tcp, sqlstate::TOO_MANY_CONNECTIONS, &msg).await;
     };
     let negotiated = Box::pin(tokio::time::timeout_at(deadline, negotiate_tcp(&app, tcp)).instrument(span.clone())).await;
@@ -129,7 +129,7 @@ async fn fail_login<S: Duplex>(app: &App, s: &mut S, e: LoginError) {
 /// Serves a client on any byte stream (WebSocket): startup packets, then a normal session.
 /// `peer`: the client's address as the HTTP listener saw it (for the failed-login throttle).
 pub async fn serve_stream<S: Duplex>(app: Arc<App>, mut s: S, peer: Option<SocketAddr>) {
-    let deadline = tokio::time::Instant::now() + app.config.server.login_timeout;
+    let deadline = tokio::time::Instant::now() + app.config().server.login_timeout;
     let mut rbuf = BytesMut::new();
     let r = Box::pin(tokio::time::timeout_at(deadline, handshake_generic(&app, &mut s, &mut rbuf))).await;
     match r {

@@ -159,7 +159,7 @@ pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: Bytes
     let db = logged.database;
     let front = if websocket { Front::Ws } else { Front::Wire };
     let front_client = db.traffic.client(front);
-    let timeouts = &app.config.server;
+    let timeouts = &app.config().server;
     let timed = !timeouts.client_idle_timeout.is_zero() || !timeouts.idle_transaction_timeout.is_zero();
     let session = Session {
         mode: db.config.pool_mode,
@@ -318,7 +318,7 @@ impl<S: Duplex> Session<S> {
 
     /// The idle timeout that applies now, if any: none while the server works for the client.
     fn idle_limit(&self) -> Option<(std::time::Duration, Idle)> {
-        let cfg = &self.app.config.server;
+        let cfg = &self.app.config().server;
         let (limit, kind) = match &self.server {
             // Results the client does not read hold the server as much as an idle transaction.
             Some(_) if self.to_client.len() >= HIGH_WATER => (cfg.idle_transaction_timeout, Idle::InTransaction),

@@ -45,7 +45,7 @@ enum Route {
 fn route(app: &App, headers: &HeaderMap, id: &str) -> Result<Route, Response> {
     let Some(cluster) = &app.cluster else { return Ok(Route::Local) };
     if let Some(given) = headers.get(SECRET_HEADER) {
-        let secret = &app.config.cluster.secret;
+        let secret = &app.config().cluster.secret;
         if secret.is_empty() || !tidepool_proto::auth::ct_eq(given.as_bytes(), secret.as_bytes()) {
             return Err(super::error(403, "P6000", "Invalid cluster secret.", json!({})));
         }
@@ -56,7 +56,7 @@ fn route(app: &App, headers: &HeaderMap, id: &str) -> Result<Route, Response> {
         return Ok(Route::Local);
     }
     match cluster.peers().into_iter().find(|p| p.node_id != cluster.node_id() && want[..] == tag(&p.node_id)) {
-        Some(p) if !p.advertise_addr.is_empty() && !app.config.cluster.secret.is_empty() => Ok(Route::Forward(p.advertise_addr)),
+        Some(p) if !p.advertise_addr.is_empty() && !app.config().cluster.secret.is_empty() => Ok(Route::Forward(p.advertise_addr)),
         Some(_) => Err(p2028(
             "The transaction was started on another tidepool node, which cannot be reached from here ([cluster] advertise_addr or secret not set).".into(),
             json!({}),
@@ -103,7 +103,7 @@ async fn send(app: &App, addr: &str, uri: &Uri, headers: &HeaderMap, body: Bytes
         }
     }
     req.headers_mut().insert(axum::http::header::HOST, HeaderValue::from_str(addr)?);
-    req.headers_mut().insert(SECRET_HEADER, HeaderValue::from_str(&app.config.cluster.secret)?);
+    req.headers_mut().insert(SECRET_HEADER, HeaderValue::from_str(&app.config().cluster.secret)?);
     let resp = sender.send_request(req).await?;
     Ok(resp.map(Body::new))
 }

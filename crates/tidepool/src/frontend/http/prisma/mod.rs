@@ -93,7 +93,7 @@ fn authenticate(app: &App, guard: &Guard, headers: &HeaderMap) -> Result<(ApiKey
 }
 
 async fn read_body(app: &App, body: Body) -> Result<Bytes, Response> {
-    let max = app.config.http.max_request_size;
+    let max = app.config().http.max_request_size;
     super::read_limited(body, max).await.map_err(|e| match e {
         BodyError::TooLarge => error(413, "P6005", format!("The request body exceeds the limit of {max} bytes."), json!({})),
         BodyError::Timeout => error(408, "P6000", "The request body was not received in time.", json!({})),
@@ -108,7 +108,7 @@ fn plausible_itx_id(id: &str) -> bool {
 }
 
 fn limits(app: &App) -> Limits {
-    Limits { max_response_bytes: app.config.http.prisma_max_response_size, ..Limits::default() }
+    Limits { max_response_bytes: app.config().http.prisma_max_response_size, ..Limits::default() }
 }
 
 fn lease_failed(e: LeaseError) -> Response {
@@ -203,7 +203,7 @@ async fn execute(app: Arc<App>, target: Target, body: Bytes) -> Result<Bytes, Re
         Err(e) => return Err(lease_failed(e)),
     };
     let limits = limits(&app);
-    let timeout = app.config.http.prisma_query_timeout;
+    let timeout = app.config().http.prisma_query_timeout;
     let cache = app.cache.clone();
     let r = lease::run_bounded(conn, timeout, move |c| {
         Box::pin(async move {
@@ -284,7 +284,7 @@ async fn start_run(
         Ok(i) => i,
         Err(e) => return from_interp(HttpResponse::from_error(&e)),
     };
-    let cfg = &app.config.http;
+    let cfg = &app.config().http;
     let max_wait = Duration::from_millis(opts.max_wait.unwrap_or(2000));
     let timeout = Duration::from_millis(opts.timeout.unwrap_or(5000)).min(cfg.prisma_max_transaction_timeout);
     // One key may not pin more than its share of the pool it leases from (its role's, or the
@@ -424,7 +424,7 @@ async fn itx_query_run(app: Arc<App>, guard: Guard, headers: HeaderMap, id: Stri
         return closed_error(expired_now(&itx), "query");
     }
     let limits = limits(&app);
-    let budget = app.config.http.prisma_query_timeout.min(itx.deadline() - now);
+    let budget = app.config().http.prisma_query_timeout.min(itx.deadline() - now);
     let ctx = QueryContext { in_transaction: true, ..Default::default() };
     let mut exec = PgExecutor::new(conn, limits.max_response_bytes);
     exec.track_writes = app.cache.config().invalidate_on_write;

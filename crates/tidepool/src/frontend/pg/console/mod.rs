@@ -3,12 +3,14 @@
 //! instead of a pooled one. It speaks only the simple query protocol (as PgBouncer's does),
 //! answers from tidepool's own state ([`show`]) and never touches an upstream server.
 //!
-//! Control commands so far: `KILL_CLIENT id` (the `id` column of `SHOW CLIENTS`) and `SHUTDOWN`
-//! (the same drain as SIGTERM); the others answer 0A000 for now.
+//! Control commands: `KILL_CLIENT id` (the `id` column of `SHOW CLIENTS`), `SHUTDOWN` (the same
+//! drain as SIGTERM), and the pool verbs of [`control`] (`RELOAD`, `PAUSE`, `RESUME`,
+//! `RECONNECT`, `KILL`, `WAIT_CLOSE`, `DISABLE`, `ENABLE`); `SUSPEND` and `SET` answer 0A000.
 //!
 //! Errors follow PgBouncer: an unknown command or a stats user running an admin command is an
 //! ErrorResponse with SQLSTATE 08P01, after which the session goes on.
 
+mod control;
 mod peers;
 mod show;
 
@@ -48,13 +50,13 @@ pub struct Operator {
 /// Whether a login to `dbname` is a console login: the virtual names, unless a configured
 /// database has that name, and only when some user may use the console.
 pub fn is_console_db(app: &App, dbname: &str) -> bool {
-    let cfg = &app.config.server;
+    let cfg = &app.config().server;
     matches!(dbname, "pgbouncer" | "tidepool") && app.database(dbname).is_none() && !(cfg.admin_users.is_empty() && cfg.stats_users.is_empty())
 }
 
 /// Admits an authenticated user to the console, or refuses it (28000).
 pub fn admit(app: &App, user: &str, application_name: Option<String>) -> Result<Operator, LoginError> {
-    let cfg = &app.config.server;
+    let cfg = &app.config().server;
     let admin = cfg.admin_users.iter().any(|u| u == user);
     if !admin && !cfg.stats_users.iter().any(|u| u == user) {
         return Err(LoginError::Fatal(
@@ -117,7 +119,7 @@ impl<S: Duplex> Console<S> {
             loop {
                 match try_frame(&mut self.rbuf, MAX_CONSOLE_MESSAGE) {
                     Ok(Some(f)) => {
-                        if !self.on_frame(&f) {
+                        if !self.on_frame(&f).await {
                             let _ = self.flush().await;
                             return;
                         }
@@ -161,12 +163,12 @@ impl<S: Duplex> Console<S> {
     }
 
     /// Handles one client message; false ends the session.
-    fn on_frame(&mut self, f: &Frame) -> bool {
+    async fn on_frame(&mut self, f: &Frame) -> bool {
         match f.tag {
             b'Q' => {
                 self.in_extended = false;
                 match query_text(f.body()) {
-                    Some(q) => self.command(q),
+                    Some(q) => self.command(q).await,
                     None => backend::error_response(&mut self.out, "ERROR", sqlstate::PROTOCOL_VIOLATION, "invalid Query message"),
                 }
                 backend::ready_for_query(&mut self.out, b'I');
@@ -196,7 +198,7 @@ impl<S: Duplex> Console<S> {
     }
 
     /// Runs one command line and writes its answer (without ReadyForQuery).
-    fn command(&mut self, text: &str) {
+    async fn command(&mut self, text: &str) {
         let line = text.trim().trim_end_matches(';').trim();
         if line.is_empty() {
             write_msg(&mut self.out, b'I', |_| {});
@@ -219,6 +221,23 @@ impl<S: Duplex> Console<S> {
                 backend::command_complete(&mut self.out, "SHUTDOWN");
                 Ok(())
             }
+            "RELOAD" | "PAUSE" | "RESUME" | "RECONNECT" | "KILL" | "WAIT_CLOSE" | "DISABLE" | "ENABLE" if words.len() <= 2 => {
+                tracing::info!(user = %self.operator.user, command = line, "admin console command");
+                let app = self.app.clone();
+                let arg = words.get(1).copied();
+                let done = match verb.as_str() {
+                    "RELOAD" if arg.is_none() => control::reload(&app).await,
+                    "RELOAD" => Err(invalid(line)),
+                    "PAUSE" => until_shutdown(&app, control::pause(&app, arg)).await,
+                    "RESUME" => control::resume(&app, arg),
+                    "RECONNECT" => control::reconnect(&app, arg),
+                    "KILL" => control::kill(&app, arg),
+                    "WAIT_CLOSE" => until_shutdown(&app, control::wait_close(&app, arg)).await,
+                    "DISABLE" => control::set_enabled(&app, arg, false),
+                    _ => control::set_enabled(&app, arg, true),
+                };
+                done.map(|tag| backend::command_complete(&mut self.out, tag))
+            }
             v if CONTROL_VERBS.contains(&v) => Err(CommandError(sqlstate::FEATURE_NOT_SUPPORTED, format!("{line} is not supported by tidepool yet"))),
             _ => Err(invalid(line)),
         };
@@ -226,6 +245,14 @@ impl<S: Duplex> Console<S> {
             tracing::debug!(code, msg, "console command refused");
             backend::error_response(&mut self.out, "ERROR", code, &msg);
         }
+    }
+}
+
+/// Runs a waiting command unless tidepool starts shutting down meanwhile.
+async fn until_shutdown(app: &App, f: impl std::future::Future<Output = Result<&'static str, CommandError>>) -> Result<&'static str, CommandError> {
+    tokio::select! {
+        r = f => r,
+        () = app.shutdown.cancelled() => Err(CommandError(sqlstate::ADMIN_SHUTDOWN, "tidepool is shutting down".into())),
     }
 }
 

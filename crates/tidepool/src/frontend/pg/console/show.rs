@@ -13,7 +13,7 @@ use super::{invalid, CommandError, CONSOLE_DB};
 use crate::app::{App, Upstream};
 use crate::config::{ServerConfig, UpstreamUrl};
 use crate::pool::Pool;
-use crate::stats::Front;
+use crate::stats::period::{Averages, DbTotals};
 
 const TEXT: u32 = 25;
 const INT8: u32 = 20;
@@ -62,11 +62,11 @@ pub fn run(app: &App, what: &str, out: &mut BytesMut) -> Result<(), CommandError
     Ok(())
 }
 
-const HELP: &str = "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n\tSHOW LISTS|MEM\n\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES\n\tKILL_CLIENT <id>\n\tSHUTDOWN";
+const HELP: &str = "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n\tSHOW LISTS|MEM\n\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES\n\tPAUSE|RESUME|RECONNECT|KILL|WAIT_CLOSE [<db>]\n\tDISABLE|ENABLE <db>\n\tRELOAD\n\tKILL_CLIENT <id>\n\tSHUTDOWN";
 
 /// Databases in name order.
-fn databases_sorted(app: &App) -> Vec<&std::sync::Arc<crate::app::Database>> {
-    let mut dbs: Vec<_> = app.databases.values().collect();
+fn databases_sorted(app: &App) -> Vec<std::sync::Arc<crate::app::Database>> {
+    let mut dbs = app.databases();
     dbs.sort_by(|a, b| a.config.name.cmp(&b.config.name));
     dbs
 }
@@ -107,45 +107,24 @@ fn pools(app: &App, out: &mut BytesMut) {
     let mut rows = vec![row(CONSOLE_DB, CONSOLE_DB, app.clients.count_for(CONSOLE_DB), None, "statement")];
     for db in databases_sorted(app) {
         let name = db.config.name.as_str();
-        rows.push(row(name, &db.upstream_user, app.clients.count_for(name), Some(&db.pool), pool_mode(db)));
+        rows.push(row(name, &db.upstream_user, app.clients.count_for(name), Some(&db.pool), pool_mode(&db)));
         let mut roles: Vec<_> = db.roles.values().collect();
         roles.sort_by(|a, b| a.name.cmp(&b.name));
         for role in roles {
-            rows.push(row(name, &role.user, 0, Some(&role.pool), pool_mode(db)));
+            rows.push(row(name, &role.user, 0, Some(&role.pool), pool_mode(&db)));
         }
     }
     emit(out, &columns, &rows);
 }
 
-/// One database's running totals, as PgBouncer's STATS columns count them.
-struct DbTotals {
-    name: String,
-    xacts: u64,
-    assigned: u64,
-    /// Pool wait, µs.
-    wait: u64,
-    /// Bytes relayed from and to Postgres-protocol clients (wire and WebSocket).
-    received: u64,
-    sent: u64,
-    /// Time inside those clients' transactions, µs.
-    xact_time: u64,
-}
-
-fn totals(app: &App) -> Vec<DbTotals> {
+/// Each database's running totals and its last period's averages, in name order.
+fn totals(app: &App) -> Vec<(String, DbTotals, Averages)> {
     databases_sorted(app)
         .into_iter()
         .map(|db| {
-            let (assigned, wait) = db.pools().fold((0, 0), |(a, w), p| (a + p.stats().assignments.get(), w + p.stats().wait_us.get()));
-            let (wire, ws) = (db.traffic.front_totals(Front::Wire), db.traffic.front_totals(Front::Ws));
-            DbTotals {
-                name: db.config.name.clone(),
-                xacts: db.xacts.load(Ordering::Relaxed),
-                assigned,
-                wait,
-                received: wire.received + ws.received,
-                sent: wire.sent + ws.sent,
-                xact_time: wire.time_us.saturating_add(ws.time_us),
-            }
+            let name = db.config.name.clone();
+            let avg = app.stats_period.averages(&name);
+            (name, DbTotals::of(&db), avg)
         })
         .collect()
 }
@@ -179,12 +158,12 @@ fn stats(app: &App, out: &mut BytesMut) {
     columns.extend(names.iter().map(|c| (*c, INT8)));
     let rows: Vec<Row> = totals(app)
         .into_iter()
-        .map(|d| {
-            let mut r = vec![t(d.name), n(d.xacts), n(0), n(d.received), n(d.sent), n(d.xact_time), n(0), n(d.wait)];
-            // Per-period averages are not computed (0).
-            r.extend((0..7).map(|_| n(0)));
+        .map(|(name, d, a)| {
+            let mut r = vec![t(name), n(d.xacts), n(0), n(d.received), n(d.sent), n(d.xact_time), n(0), n(d.wait)];
+            // Averages of the last stats period; queries are not counted (0).
+            r.extend([n(a.xact_count), n(0), n(a.recv), n(a.sent), n(a.xact_time), n(0), n(a.wait_time)]);
             r.extend([n(d.assigned), n(0), n(0), n(0)]);
-            r.extend((0..4).map(|_| n(0)));
+            r.extend([n(a.server_assignment_count), n(0), n(0), n(0)]);
             r
         })
         .collect();
@@ -210,19 +189,31 @@ const TOTALS_COLUMNS: [(&str, u32); 13] = [
 fn stats_totals(app: &App, out: &mut BytesMut) {
     let rows: Vec<Row> = totals(app)
         .into_iter()
-        .map(|d| vec![t(d.name), n(d.xacts), n(0), n(d.received), n(d.sent), n(d.xact_time), n(0), n(d.wait), n(d.assigned), n(0), n(0), n(0), n(0)])
+        .map(|(name, d, _)| vec![t(name), n(d.xacts), n(0), n(d.received), n(d.sent), n(d.xact_time), n(0), n(d.wait), n(d.assigned), n(0), n(0), n(0), n(0)])
         .collect();
     emit(out, &TOTALS_COLUMNS, &rows);
 }
 
-/// Per-period averages are not computed yet: every figure is 0.
+/// The last stats period's averages (PgBouncer's STATS_AVERAGES: the `avg_` figures of STATS).
 fn stats_averages(app: &App, out: &mut BytesMut) {
-    let rows: Vec<Row> = databases_sorted(app)
+    let rows: Vec<Row> = totals(app)
         .into_iter()
-        .map(|db| {
-            let mut r = vec![t(db.config.name.clone())];
-            r.extend((1..TOTALS_COLUMNS.len()).map(|_| n(0)));
-            r
+        .map(|(name, _, a)| {
+            vec![
+                t(name),
+                n(a.xact_count),
+                n(0),
+                n(a.recv),
+                n(a.sent),
+                n(a.xact_time),
+                n(0),
+                n(a.wait_time),
+                n(a.server_assignment_count),
+                n(0),
+                n(0),
+                n(0),
+                n(0),
+            ]
         })
         .collect();
     emit(out, &TOTALS_COLUMNS, &rows);
@@ -263,11 +254,11 @@ fn databases(app: &App, out: &mut BytesMut) {
                 n(c.pool_size),
                 n(c.min_idle),
                 n(0),
-                t(pool_mode(db)),
+                t(pool_mode(&db)),
                 n(c.pool_size),
                 n(current),
-                n(0),
-                n(0),
+                n(usize::from(db.pool.is_paused())),
+                n(usize::from(db.disabled.load(std::sync::atomic::Ordering::Relaxed))),
                 n(c.max_lifetime.as_secs()),
                 None,
                 n(c.max_client_conn),
@@ -318,12 +309,12 @@ fn clients(app: &App, out: &mut BytesMut) {
 }
 
 fn lists(app: &App, out: &mut BytesMut) {
-    let pools: usize = app.databases.values().map(|d| d.pools().count()).sum();
-    let servers: usize = app.databases.values().flat_map(|d| d.pools()).map(|p| p.active() + p.idle_count()).sum();
-    let logging_in = app.config.server.max_preauth_connections.saturating_sub(app.preauth_pg.available_permits());
+    let pools: usize = app.databases().iter().map(|d| d.pools().count()).sum();
+    let servers: usize = app.databases().iter().flat_map(|d| d.pools()).map(|p| p.active() + p.idle_count()).sum();
+    let logging_in = app.config().server.max_preauth_connections.saturating_sub(app.preauth_pg.available_permits());
     let items: [(&str, usize); 12] = [
-        ("databases", app.databases.len()),
-        ("users", app.config.users.len()),
+        ("databases", app.databases.read().len()),
+        ("users", app.config().users.len()),
         ("pools", pools),
         ("free_clients", 0),
         ("used_clients", app.clients.snapshot().len()),
@@ -354,21 +345,23 @@ fn config(app: &App, out: &mut BytesMut) {
         Ok(serde_json::Value::Object(m)) => m,
         _ => serde_json::Map::new(),
     };
-    let (current, defaults) = (object(&app.config.server), object(&ServerConfig::default()));
+    let (current, defaults) = (object(&app.config().server), object(&ServerConfig::default()));
     let rows: Vec<Row> = current
         .iter()
         .map(|(k, v)| {
             let secret = SECRET_KEYS.contains(&k.as_str());
             let shown = if secret { v.as_str().map(|_| "(set)".to_owned()) } else { value(v) };
             let default = if secret { None } else { defaults.get(k).and_then(value) };
-            vec![t(k.clone()), shown, default, t("no")]
+            let changeable = if crate::reload::RESTART_ONLY_SERVER_KEYS.contains(&k.as_str()) { "no" } else { "yes" };
+            vec![t(k.clone()), shown, default, t(changeable)]
         })
         .collect();
     emit(out, &[("key", TEXT), ("value", TEXT), ("default", TEXT), ("changeable", TEXT)], &rows);
 }
 
 fn users(app: &App, out: &mut BytesMut) {
-    let mut names: Vec<&str> = app.config.users.iter().map(|u| u.name.as_str()).collect();
+    let config = app.config();
+    let mut names: Vec<&str> = config.users.iter().map(|u| u.name.as_str()).collect();
     names.sort_unstable();
     let rows: Vec<Row> = names.into_iter().map(|u| vec![t(u), None]).collect();
     emit(out, &[("name", TEXT), ("pool_mode", TEXT)], &rows);

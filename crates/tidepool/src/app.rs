@@ -260,6 +260,8 @@ pub struct App {
     pub cache: crate::cache::Cache,
     /// Live client sessions (the admin console lists them).
     pub clients: crate::clients::ClientRegistry,
+    /// Membership of a `[cluster]` (None: this node is alone).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Front-end counters.
@@ -306,9 +308,14 @@ impl App {
         let traffic = crate::stats::Families::default();
         traffic.register(&mut registry);
         let tracker = TaskTracker::new();
+        // With a cluster, every pool's size is a limit over all nodes (crate::cluster).
+        let cluster = match &config.cluster.redis_url {
+            Some(_) => Some(crate::cluster::Cluster::new(&config.cluster, &mut registry)?),
+            None => None,
+        };
         let mut databases = HashMap::new();
         for db in &config.databases {
-            let database = crate::reload::build_database(db, Some(&mut registry), &tracker, &traffic, None)?;
+            let database = crate::reload::build_database(db, Some(&mut registry), &tracker, &traffic, None, cluster.as_deref())?;
             databases.insert(db.name.clone(), Arc::new(database));
         }
         let (pg_tls, http_tls) = crate::reload::tls_acceptors(&config)?;
@@ -320,11 +327,16 @@ impl App {
             cache = with_redis_tier(cache, &config.cache, &mut registry)?;
         }
         let config_preauth = config.server.max_preauth_connections;
+        let cancels = Arc::new(CancelRegistry::default());
+        if let Some(c) = &cluster {
+            c.serve_cancels(&cancels);
+        }
         Ok(Arc::new(App {
             users: UserStore::from_config(&config).registered(&mut registry),
             config: parking_lot::RwLock::new(Arc::new(config)),
             databases: parking_lot::RwLock::new(databases),
-            cancels: Arc::new(CancelRegistry::default()),
+            cancels,
+            cluster,
             registry: Mutex::new(registry),
             metrics,
             shutdown: CancellationToken::new(),

@@ -24,14 +24,18 @@ impl CancelSlot {
     }
 }
 
+/// Sends a cancel for a key unknown here to the other nodes of a cluster (`crate::cluster`).
+pub type ForwardCancel = Arc<dyn Fn(i32, i32) + Send + Sync>;
+
 pub struct CancelRegistry {
     map: Mutex<HashMap<i32, (i32, Arc<CancelSlot>)>>,
     inflight: Semaphore,
+    forward: std::sync::OnceLock<ForwardCancel>,
 }
 
 impl Default for CancelRegistry {
     fn default() -> Self {
-        CancelRegistry { map: Mutex::default(), inflight: Semaphore::new(64) }
+        CancelRegistry { map: Mutex::default(), inflight: Semaphore::new(64), forward: Default::default() }
     }
 }
 
@@ -65,8 +69,25 @@ impl CancelRegistry {
         }
     }
 
-    /// Forwards a cancel if the key matches a client that holds a backend now.
+    /// In a cluster: where cancels for keys unknown here go (set once).
+    pub fn set_forward(&self, forward: ForwardCancel) {
+        let _ = self.forward.set(forward);
+    }
+
+    /// Forwards a cancel if the key matches a client that holds a backend now; a key unknown
+    /// here goes to the other nodes of the cluster, if any (they check it the same way).
     pub async fn cancel(&self, pid: i32, secret: i32) {
+        if !self.map.lock().contains_key(&pid) {
+            if let Some(forward) = self.forward.get() {
+                forward(pid, secret);
+            }
+            return;
+        }
+        self.cancel_local(pid, secret).await;
+    }
+
+    /// Like [`CancelRegistry::cancel`], never forwarded (a cancel another node received).
+    pub async fn cancel_local(&self, pid: i32, secret: i32) {
         let slot = {
             let map = self.map.lock();
             match map.get(&pid) {

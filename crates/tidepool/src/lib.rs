@@ -4,6 +4,7 @@
 //! [`pool`] (the one pool core every front end leases from, and [`checkin`], the one policy for
 //! giving connections back) → [`upstream`] (server connections) ←
 //! [`frontend`] (protocol translation only; API-key requests route through [`target`]) ; [`admin`] serves `/metrics` and `/healthz`;
+//! [`cluster`] shares each pool's budget and cancels across nodes over Redis;
 //! [`run`] wires listeners, signals and graceful drain; [`dev`] is `tidepool dev`.
 
 pub mod admin;
@@ -13,6 +14,7 @@ pub mod cache;
 pub mod cancel;
 pub mod checkin;
 pub mod clients;
+pub mod cluster;
 pub mod config;
 pub mod dev;
 pub mod frontend;

@@ -91,6 +91,7 @@ pub fn build_database(
     tracker: &TaskTracker,
     families: &crate::stats::Families,
     previous: Option<&Database>,
+    cluster: Option<&crate::cluster::Cluster>,
 ) -> anyhow::Result<Database> {
     let url = UpstreamUrl::parse(&db.url).map_err(|e| anyhow::anyhow!("database {}: {e}", db.name))?;
     let upstream_user = url.user.clone();
@@ -109,13 +110,13 @@ pub fn build_database(
         Some(r) if previous.is_none() => (r.sub_registry_with_label(("database".into(), db.name.clone().into())), true),
         _ => (&mut scratch, false),
     };
-    let roles = crate::target::role_pools(db, &url, tracker, db_registry)?;
+    let roles = crate::target::role_pools(db, &url, tracker, db_registry, cluster)?;
     let target = UpstreamTarget::from_config(url, db).map_err(|e| anyhow::anyhow!("database {}: upstream TLS: {e}", db.name))?;
     let upstream = Upstream { target, tracker: tracker.clone() };
-    let pool = match previous {
-        Some(prev) => Pool::with_stats(own_settings(db), upstream, prev.pool.stats().clone()),
-        None => Pool::new(own_settings(db), upstream),
-    };
+    let settings = own_settings(db);
+    let budget = cluster.map(|c| c.budget(&settings.name, settings.size));
+    let stats = previous.map(|prev| prev.pool.stats().clone()).unwrap_or_default();
+    let pool = Pool::with_budget(settings, upstream, stats, budget);
     if fresh {
         // The own pool's metrics keep only the `database` label (as before roles existed).
         pool.stats().register(db_registry);
@@ -282,11 +283,11 @@ pub async fn apply(app: &App, config: Config) -> Result<Summary, ReloadError> {
                 Some(prev) if upstream_identity(&prev.config) == upstream_identity(db) => kept_resizes.push(db),
                 Some(prev) => {
                     summary.changed.push(db.name.clone());
-                    built.insert(db.name.clone(), build_database(db, None, &app.tracker, &app.traffic, Some(prev)).map_err(invalid)?);
+                    built.insert(db.name.clone(), build_database(db, None, &app.tracker, &app.traffic, Some(prev), app.cluster.as_deref()).map_err(invalid)?);
                 }
                 None => {
                     let fresh = !registered.contains(&db.name);
-                    let d = build_database(db, fresh.then_some(&mut *registry), &app.tracker, &app.traffic, None).map_err(invalid)?;
+                    let d = build_database(db, fresh.then_some(&mut *registry), &app.tracker, &app.traffic, None, app.cluster.as_deref()).map_err(invalid)?;
                     registered.insert(db.name.clone());
                     built.insert(db.name.clone(), d);
                 }
@@ -300,7 +301,7 @@ pub async fn apply(app: &App, config: Config) -> Result<Summary, ReloadError> {
         if json(&prev.config) != json(db) {
             summary.changed.push(db.name.clone());
         }
-        let d = build_database(db, None, &app.tracker, &app.traffic, Some(prev)).map_err(invalid)?;
+        let d = build_database(db, None, &app.tracker, &app.traffic, Some(prev), app.cluster.as_deref()).map_err(invalid)?;
         built.insert(db.name.clone(), d);
     }
     let mut next: HashMap<String, Arc<Database>> = HashMap::new();

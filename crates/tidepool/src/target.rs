@@ -28,15 +28,28 @@ pub struct RolePool {
 
 /// Builds the role pools of one database; each registers its pool metrics with a `role` label
 /// under `registry` (already labelled with the database).
-pub fn role_pools(db: &DatabaseConfig, db_url: &UpstreamUrl, tracker: &TaskTracker, registry: &mut Registry) -> anyhow::Result<HashMap<String, Arc<RolePool>>> {
+pub fn role_pools(
+    db: &DatabaseConfig,
+    db_url: &UpstreamUrl,
+    tracker: &TaskTracker,
+    registry: &mut Registry,
+    cluster: Option<&crate::cluster::Cluster>,
+) -> anyhow::Result<HashMap<String, Arc<RolePool>>> {
     let mut out = HashMap::new();
     for role in &db.roles {
-        out.insert(role.name.clone(), Arc::new(role_pool(db, db_url, role, tracker, registry)?));
+        out.insert(role.name.clone(), Arc::new(role_pool(db, db_url, role, tracker, registry, cluster)?));
     }
     Ok(out)
 }
 
-fn role_pool(db: &DatabaseConfig, db_url: &UpstreamUrl, role: &RoleConfig, tracker: &TaskTracker, registry: &mut Registry) -> anyhow::Result<RolePool> {
+fn role_pool(
+    db: &DatabaseConfig,
+    db_url: &UpstreamUrl,
+    role: &RoleConfig,
+    tracker: &TaskTracker,
+    registry: &mut Registry,
+    cluster: Option<&crate::cluster::Cluster>,
+) -> anyhow::Result<RolePool> {
     let url = role.upstream_url(db_url).map_err(|e| anyhow::anyhow!("database {} role {}: {e}", db.name, role.name))?;
     let user = url.user.clone();
     let target = UpstreamTarget::from_config(url, db).map_err(|e| anyhow::anyhow!("database {} role {}: upstream TLS: {e}", db.name, role.name))?;
@@ -48,7 +61,8 @@ fn role_pool(db: &DatabaseConfig, db_url: &UpstreamUrl, role: &RoleConfig, track
         idle_timeout: db.idle_timeout,
         max_lifetime: db.max_lifetime,
     };
-    let pool = Pool::new(settings, Upstream { target, tracker: tracker.clone() });
+    let budget = cluster.map(|c| c.budget(&settings.name, settings.size));
+    let pool = Pool::with_budget(settings, Upstream { target, tracker: tracker.clone() }, Default::default(), budget);
     pool.stats().register(registry.sub_registry_with_label(("role".into(), role.name.clone().into())));
     Ok(RolePool { name: role.name.clone(), user, pool })
 }

@@ -3,6 +3,7 @@
 
 mod cache;
 mod cache_redis;
+mod cluster;
 mod env;
 mod http;
 mod roles;
@@ -18,6 +19,7 @@ use thiserror::Error;
 use tidepool_proto::auth::ScramVerifier;
 
 pub use cache::CacheConfig;
+pub use cluster::ClusterConfig;
 pub use http::HttpConfig;
 pub use roles::{valid_role_name, RoleConfig};
 pub use url::UpstreamUrl;
@@ -51,6 +53,8 @@ pub struct Config {
     pub api_keys: Vec<ApiKeyConfig>,
     #[serde(default)]
     pub cache: CacheConfig,
+    #[serde(default)]
+    pub cluster: ClusterConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -505,6 +509,7 @@ impl Config {
         if self.server.auth_secret.as_ref().is_some_and(|s| s.len() < 16) {
             return Err(invalid("[server] auth_secret must be at least 16 characters"));
         }
+        self.cluster.validate()?;
         self.cache.validate()
     }
 

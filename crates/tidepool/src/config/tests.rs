@@ -111,6 +111,8 @@ fn example_config_documents_every_key() {
     let key = ApiKeyConfig { sha256: String::new(), database: "app".into(), label: String::new(), role: Some("r".into()) };
     check("api_keys", &toml::Value::try_from(&key).unwrap());
     check("cache", &value["cache"]);
+    let cluster = ClusterConfig { redis_url: Some("redis://h".into()), ..Default::default() };
+    check("cluster", &toml::Value::try_from(&cluster).unwrap());
     assert!(missing.is_empty(), "keys missing from examples/tidepool.toml: {missing:?}");
 }
 

@@ -155,6 +155,9 @@ impl<M: Manager> Inner<M> {
         let old = std::mem::replace(&mut *self.settings.lock(), new.clone());
         let c = &self.control;
         self.stats.size.set(i64::try_from(new.size).unwrap_or(i64::MAX));
+        if let Some(b) = &self.budget {
+            b.resize(new.size);
+        }
         if new.size > old.size {
             let mut add = new.size - old.size;
             // Cancel outstanding debt first: those permits are simply kept.

@@ -9,6 +9,9 @@
 //! connection to the next client. Connection creation goes through [`Manager`], which lets unit
 //! tests use fake connections.
 
+mod budget;
+#[cfg(test)]
+mod budget_tests;
 mod control;
 mod stats;
 #[cfg(test)]
@@ -26,7 +29,11 @@ use tokio::time::Instant;
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+pub use budget::{Acquire, Budget, BudgetTicket};
 pub use stats::PoolStats;
+
+/// A waiter for budget looks at the idle connections this often.
+const BUDGET_SLICE: Duration = Duration::from_millis(25);
 
 /// Creates and checks connections for a pool.
 pub trait Manager: Send + Sync + 'static {
@@ -62,6 +69,8 @@ pub enum PoolError<E: std::error::Error + 'static> {
 
 struct Idle<C> {
     conn: C,
+    /// The budget unit this connection holds (closed with it).
+    _ticket: Option<BudgetTicket>,
     created: Instant,
     since: Instant,
     /// The connection generation it belongs to (see [`control`]).
@@ -75,6 +84,7 @@ struct Inner<M: Manager> {
     sem: Arc<Semaphore>,
     idle: Mutex<Vec<Idle<M::Conn>>>,
     stats: PoolStats,
+    budget: Option<Arc<dyn Budget>>,
     /// Resize debt, pause gate and connection generations ([`control`]).
     control: control::Control,
 }
@@ -94,6 +104,7 @@ pub struct Lease<M: Manager> {
     conn: Option<M::Conn>,
     created: Instant,
     pool: Arc<Inner<M>>,
+    ticket: Option<BudgetTicket>,
     tag: control::Tag,
     permit: Option<OwnedSemaphorePermit>,
 }
@@ -107,7 +118,13 @@ impl<M: Manager> Pool<M> {
     /// Like [`Pool::new`], counting into `stats` (a pool that replaces another on reload keeps
     /// the metrics already registered).
     pub fn with_stats(settings: PoolSettings, manager: M, stats: PoolStats) -> Self {
+        Self::with_budget(settings, manager, stats, None)
+    }
+
+    /// Like [`Pool::with_stats`], and every connection opened also needs a unit of `budget`.
+    pub fn with_budget(settings: PoolSettings, manager: M, stats: PoolStats, budget: Option<Arc<dyn Budget>>) -> Self {
         let inner = Arc::new(Inner {
+            budget,
             sem: Arc::new(Semaphore::new(settings.size)),
             idle: Mutex::new(Vec::with_capacity(settings.size)),
             stats,
@@ -162,16 +179,38 @@ impl<M: Manager> Pool<M> {
                 continue;
             }
             inner.stats.record_assignment(start.elapsed());
-            return Ok(self.lease(idle.conn, idle.created, idle.tag, permit));
+            return Ok(self.lease(idle.conn, idle.created, idle._ticket, idle.tag, permit));
         }
         let deadline = start + s.timeout;
+        let ticket = match &inner.budget {
+            None => None,
+            // Waits for budget in short slices: a connection that comes back idle meanwhile
+            // (another lease of this pool returned) is taken instead of new budget.
+            Some(b) => loop {
+                if let Some(t) = b.acquire(deadline.min(Instant::now() + BUDGET_SLICE)).await {
+                    break Some(t);
+                }
+                if let Some(idle) = inner.pop_idle() {
+                    if inner.expired(idle.created, idle.since) || !inner.manager.is_healthy(&idle.conn) || inner.control.is_stale(&idle.tag) {
+                        inner.stats.closed.inc();
+                        continue;
+                    }
+                    inner.stats.record_assignment(start.elapsed());
+                    return Ok(self.lease(idle.conn, idle.created, idle._ticket, idle.tag, permit));
+                }
+                if Instant::now() >= deadline {
+                    inner.stats.timeouts.inc();
+                    return Err(PoolError::Timeout { pool: s.name.clone(), size: s.size, waited: start.elapsed() });
+                }
+            },
+        };
         let mut backoff = Duration::from_millis(50);
         loop {
             match inner.manager.connect().await {
                 Ok(conn) => {
                     inner.stats.opened.inc();
                     inner.stats.record_assignment(start.elapsed());
-                    return Ok(self.lease(conn, Instant::now(), inner.control.tag(), permit));
+                    return Ok(self.lease(conn, Instant::now(), ticket, inner.control.tag(), permit));
                 }
                 Err(e) if inner.manager.is_transient(&e) && Instant::now() + backoff < deadline => {
                     inner.stats.errors.inc();
@@ -187,9 +226,9 @@ impl<M: Manager> Pool<M> {
         }
     }
 
-    fn lease(&self, conn: M::Conn, created: Instant, tag: control::Tag, permit: OwnedSemaphorePermit) -> Lease<M> {
+    fn lease(&self, conn: M::Conn, created: Instant, ticket: Option<BudgetTicket>, tag: control::Tag, permit: OwnedSemaphorePermit) -> Lease<M> {
         self.inner.stats.active.inc();
-        Lease { conn: Some(conn), created, pool: self.inner.clone(), tag, permit: Some(permit) }
+        Lease { conn: Some(conn), created, pool: self.inner.clone(), ticket, tag, permit: Some(permit) }
     }
 
     /// Closes idle connections and refuses new leases; leases out now finish normally.
@@ -224,13 +263,14 @@ impl<M: Manager> Inner<M> {
         created.elapsed() >= s.max_lifetime || since.elapsed() >= s.idle_timeout
     }
 
-    fn push_idle(&self, conn: M::Conn, created: Instant, tag: control::Tag) {
+    fn push_idle(&self, conn: M::Conn, created: Instant, tag: control::Tag, ticket: Option<BudgetTicket>) {
         let max_lifetime = self.settings.lock().max_lifetime;
-        if self.sem.is_closed() || created.elapsed() >= max_lifetime || self.control.is_stale(&tag) || self.control.is_paused() {
+        let shed = || self.budget.as_ref().is_some_and(|b| b.shed());
+        if self.sem.is_closed() || created.elapsed() >= max_lifetime || self.control.is_stale(&tag) || self.control.is_paused() || shed() {
             self.stats.closed.inc();
             return;
         }
-        self.idle.lock().push(Idle { conn, created, since: Instant::now(), tag });
+        self.idle.lock().push(Idle { conn, created, since: Instant::now(), tag, _ticket: ticket });
         self.stats.idle.inc();
     }
 }
@@ -246,7 +286,7 @@ impl<M: Manager> Lease<M> {
                 return;
             }
             let tag = self.tag.clone();
-            self.pool.push_idle(conn, self.created, tag);
+            self.pool.push_idle(conn, self.created, tag, self.ticket.take());
         }
     }
 
@@ -331,12 +371,20 @@ async fn maintain<M: Manager>(weak: Weak<Inner<M>>) {
             inner.stats.idle.set(idle.len() as i64);
             inner.stats.closed.inc_by(removed as u64);
         }
+        shed_idle(&inner);
         while inner.idle.lock().len() < keep {
             let Ok(permit) = inner.sem.clone().try_acquire_owned() else { break };
+            let ticket = match &inner.budget {
+                None => None,
+                Some(b) => match b.acquire(Instant::now()).await {
+                    Some(t) => Some(t),
+                    None => break,
+                },
+            };
             match inner.manager.connect().await {
                 Ok(conn) => {
                     inner.stats.opened.inc();
-                    inner.push_idle(conn, Instant::now(), inner.control.tag());
+                    inner.push_idle(conn, Instant::now(), inner.control.tag(), ticket);
                 }
                 Err(e) => {
                     inner.stats.errors.inc();
@@ -346,5 +394,16 @@ async fn maintain<M: Manager>(weak: Weak<Inner<M>>) {
             }
             drop(permit);
         }
+    }
+}
+
+/// Closes idle connections the budget asks back (oldest first).
+fn shed_idle<M: Manager>(inner: &Inner<M>) {
+    let Some(budget) = &inner.budget else { return };
+    let mut idle = inner.idle.lock();
+    while !idle.is_empty() && budget.shed_idle() {
+        idle.remove(0);
+        inner.stats.idle.dec();
+        inner.stats.closed.inc();
     }
 }

@@ -60,6 +60,13 @@ impl Setup {
         })
     }
 
+    /// The same upstream database as `other` (several nodes in front of one database).
+    pub fn same_database_as(mut self, other: &Setup) -> Setup {
+        self.url = other.url.clone();
+        self.real_db = other.real_db.clone();
+        self
+    }
+
     /// An extra `key = value` line for the `[[databases]]` table.
     pub fn db(mut self, line: &str) -> Setup {
         self.db_extra.push_str(line);
@@ -111,7 +118,7 @@ impl Setup {
             r#"
 [server]
 pg_listen = "127.0.0.1:0"
-http_listen = "127.0.0.1:0"
+{http_listen}
 {shutdown}
 scram_iterations = 64
 {server_extra}
@@ -150,6 +157,8 @@ label = "b"
             server_extra = self.server_extra,
             // A `server("shutdown_timeout = …")` line replaces the default.
             shutdown = if self.server_extra.contains("shutdown_timeout") { "" } else { "shutdown_timeout = \"2s\"" },
+            // A `server("http_listen = …")` line replaces the default (a free port).
+            http_listen = if self.server_extra.contains("http_listen") { "" } else { "http_listen = \"127.0.0.1:0\"" },
             http_extra = self.http_extra,
             url = self.url,
             db_extra = self.db_extra,

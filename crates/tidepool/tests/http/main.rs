@@ -10,6 +10,7 @@ mod common;
 mod auth_throttle;
 mod cache;
 mod cache_nodes;
+mod cluster_itx;
 mod dashboard;
 mod hardening;
 mod neon;

@@ -6,6 +6,7 @@
 
 pub mod cache;
 mod exec;
+mod forward;
 mod invalidate;
 mod itx;
 mod metered;
@@ -333,6 +334,7 @@ async fn start_run(
     }
     let mut raw = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut raw);
+    forward::tag_id(&app, &mut raw);
     let id = hex::encode(raw);
     let itx = Arc::new(Itx {
         id: id.clone(),
@@ -384,7 +386,11 @@ fn expired_now(itx: &Itx) -> Closed {
     Closed::Expired { timeout_ms: itx.timeout.as_millis() as u64, taken_ms: itx.started.elapsed().as_millis() as u64 }
 }
 
-async fn itx_query(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, Path(id): Path<String>, body: Body) -> Response {
+async fn itx_query(State(app): State<Arc<App>>, guard: Guard, uri: axum::http::Uri, headers: HeaderMap, Path(id): Path<String>, body: Body) -> Response {
+    let body = match forward::divert(&app, &uri, &headers, &id, body).await {
+        Ok(r) => return r,
+        Err(body) => body,
+    };
     // Never cached inside a transaction: it may see its own uncommitted writes.
     if matches!(cache::strategy_from(app.cache.config(), &headers), Ok(Some(_))) {
         app.cache.metrics().bypass(Bypass::Transaction);
@@ -486,10 +492,16 @@ async fn end_run(app: Arc<App>, guard: Guard, headers: HeaderMap, id: String, co
     }
 }
 
-async fn commit(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn commit(State(app): State<Arc<App>>, guard: Guard, uri: axum::http::Uri, headers: HeaderMap, Path(id): Path<String>, body: Body) -> Response {
+    if let Ok(r) = forward::divert(&app, &uri, &headers, &id, body).await {
+        return r;
+    }
     super::detached(&app, end(app.clone(), guard, headers, id, true)).await
 }
 
-async fn rollback(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn rollback(State(app): State<Arc<App>>, guard: Guard, uri: axum::http::Uri, headers: HeaderMap, Path(id): Path<String>, body: Body) -> Response {
+    if let Ok(r) = forward::divert(&app, &uri, &headers, &id, body).await {
+        return r;
+    }
     super::detached(&app, end(app.clone(), guard, headers, id, false)).await
 }

@@ -11,6 +11,7 @@
 //! ErrorResponse with SQLSTATE 08P01, after which the session goes on.
 
 mod control;
+mod peers;
 mod show;
 
 use std::net::SocketAddr;

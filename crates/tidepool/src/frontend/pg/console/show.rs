@@ -41,6 +41,7 @@ fn emit(out: &mut BytesMut, columns: &[(&str, u32)], rows: &[Row]) {
 pub fn run(app: &App, what: &str, out: &mut BytesMut) -> Result<(), CommandError> {
     match what {
         "POOLS" => pools(app, out),
+        "PEERS" => super::peers::show(app, out),
         "STATS" => stats(app, out),
         "STATS_TOTALS" => stats_totals(app, out),
         "STATS_AVERAGES" => stats_averages(app, out),

@@ -12,6 +12,8 @@ mod glue;
 mod host;
 mod js;
 mod locate;
+mod pool;
 
 pub use compiler::{CompileError, Compiler, CompilerModule, Limits};
 pub use locate::{default_wasm_path, PINNED_VERSION};
+pub use pool::{Busy, CompilerPool, Job, JobKind};

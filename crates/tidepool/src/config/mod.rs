@@ -3,6 +3,7 @@
 
 mod cache;
 mod cache_redis;
+mod dataproxy;
 mod env;
 mod http;
 mod roles;
@@ -18,6 +19,7 @@ use thiserror::Error;
 use tidepool_proto::auth::ScramVerifier;
 
 pub use cache::CacheConfig;
+pub use dataproxy::DataProxyConfig;
 pub use http::HttpConfig;
 pub use roles::{valid_role_name, RoleConfig};
 pub use url::UpstreamUrl;
@@ -51,6 +53,8 @@ pub struct Config {
     pub api_keys: Vec<ApiKeyConfig>,
     #[serde(default)]
     pub cache: CacheConfig,
+    #[serde(default)]
+    pub dataproxy: DataProxyConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -362,6 +366,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.dataproxy.validate().map_err(invalid)?;
         if self.server.dashboard_password.as_deref() == Some("") {
             return Err(invalid("server.dashboard_password must not be empty (omit it to leave the dashboard open)"));
         }

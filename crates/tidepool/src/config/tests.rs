@@ -111,6 +111,7 @@ fn example_config_documents_every_key() {
     let key = ApiKeyConfig { sha256: String::new(), database: "app".into(), label: String::new(), role: Some("r".into()) };
     check("api_keys", &toml::Value::try_from(&key).unwrap());
     check("cache", &value["cache"]);
+    check("dataproxy", &value["dataproxy"]);
     assert!(missing.is_empty(), "keys missing from examples/tidepool.toml: {missing:?}");
 }
 

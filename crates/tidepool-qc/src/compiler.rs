@@ -132,7 +132,7 @@ impl CompilerModule {
             "connectionInfo": { "supportsRelationJoins": relation_joins },
         });
         let new = typed::<wasmi::Nullable<wasmi::ExternRef>, (i32, i32, i32)>(&c.instance, &c.store, "querycompiler_new")?;
-        let slot = c.store.data_mut().arena.from_json(&params).map_err(|e| CompileError::Load(e.into()))?;
+        let slot = c.store.data_mut().arena.alloc_json(&params).map_err(|e| CompileError::Load(e.into()))?;
         let arg = host::ref_of(&mut c.store, slot);
         let ret = new.call(&mut c.store, arg).map_err(|e| trap(&c.store, e))?;
         let out = c.finish(ret);

@@ -161,7 +161,7 @@ impl Arena {
         }
     }
 
-    pub(crate) fn from_json(&mut self, v: &Value) -> Result<u32, &'static str> {
+    pub(crate) fn alloc_json(&mut self, v: &Value) -> Result<u32, &'static str> {
         let js = match v {
             Value::Null => JsVal::Null,
             Value::Bool(b) => JsVal::Bool(*b),
@@ -170,14 +170,14 @@ impl Arena {
             Value::Array(items) => {
                 let mut slots = Vec::with_capacity(items.len());
                 for item in items {
-                    slots.push(self.from_json(item)?);
+                    slots.push(self.alloc_json(item)?);
                 }
                 JsVal::Array(slots)
             }
             Value::Object(map) => {
                 let mut fields = Vec::with_capacity(map.len());
                 for (k, item) in map {
-                    fields.push((k.clone(), self.from_json(item)?));
+                    fields.push((k.clone(), self.alloc_json(item)?));
                 }
                 JsVal::Object(fields)
             }
@@ -259,7 +259,7 @@ mod tests {
     fn json_round_trip_keeps_order_and_drops_undefined() {
         let mut a = Arena::new(1000);
         let v: Value = serde_json::from_str(r#"{"b":1,"a":[true,null,"x",2.5]}"#).unwrap();
-        let slot = a.from_json(&v).unwrap();
+        let slot = a.alloc_json(&v).unwrap();
         if let Some(JsVal::Object(f)) = a.get_mut(slot) {
             f.push(("u".into(), UNDEFINED));
         }

@@ -90,10 +90,8 @@ database = "{db}"
         if !ok {
             bail!("{client_dir}/setup.sh failed:\n{out}");
         }
-        let env = [
-            ("DATABASE_URL", format!("prisma://localhost:{}/?api_key={api_key}", http.port())),
-            ("NODE_EXTRA_CA_CERTS", cert_path.display().to_string()),
-        ];
+        let env =
+            [("DATABASE_URL", format!("prisma://localhost:{}/?api_key={api_key}", http.port())), ("NODE_EXTRA_CA_CERTS", cert_path.display().to_string())];
         let (ok, out) = run(&dir, "node", &["../prisma5/suite.cjs"], &env, Duration::from_secs(600)).await?;
         let counts = out.lines().rev().find(|l| l.contains(" passed, ") && l.ends_with(" failed")).unwrap_or("").to_owned();
         eprintln!("{client_dir}: {counts}");

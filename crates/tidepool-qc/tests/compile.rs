@@ -92,3 +92,30 @@ fn fuel_limit_cuts_off_a_compile() {
     assert!(matches!(err, CompileError::Trap(_)), "{err:?}");
     assert!(c.is_poisoned());
 }
+
+/// Prints how long a schema load and compiles take (no assertion on time):
+/// `cargo test -p tidepool-qc --release --test compile -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn print_compile_timings() {
+    let m = module();
+    let t = std::time::Instant::now();
+    let mut c = m.instantiate(SCHEMA, true).expect("schema accepted");
+    eprintln!("schema load: {:?}", t.elapsed());
+    let req = r#"{"modelName":"User","action":"createOne","query":{"arguments":{"data":{"name":"Alice","email":"a@x","password":"s"}},"selection":{"$composites":true,"$scalars":true}}}"#;
+    let t = std::time::Instant::now();
+    c.compile(req).expect("compiles");
+    eprintln!("first createOne: {:?}", t.elapsed());
+    let n = 200;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        c.compile(req).expect("compiles");
+    }
+    eprintln!("createOne, mean of {n}: {:?}", t.elapsed() / n);
+    let req = r#"{"modelName":"User","action":"findUnique","query":{"arguments":{"where":{"id":1}},"selection":{"$scalars":true,"posts":true}}}"#;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        c.compile(req).expect("compiles");
+    }
+    eprintln!("findUnique + posts, mean of {n}: {:?}", t.elapsed() / n);
+}

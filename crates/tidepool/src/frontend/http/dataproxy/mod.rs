@@ -347,7 +347,8 @@ async fn tx_start(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap,
     match (status, str_field(&v, "id")) {
         (StatusCode::OK, Some(id)) => {
             let scheme = if app.config.http.tls_cert.is_some() { "https" } else { "http" };
-            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+            // HTTP/1.1 `Host`, else the HTTP/2 `:authority`.
+            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| uri.authority().map(|a| a.as_str())).unwrap_or("localhost");
             let endpoint = format!("{scheme}://{host}/{version}/{hash}/itx/{id}");
             reply::json(StatusCode::OK, &json!({"id": id, "data-proxy": {"endpoint": endpoint}}))
         }

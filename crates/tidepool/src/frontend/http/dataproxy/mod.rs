@@ -321,7 +321,14 @@ async fn schema(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, P
 }
 
 /// `POST …/transaction/start` → `{"id", "data-proxy": {"endpoint": "<absolute itx URL>"}}`.
-async fn tx_start(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, Path((version, hash)): Path<(String, String)>, body: Body) -> Response {
+async fn tx_start(
+    State(app): State<Arc<App>>,
+    guard: Guard,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Path((version, hash)): Path<(String, String)>,
+    body: Body,
+) -> Response {
     if let Err(r) = authenticate(&app, &guard, &headers) {
         return r;
     }

@@ -29,9 +29,13 @@ model Post {
 "#;
 
 fn module() -> Arc<CompilerModule> {
+    module_with(Limits::default())
+}
+
+fn module_with(limits: Limits) -> Arc<CompilerModule> {
     let path = tidepool_qc::default_wasm_path().expect("no cache directory ($HOME unset)");
     assert!(path.exists(), "{} is missing: run tools/fetch-query-compiler.sh (it fetches the pinned @prisma/query-compiler-wasm)", path.display());
-    CompilerModule::load(&path, Limits::default()).expect("load query compiler")
+    CompilerModule::load(&path, limits).expect("load query compiler")
 }
 
 #[test]
@@ -84,9 +88,7 @@ fn rejected_request_is_a_prisma_error_and_instance_survives() {
 
 #[test]
 fn fuel_limit_cuts_off_a_compile() {
-    let path = tidepool_qc::default_wasm_path().unwrap();
-    let limits = Limits { fuel_per_compile: 10_000, ..Limits::default() };
-    let m = CompilerModule::load(&path, limits).expect("load");
+    let m = module_with(Limits { fuel_per_compile: 10_000, ..Limits::default() });
     let mut c = m.instantiate(SCHEMA, true).expect("schema accepted");
     let err = c.compile(r#"{"modelName":"User","action":"findMany","query":{"arguments":{},"selection":{"$scalars":true}}}"#).unwrap_err();
     assert!(matches!(err, CompileError::Trap(_)), "{err:?}");

@@ -618,9 +618,9 @@ printf '%s' '{"modelName":"User","action":"findUnique","query":{"arguments":{"wh
 printf '%s' '{"modelName":"User","action":"createOne","query":{"arguments":{"data":{"name":"bench","email":"p5-__SEQ__@bench.example","password":"x"}},"selection":{"$composites":true,"$scalars":true}}}' >"$BODIES/p5-create.json"
 # Warm: one id, so every request after the first hits the plan cache. Cold: random ids in
 # 1..SEED_USERS (a compile per id not seen yet). createOne: a unique email each time (always compiles).
-run_wrk p5-find-warm "$P5/graphql" "$TP_PID" "$BODIES/p5-find-unique.json" p5w 1 '"findUniqueUser":{"id":' "Authorization: Bearer $API_KEY"
-run_wrk p5-find-cold "$P5/graphql" "$TP_PID" "$BODIES/p5-find-unique.json" p5c "$SEED_USERS" '"findUniqueUser":{"id":' "Authorization: Bearer $API_KEY"
-run_wrk p5-create "$P5/graphql" "$TP_PID" "$BODIES/p5-create.json" p5 1 '"createOneUser":{"id":' "Authorization: Bearer $API_KEY"
+run_wrk p5-find-warm "$P5/graphql" "$TP_PID" "$BODIES/p5-find-unique.json" p5w 1 '"findUniqueUser":{"' "Authorization: Bearer $API_KEY"
+run_wrk p5-find-cold "$P5/graphql" "$TP_PID" "$BODIES/p5-find-unique.json" p5c "$SEED_USERS" '"findUniqueUser":{"' "Authorization: Bearer $API_KEY"
+run_wrk p5-create "$P5/graphql" "$TP_PID" "$BODIES/p5-create.json" p5 1 '"createOneUser":{"' "Authorization: Bearer $API_KEY"
 
 log "Neon point select: /sql vs pgbench via tidepool wire vs pgbench -C direct"
 run_wrk neon-sql-pw "$TP/sql" "$TP_PID" "$BODIES/neon-point-select.json" n "$ACCOUNTS" '"rowCount":1' "${NEON_PW_HDR[@]}"

@@ -501,6 +501,7 @@ if [[ ${SKIP_BUILD:-0} != 1 ]]; then
         { tail -n 20 "$LOGS/cargo-build.log" >&2; die "cargo build failed"; }
 fi
 [[ -x $TIDEPOOL_BIN ]] || die "no tidepool binary at $TIDEPOOL_BIN"
+"$REPO_ROOT/tools/fetch-query-compiler.sh" >/dev/null || die "tools/fetch-query-compiler.sh failed"
 if [[ -n ${TIDEPOOL_REV:-} ]]; then
     TP_REV=$TIDEPOOL_REV
 elif [[ $TIDEPOOL_BIN == "$REPO_ROOT/target/release/tidepool" ]]; then
@@ -606,6 +607,21 @@ if ((HAVE_REF)); then
     run_wrk prisma-create-ref "$REF/query" "$REF_PID" "$BODIES/prisma-create.json" ref 1 '"data":{"id":' "${REF_PRISMA_HDR[@]}"
 fi
 
+log "Prisma 5/6 DataProxy (graphql, compiled in-process): findUnique warm/cold, createOne"
+# The schema of tests/clients/prisma5 describes the same tables; a 5.x client uploads it like this.
+P5_B64=$(base64 -w0 "$REPO_ROOT/tests/clients/prisma5/prisma/schema.prisma")
+P5_HASH=$(printf '%s' "$P5_B64" | sha256sum | cut -d' ' -f1)
+P5=$TP/5.22.0/$P5_HASH
+curl -sf -X PUT -H "Authorization: Bearer $API_KEY" --data-binary "$P5_B64" "$P5/schema" >/dev/null \
+    || die "Prisma 5 schema upload (is the query compiler fetched? tools/fetch-query-compiler.sh)"
+printf '%s' '{"modelName":"User","action":"findUnique","query":{"arguments":{"where":{"id":__ID__}},"selection":{"$composites":true,"$scalars":true}}}' >"$BODIES/p5-find-unique.json"
+printf '%s' '{"modelName":"User","action":"createOne","query":{"arguments":{"data":{"name":"bench","email":"p5-__SEQ__@bench.example","password":"x"}},"selection":{"$composites":true,"$scalars":true}}}' >"$BODIES/p5-create.json"
+# Warm: one id, so every request after the first hits the plan cache. Cold: random ids in
+# 1..SEED_USERS (a compile per id not seen yet). createOne: a unique email each time (always compiles).
+run_wrk p5-find-warm "$P5/graphql" "$TP_PID" "$BODIES/p5-find-unique.json" p5w 1 '"findUniqueUser":{"' "Authorization: Bearer $API_KEY"
+run_wrk p5-find-cold "$P5/graphql" "$TP_PID" "$BODIES/p5-find-unique.json" p5c "$SEED_USERS" '"findUniqueUser":{"' "Authorization: Bearer $API_KEY"
+run_wrk p5-create "$P5/graphql" "$TP_PID" "$BODIES/p5-create.json" p5 1 '"createOneUser":{"' "Authorization: Bearer $API_KEY"
+
 log "Neon point select: /sql vs pgbench via tidepool wire vs pgbench -C direct"
 run_wrk neon-sql-pw "$TP/sql" "$TP_PID" "$BODIES/neon-point-select.json" n "$ACCOUNTS" '"rowCount":1' "${NEON_PW_HDR[@]}"
 run_wrk neon-sql-key "$TP/sql" "$TP_PID" "$BODIES/neon-point-select.json" n "$ACCOUNTS" '"rowCount":1' "${NEON_KEY_HDR[@]}"
@@ -694,6 +710,18 @@ MD=$OUT_DIR/results.md
         echo "| $label | $(ratio "$(v RPS prisma-$op-tp)" "$(v RPS prisma-$op-ref)") |" \
             "$(ratio "$(v P50 prisma-$op-tp)" "$(v P50 prisma-$op-ref)") |" \
             "$(ratio "$(v P99 prisma-$op-tp)" "$(v P99 prisma-$op-ref)") |"
+    done
+    echo
+    echo "### Prisma 5/6 DataProxy (\`POST /{version}/{hash}/graphql\`)"
+    echo
+    echo "JSON-protocol bodies as a Prisma 5.22 client sends them, compiled in-process by the pinned query compiler" \
+        "(wasmi interpreter) and run as above. Warm: the same id every time (plan cache hit);" \
+        "cold: random id in 1..$SEED_USERS (a compile for every id not seen yet); createOne: unique email (compiles every request)."
+    echo
+    echo "| request | req/s | p50 | p99 | mean | errors | CPU server / PG / wrk / rest | tidepool CPU/req |"
+    echo "|---|---:|---:|---:|---:|---:|---|---:|"
+    for c in p5-find-warm p5-find-cold p5-create prisma-find-tp prisma-create-tp; do
+        echo "| $c | $(v RPS $c) | $(v P50 $c) | $(v P99 $c) | $(v MEAN $c) | $(v ERRS $c) | $(v CPU $c) | $(per_req "$(v CPU $c)" 1 "$(v RPS $c)") |"
     done
     echo
     echo "### Neon-compatible \`POST /sql\`: point select by primary key"

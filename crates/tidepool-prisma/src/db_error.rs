@@ -82,10 +82,11 @@ fn map_server(e: &ServerError) -> Mapped {
             ("P2002", "UniqueConstraintViolation", msg)
         }
         "23502" => {
-            let constraint = match (&e.column, fields_from_detail(e.detail.as_deref())) {
-                (Some(c), _) => fields_value(vec![c.clone()]),
-                (None, Some(f)) => fields_value(f),
-                (None, None) => Value::Undefined,
+            // Like Prisma's own executor: fields only from a `Key (…)` detail (the column field
+            // of the error is not used), so a plain NOT NULL violation carries no constraint.
+            let constraint = match fields_from_detail(e.detail.as_deref()) {
+                Some(f) => fields_value(f),
+                None => Value::Undefined,
             };
             let msg = format!("Null constraint violation on the {}", constraint_text(&constraint));
             fields.push(("constraint", constraint));

@@ -31,7 +31,7 @@ async fn sqlstates_map_to_prisma_codes() {
     uq_fields.detail = Some("Key (a, b)=(1, 2) already exists.".into());
     let cases: Vec<(ServerError, &str, &str)> = vec![
         (fk, "P2003", "Foreign key constraint violated on the constraint: `Post_authorId_fkey`"),
-        (nn, "P2011", "Null constraint violation on the fields: (`title`)"),
+        (nn, "P2011", "Null constraint violation on the (not available)"),
         (len, "P2000", "The provided value for the column is too long for the column's type. Column: (not available)"),
         (uq_fields, "P2002", "Unique constraint failed on the fields: (`a`, `b`)"),
         (server("22003", "integer out of range"), "P2020", "Value out of range for the type: integer out of range"),

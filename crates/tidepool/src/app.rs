@@ -254,6 +254,8 @@ pub struct App {
     pub stats_period: crate::stats::period::StatsPeriod,
     pub api_keys: crate::keys::ApiKeys,
     pub itx: crate::frontend::http::prisma::ItxRegistry,
+    /// Prisma 5/6 DataProxy front end: uploaded schemas, compiler threads, plan cache.
+    pub dataproxy: crate::frontend::http::dataproxy::DataProxy,
     /// Slots for TCP connections that have not finished logging in (`max_preauth_connections`).
     pub preauth_pg: Arc<tokio::sync::Semaphore>,
     /// The query cache (Prisma API and Neon `/sql`).
@@ -352,6 +354,7 @@ impl App {
             stats_period: Default::default(),
             api_keys,
             itx: Default::default(),
+            dataproxy: Default::default(),
             preauth_pg: Arc::new(tokio::sync::Semaphore::new(config_preauth)),
             cache,
             clients: Default::default(),

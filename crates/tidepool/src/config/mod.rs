@@ -4,6 +4,7 @@
 mod cache;
 mod cache_redis;
 mod cluster;
+mod dataproxy;
 mod env;
 mod http;
 mod roles;
@@ -20,6 +21,7 @@ use tidepool_proto::auth::ScramVerifier;
 
 pub use cache::CacheConfig;
 pub use cluster::ClusterConfig;
+pub use dataproxy::DataProxyConfig;
 pub use http::HttpConfig;
 pub use roles::{valid_role_name, RoleConfig};
 pub use url::UpstreamUrl;
@@ -55,6 +57,8 @@ pub struct Config {
     pub cache: CacheConfig,
     #[serde(default)]
     pub cluster: ClusterConfig,
+    #[serde(default)]
+    pub dataproxy: DataProxyConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -388,6 +392,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.dataproxy.validate().map_err(invalid)?;
         if self.server.dashboard_password.as_deref() == Some("") {
             return Err(invalid("server.dashboard_password must not be empty (omit it to leave the dashboard open)"));
         }

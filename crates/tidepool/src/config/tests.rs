@@ -113,6 +113,7 @@ fn example_config_documents_every_key() {
     check("cache", &value["cache"]);
     let cluster = ClusterConfig { redis_url: Some("redis://h".into()), ..Default::default() };
     check("cluster", &toml::Value::try_from(&cluster).unwrap());
+    check("dataproxy", &value["dataproxy"]);
     assert!(missing.is_empty(), "keys missing from examples/tidepool.toml: {missing:?}");
 }
 
@@ -202,4 +203,15 @@ fn itx_database_share() {
     assert_eq!(h.itx_max_per_database(1), 1);
     h.itx_max_share = 1.0;
     assert_eq!(h.itx_max_per_database(8), usize::MAX);
+}
+
+#[test]
+fn dataproxy_limits_are_validated() {
+    let ok = Config::from_toml(&format!("{MINIMAL}\n[dataproxy]\nmax_schemas = 4\ncompile_threads = 1\n"), no_env()).unwrap();
+    assert_eq!((ok.dataproxy.max_schemas, ok.dataproxy.compile_threads), (4, 1));
+    assert_eq!(ok.dataproxy.max_schema_size, 1 << 20, "default");
+    for bad in ["max_schemas = 0", "compile_threads = 0", "compile_threads = 1000", "max_schema_size = 10", "max_compiler_memory = 1024"] {
+        let err = Config::from_toml(&format!("{MINIMAL}\n[dataproxy]\n{bad}\n"), no_env()).unwrap_err();
+        assert!(err.to_string().contains("[dataproxy]"), "{bad}: {err}");
+    }
 }

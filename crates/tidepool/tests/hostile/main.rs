@@ -15,6 +15,7 @@ mod common;
 #[path = "../wire/raw.rs"]
 mod raw;
 
+mod dataproxy;
 mod floods;
 mod h2;
 mod msgs;
@@ -136,6 +137,7 @@ async fn hostile_inputs() -> Result<()> {
         prisma::pre_auth(),
         prisma::post_auth(),
         prisma::tenants(),
+        dataproxy::attacks(),
         state::leavers(),
     ];
     // The table's shape, printed so the count is visible.

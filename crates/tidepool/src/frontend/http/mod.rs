@@ -14,6 +14,7 @@
 //! Every connection task (and every WebSocket session) is spawned on `app.tracker`, so a drain
 //! waits for them; on shutdown HTTP connections finish their requests and close.
 
+pub mod dataproxy;
 mod lease;
 mod neon;
 mod neon_cache;
@@ -48,6 +49,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/health", get(health))
         .route("/sql", post(neon::sql).options(neon::preflight).fallback(neon::unsupported))
         .merge(prisma::routes())
+        .merge(dataproxy::routes())
         .fallback(websocket)
         .layer(axum::middleware::from_fn(trace_request))
         .with_state(app)

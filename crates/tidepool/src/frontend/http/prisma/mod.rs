@@ -50,7 +50,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/invalidate", post(invalidate::invalidate))
 }
 
-fn json_response(status: u16, body: impl Into<Body>) -> Response {
+pub(super) fn json_response(status: u16, body: impl Into<Body>) -> Response {
     let mut r = Response::new(body.into());
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -78,12 +78,12 @@ fn from_interp(r: HttpResponse) -> Response {
 }
 
 /// The connection guard of a request (absent when the router is called without the listener).
-type Guard = Option<Extension<Arc<ConnGuard>>>;
+pub(super) type Guard = Option<Extension<Arc<ConnGuard>>>;
 
 /// The API key from `Authorization: Bearer`, or the 401 P6002 response. On success the
 /// request's connection stops counting as unauthenticated.
 #[allow(clippy::result_large_err)] // the error is the handler's finished response
-fn authenticate(app: &App, guard: &Guard, headers: &HeaderMap) -> Result<(ApiKey, Target), Response> {
+pub(super) fn authenticate(app: &App, guard: &Guard, headers: &HeaderMap) -> Result<(ApiKey, Target), Response> {
     let unauthorized = || error(401, "P6002", "The provided API Key is invalid.", json!({}));
     let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(unauthorized)?;
     let key = app.api_keys.lookup(token.trim()).ok_or_else(unauthorized)?;

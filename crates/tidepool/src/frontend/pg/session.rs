@@ -594,3 +594,25 @@ impl<S: Duplex> Session<S> {
         checkin::check_in(a.lease, checkin::Held { busy, tx_status: a.status }, mode, self.db.config.max_prepared_statements).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn returned<A, R>(_: fn(A) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    /// What an idle client costs: its task holds the session and the futures it waits in;
+    /// per-message state is boxed while it runs (`on_client_data`, `attach`, `release`).
+    #[test]
+    fn idle_session_task_stays_small() {
+        let session = std::mem::size_of::<Session<crate::net::Stream>>();
+        let task = returned(Session::<crate::net::Stream>::serve);
+        let run_loop = returned(Session::<crate::net::Stream>::run_loop as fn(&'static mut Session<crate::net::Stream>) -> _);
+        let client_data = returned(Session::<crate::net::Stream>::on_client_data as fn(&'static mut Session<crate::net::Stream>) -> _);
+        eprintln!("session {session} B, task future {task} B, run_loop {run_loop} B, on_client_data {client_data} B");
+        // Unoptimized builds lay futures out more loosely; release builds are smaller still.
+        assert!(task <= session + 640, "session task future grew to {task} B (session {session} B)");
+    }
+}

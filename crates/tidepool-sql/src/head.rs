@@ -10,14 +10,14 @@ use crate::lexer::TokenKind;
 use crate::statement::{Head, Kind, Setting, TransactionKind};
 
 /// Returns the statement's kind, whether it was `EXPLAIN`, and its replayable setting if any.
-pub(crate) fn classify<'a>(h: &Head<'a>) -> (Kind, bool, Option<Setting<'a>>) {
+pub(crate) fn classify<'a>(h: &Head<'a, '_>) -> (Kind, bool, Option<Setting<'a>>) {
     let mut i = 0;
     let mut explain = false;
     if h.is(0, "explain") {
         explain = true;
         i = 1;
         if h.tok(1).is_some_and(|t| t.kind == TokenKind::LParen) {
-            i = match (2..h.len).find(|&j| h.tok(j).is_some_and(|t| t.kind == TokenKind::RParen)) {
+            i = match (2..h.toks.len()).find(|&j| h.tok(j).is_some_and(|t| t.kind == TokenKind::RParen)) {
                 Some(close) => close + 1,
                 None => return (Kind::Unknown, true, None),
             };
@@ -31,7 +31,7 @@ pub(crate) fn classify<'a>(h: &Head<'a>) -> (Kind, bool, Option<Setting<'a>>) {
     (kind, explain, setting)
 }
 
-fn command<'a>(h: &Head<'a>, i: usize) -> (Kind, Option<Setting<'a>>) {
+fn command<'a>(h: &Head<'a, '_>, i: usize) -> (Kind, Option<Setting<'a>>) {
     let Some(first) = h.tok(i) else { return (Kind::Unknown, None) };
     if first.kind == TokenKind::LParen {
         return (Kind::Query, None);
@@ -108,7 +108,7 @@ impl SmallLower for [u8] {
     }
 }
 
-fn create(h: &Head<'_>, mut i: usize) -> Kind {
+fn create(h: &Head<'_, '_>, mut i: usize) -> Kind {
     if h.is(i, "or") && h.is(i + 1, "replace") {
         i += 2;
     }
@@ -123,12 +123,12 @@ fn create(h: &Head<'_>, mut i: usize) -> Kind {
 }
 
 /// `=` or `TO` at `i`: the token that makes a keyword position a plain setting name.
-fn assigns(h: &Head<'_>, i: usize) -> bool {
+fn assigns(h: &Head<'_, '_>, i: usize) -> bool {
     h.is(i, "to") || h.tok(i).is_some_and(|t| t.kind == TokenKind::Punct(b'='))
 }
 
 /// `i` is just after `SET`.
-fn set<'a>(h: &Head<'a>, mut i: usize) -> (Kind, Option<Setting<'a>>) {
+fn set<'a>(h: &Head<'a, '_>, mut i: usize) -> (Kind, Option<Setting<'a>>) {
     let mut local = false;
     let session_form = |j: usize| h.is(j, "session") && (h.is(j + 1, "characteristics") || h.is(j + 1, "authorization"));
     if (h.is(i, "local") || h.is(i, "session")) && !assigns(h, i + 1) && !session_form(i) {
@@ -156,7 +156,7 @@ fn set<'a>(h: &Head<'a>, mut i: usize) -> (Kind, Option<Setting<'a>>) {
 }
 
 /// `i` is just after `RESET`.
-fn reset<'a>(h: &Head<'a>, i: usize) -> (Kind, Option<Setting<'a>>) {
+fn reset<'a>(h: &Head<'a, '_>, i: usize) -> (Kind, Option<Setting<'a>>) {
     if h.is(i, "all") && h.tok(i + 1).is_none() {
         return (Kind::ResetAll, None);
     }
@@ -165,7 +165,7 @@ fn reset<'a>(h: &Head<'a>, i: usize) -> (Kind, Option<Setting<'a>>) {
 
 /// Reads `name[.name…]` at `i`; for `SET`, then `=`/`TO` and a value running to the end of the
 /// statement. Returns `None` for anything else (special forms, `FROM CURRENT`, a cut-off head).
-fn plain_setting<'a>(h: &Head<'a>, mut i: usize, with_value: bool) -> Option<Setting<'a>> {
+fn plain_setting<'a>(h: &Head<'a, '_>, mut i: usize, with_value: bool) -> Option<Setting<'a>> {
     let mut name = String::new();
     loop {
         let t = h.tok(i)?;

@@ -164,18 +164,17 @@ impl Statement<'_> {
     }
 }
 
-/// The tokens of one statement as `head.rs` sees them.
-pub(crate) struct Head<'a> {
+/// The tokens of one statement as `head.rs` sees them (borrowed from the scan: no copy).
+pub(crate) struct Head<'a, 't> {
     pub src: &'a [u8],
-    pub toks: [Token; HEAD],
-    pub len: usize,
+    pub toks: &'t [Token],
     /// End of the statement's last token.
     pub end: usize,
 }
 
-impl<'a> Head<'a> {
+impl<'a> Head<'a, '_> {
     pub fn tok(&self, i: usize) -> Option<Token> {
-        self.toks.get(..self.len).and_then(|t| t.get(i)).copied()
+        self.toks.get(i).copied()
     }
 
     pub fn bytes(&self, t: Token) -> &'a [u8] {
@@ -261,9 +260,11 @@ impl Scan {
         self.prev_with = false;
     }
 
-    fn finish<'a>(self, src: &'a [u8]) -> Option<Statement<'a>> {
+    /// The statement scanned so far; `None` (and the scan left untouched, still empty) when it
+    /// has no tokens.
+    fn finish<'a>(&self, src: &'a [u8]) -> Option<Statement<'a>> {
         let first = self.first?;
-        let h = Head { src, toks: self.toks, len: self.len, end: self.end };
+        let h = Head { src, toks: self.toks.get(..self.len).unwrap_or_default(), end: self.end };
         let (mut kind, explain, setting) = head::classify(&h);
         let mut hazards = self.hazards;
         match kind {
@@ -311,7 +312,8 @@ impl<'a> Iterator for Statements<'a> {
         loop {
             match self.lexer.next() {
                 Some(Ok(t)) if t.kind == TokenKind::Semicolon => {
-                    if let Some(s) = std::mem::replace(&mut scan, Scan::new()).finish(self.src) {
+                    // An empty statement (`;;`) left the scan empty: it goes on as it is.
+                    if let Some(s) = scan.finish(self.src) {
                         return Some(Ok(s));
                     }
                 }

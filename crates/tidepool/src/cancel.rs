@@ -20,6 +20,11 @@ pub struct CancelSlot {
 
 impl CancelSlot {
     pub async fn set(&self, target: Option<CancelTarget>) {
+        // Uncontended (no cancel being delivered) on the per-transaction path: no wait queue.
+        if let Ok(mut slot) = self.target.try_lock() {
+            *slot = target;
+            return;
+        }
         *self.target.lock().await = target;
     }
 }

@@ -175,7 +175,7 @@ impl<S: Duplex> Session<S> {
                     if a.status == b'I' {
                         // Counted with this ReadyForQuery's bytes below; the transaction ends after.
                         self.tx.server_message(f.raw.len(), None);
-                        self.tx.ready(&self.db.traffic, self.front);
+                        self.tx.ready(&self.db.traffic, self.front, self.last_activity);
                     }
                     if a.status == b'I' && !self.pending_writes.is_empty() {
                         let mut tables = std::mem::take(&mut self.pending_writes);
@@ -242,7 +242,7 @@ impl<S: Duplex> Session<S> {
                     if let Ok((k, v)) = parse_parameter_status(f.body()) {
                         let k = k.to_ascii_lowercase();
                         if TRACKED.contains(&k.as_str()) {
-                            self.params.insert(k.clone(), v.to_owned());
+                            std::sync::Arc::make_mut(&mut self.params).insert(k.clone(), v.to_owned());
                             a.lease.applied.insert(k, v.to_owned());
                         }
                     }

@@ -69,8 +69,9 @@ pub(super) struct Session<S> {
     pub client_needs_flush: bool,
     pub mode: PoolMode,
     pub max_msg: usize,
-    /// Session parameters (lower-case names) this client's servers must carry.
-    pub params: HashMap<String, String>,
+    /// Session parameters (lower-case names) this client's servers must carry; shared between
+    /// clients that logged in with the same ones (copied on write, see [`shared_params`]).
+    pub params: Arc<HashMap<String, String>>,
     pub stmts: ClientStatements,
     pub key: CancelKey,
     pub server: Option<Box<Attached>>,
@@ -79,8 +80,9 @@ pub(super) struct Session<S> {
     /// Tables this client wrote since its last idle ReadyForQuery (`[cache] invalidate_on_write`):
     /// their cache entries are dropped when the write is sent and again once it is committed.
     pub pending_writes: Vec<String>,
-    /// Last time the client or its server made progress (idle timeouts count from here).
-    last_activity: Instant,
+    /// Last time the client or its server made progress (idle timeouts count from here); set
+    /// when bytes are read, it also times the transaction and the pool wait (one clock read).
+    pub(super) last_activity: Instant,
     /// Armed when `client_idle_timeout` or `idle_transaction_timeout` is set.
     idle_timer: Option<Pin<Box<tokio::time::Sleep>>>,
     /// `wire` or `ws`: the label this session's figures are recorded under.
@@ -175,10 +177,11 @@ pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: Bytes
         app: app.clone(),
         db,
         client,
-        crbuf: rbuf,
+        // An idle client holds no read buffer (see `poll_client_read`).
+        crbuf: if rbuf.is_empty() { BytesMut::new() } else { rbuf },
         to_client: BytesMut::new(),
         client_needs_flush: false,
-        params: logged.params.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect(),
+        params: shared_params(logged.params.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect()),
         stmts: ClientStatements::default(),
         key,
         server: None,
@@ -196,25 +199,44 @@ pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: Bytes
     };
     // The session gets a task of its own: this one (with the login's larger state) ends here,
     // so an idle client costs only the session loop's memory.
-    app.tracker.spawn(session.serve().instrument(span));
+    let task = session.serve().instrument(span);
+    tracing::trace!(bytes = std::mem::size_of_val(&task), "session task");
+    app.tracker.spawn(task);
+}
+
+/// Clients of one application log in with the same startup parameters: the last set seen is
+/// kept and shared (an idle client then holds no map of its own). Contents are compared, so a
+/// client never gets another's values; a session that changes its own copies it first.
+fn shared_params(params: HashMap<String, String>) -> Arc<HashMap<String, String>> {
+    static LAST: parking_lot::Mutex<Option<Arc<HashMap<String, String>>>> = parking_lot::Mutex::new(None);
+    let mut last = LAST.lock();
+    match last.as_ref() {
+        Some(p) if **p == params => p.clone(),
+        _ => last.insert(Arc::new(params)).clone(),
+    }
 }
 
 impl<S: Duplex> Session<S> {
-    async fn serve(mut self) {
-        let kill = self._registered.info().kill.clone();
-        let end = tokio::select! {
-            biased;
-            () = kill.cancelled() => {
-                // KILL_CLIENT: whatever was in flight is abandoned; the server is closed, never reused.
-                self.killed = true;
-                self.to_client.clear();
-                End::Fatal(sqlstate::ADMIN_SHUTDOWN, "terminated by the administrator (KILL_CLIENT)".into())
-            }
-            end = self.run_loop() => end,
-        };
-        let app = self.app.clone();
-        Box::pin(self.finish(end)).await;
-        app.metrics.clients.dec();
+    // Not an `async fn`: its argument would be kept in the task twice (the parameter and the
+    // local it is moved into); the block uses the captured session in place.
+    #[allow(clippy::manual_async_fn)]
+    fn serve(mut self) -> impl Future<Output = ()> + Send {
+        async move {
+            let kill = self._registered.info().kill.clone();
+            let end = tokio::select! {
+                biased;
+                () = kill.cancelled() => {
+                    // KILL_CLIENT: whatever was in flight is abandoned; the server is closed, never reused.
+                    self.killed = true;
+                    self.to_client.clear();
+                    End::Fatal(sqlstate::ADMIN_SHUTDOWN, "terminated by the administrator (KILL_CLIENT)".into())
+                }
+                end = self.run_loop() => end,
+            };
+            let app = self.app.clone();
+            Box::pin(self.finish(end)).await;
+            app.metrics.clients.dec();
+        }
     }
 }
 
@@ -224,7 +246,7 @@ impl<S: Duplex> Session<S> {
         let mut shutdown = std::pin::pin!(shutdown.cancelled_owned());
         // Messages pipelined behind the login are already buffered.
         if !self.crbuf.is_empty() {
-            if let Err(end) = self.on_client_data().await {
+            if let Err(end) = Box::pin(self.on_client_data()).await {
                 return end;
             }
         }
@@ -238,7 +260,8 @@ impl<S: Duplex> Session<S> {
                 }
                 Event::Client(Ok(_)) => {
                     self.last_activity = Instant::now();
-                    self.on_client_data().await
+                    // Boxed: its state is allocated while it runs, not held by an idle session.
+                    Box::pin(self.on_client_data()).await
                 }
                 Event::Server(Ok(0)) | Event::Server(Err(_)) => self.on_server_lost(),
                 Event::ServerWrite(e) => {
@@ -312,11 +335,7 @@ impl<S: Duplex> Session<S> {
             }
         }
         if to_server_len < HIGH_WATER {
-            // Idle clients keep a small buffer (memory per idle connection stays low); a
-            // partial message or an attached server gets a large one.
-            let want = if self.server.is_some() || !self.crbuf.is_empty() { 16 * 1024 } else { 256 };
-            reserve(&mut self.crbuf, want);
-            if let Poll::Ready(r) = poll_read_buf(Pin::new(&mut self.client), cx, &mut self.crbuf) {
+            if let Poll::Ready(r) = self.poll_client_read(cx) {
                 return Poll::Ready(Event::Client(r));
             }
         }
@@ -330,6 +349,30 @@ impl<S: Duplex> Session<S> {
             return Poll::Ready(Event::IdleTimeout(idle));
         }
         Poll::Pending
+    }
+
+    /// Reads from the client. Between transactions the session holds no read buffer (memory per
+    /// idle client stays low): the first bytes land on the stack and are copied into a buffer
+    /// allocated then; a partial message or an attached server reads into a large one directly.
+    fn poll_client_read(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        if self.server.is_some() || self.crbuf.capacity() > 0 {
+            reserve(&mut self.crbuf, 16 * 1024);
+            return poll_read_buf(Pin::new(&mut self.client), cx, &mut self.crbuf);
+        }
+        let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
+        let mut rb = tokio::io::ReadBuf::uninit(&mut stack);
+        match tokio::io::AsyncRead::poll_read(Pin::new(&mut self.client), cx, &mut rb) {
+            Poll::Ready(Ok(())) => {
+                let got = rb.filled();
+                if !got.is_empty() {
+                    self.crbuf.reserve(16 * 1024);
+                    self.crbuf.extend_from_slice(got);
+                }
+                Poll::Ready(Ok(got.len()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     /// The idle timeout that applies now, if any: none while the server works for the client.
@@ -388,7 +431,7 @@ impl<S: Duplex> Session<S> {
                 }
                 continue;
             }
-            self.tx.client_message(frame.raw.len());
+            self.tx.client_message(frame.raw.len(), self.last_activity);
             if self.server.is_none() {
                 if let Err(e) = Box::pin(self.attach()).await {
                     self.lease_failed(frame.tag, e)?;
@@ -406,7 +449,7 @@ impl<S: Duplex> Session<S> {
             };
             self.on_client_frame(frame, fx)?;
         }
-        if self.server.is_none() && self.crbuf.is_empty() && self.crbuf.capacity() > 1024 {
+        if self.server.is_none() && self.crbuf.is_empty() {
             self.crbuf = BytesMut::new();
         }
         Ok(())
@@ -436,7 +479,8 @@ impl<S: Duplex> Session<S> {
     }
 
     async fn attach(&mut self) -> Result<(), LeaseError> {
-        let waited = Instant::now();
+        // Counted from when the client's message was read.
+        let waited = self.last_activity;
         let lease = Box::pin(self.wait_for_lease()).await;
         self.db.traffic.record_wait(self.front, waited.elapsed());
         let lease = lease?;
@@ -488,8 +532,8 @@ impl<S: Duplex> Session<S> {
         }
         let Some(a) = self.server.take() else { return };
         self.key.slot.set(None).await;
-        // Between transactions a client holds no large buffers.
-        if self.crbuf.is_empty() && self.crbuf.capacity() > 1024 {
+        // Between transactions a client holds no read buffer and no large write buffer.
+        if self.crbuf.is_empty() {
             self.crbuf = BytesMut::new();
         }
         if self.to_client.is_empty() && self.to_client.capacity() > 1024 {
@@ -553,5 +597,28 @@ impl<S: Duplex> Session<S> {
             PoolMode::Session => checkin::Mode::Session,
         };
         checkin::check_in(a.lease, checkin::Held { busy, tx_status: a.status }, mode, self.db.config.max_prepared_statements).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn returned<A, R>(_: fn(A) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    /// What an idle client costs: its task holds the session and the futures it waits in;
+    /// per-message state is boxed while it runs (`on_client_data`, `attach`, `release`).
+    #[test]
+    fn idle_session_task_stays_small() {
+        let session = std::mem::size_of::<Session<crate::net::Stream>>();
+        let task = returned(Session::<crate::net::Stream>::serve);
+        let run_loop = returned(Session::<crate::net::Stream>::run_loop as fn(&'static mut Session<crate::net::Stream>) -> _);
+        let client_data = returned(Session::<crate::net::Stream>::on_client_data as fn(&'static mut Session<crate::net::Stream>) -> _);
+        eprintln!("session {session} B, task future {task} B, run_loop {run_loop} B, on_client_data {client_data} B");
+        // 632 B here (debug build, 376-byte session); an `async fn serve(self)` stored the
+        // session twice (1,008 B).
+        assert!(task <= session + 384, "session task future grew to {task} B (session {session} B)");
     }
 }

@@ -233,7 +233,7 @@ impl<S: Duplex> Session<S> {
             a.lease.prepared.clear();
             a.lease.applied.clear();
             for n in x.sets.drain() {
-                self.params.remove(&n);
+                std::sync::Arc::make_mut(&mut self.params).remove(&n);
             }
         }
         if t.deallocate_all {
@@ -284,12 +284,12 @@ impl<S: Duplex> Session<S> {
             match value.filter(|_| kept) {
                 Some(v) => {
                     a.lease.applied.insert(name.clone(), v.clone());
-                    self.params.insert(name.clone(), v);
+                    std::sync::Arc::make_mut(&mut self.params).insert(name.clone(), v);
                     x.sets.insert(name.clone());
                 }
                 None => {
                     a.lease.applied.remove(name);
-                    self.params.remove(name);
+                    std::sync::Arc::make_mut(&mut self.params).remove(name);
                     x.sets.remove(name);
                 }
             }

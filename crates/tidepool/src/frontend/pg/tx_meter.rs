@@ -19,10 +19,10 @@ pub(super) struct TxMeter {
 }
 
 impl TxMeter {
-    /// A client message arrived: starts the transaction's clock if it is not running.
-    pub fn client_message(&mut self, len: usize) {
+    /// A client message arrived (read at `now`): starts the transaction's clock if it is not running.
+    pub fn client_message(&mut self, len: usize, now: Instant) {
         if self.start.is_none() {
-            self.start = Some(Instant::now());
+            self.start = Some(now);
         }
         self.received += len as u64;
     }
@@ -36,9 +36,9 @@ impl TxMeter {
     }
 
     /// The server reported idle (ReadyForQuery 'I'): a transaction is over. Each such answer
-    /// ends one, pipelined ones too (their clock starts where the previous one ended).
-    pub fn ready(&mut self, traffic: &DbTraffic, front: Front) {
-        let now = Instant::now();
+    /// ends one, pipelined ones too (their clock starts where the previous one ended). `now`:
+    /// when the answer was read.
+    pub fn ready(&mut self, traffic: &DbTraffic, front: Front, now: Instant) {
         let start = self.start.or(self.last_end).unwrap_or(now);
         self.record(traffic, front, Outcome::Ok, now - start);
         self.last_end = Some(now);

@@ -91,7 +91,7 @@ async fn set_is_replayed_on_every_server_and_never_seen_by_others() -> Result<()
     assert_eq!(pids.len(), 2, "A ran on both servers");
     let c = p.client().await?;
     assert_eq!(show(&c, "search_path").await?, default_path);
-    let pinned = &p.app().databases[DB].pins;
+    let pinned = p.app().database(DB).expect("database").pins.clone();
     assert_eq!(pinned.held(), 0, "a SET never pins");
 
     // Bounded: too many names, also within one transaction (each SET a message of its own)…
@@ -122,7 +122,7 @@ async fn state_that_cannot_be_replayed_pins_until_released_or_disconnect() -> Re
     let cluster = TestCluster::shared().await?;
     let db = cluster.unique_database("sess_pin").await?;
     let p = Setup::new(cluster, &db).db("pool_size = 3").db("max_pinned = 1").server(&format!("admin_users = [\"{MD5_CLIENT}\"]")).start().await?;
-    let pins = p.app().databases[DB].pins.clone();
+    let pins = p.app().database(DB).expect("database").pins.clone();
 
     let a = p.client().await?;
     a.batch_execute("CREATE TEMP TABLE t (x int)").await?;
@@ -250,11 +250,11 @@ async fn listen_hears_notify_while_idle_and_unlisten_stops_it() -> Result<()> {
     a.batch_execute("LISTEN c1; LISTEN c2").await?;
     let msg = expect_code(a.batch_execute("LISTEN c3").await, "54000");
     assert!(msg.contains("max_listen_channels"), "{msg}");
-    assert_eq!(p.app().databases[DB].listener.channel_count(), 3);
+    assert_eq!(p.app().database(DB).expect("database").listener.channel_count(), 3);
 
     // Disconnect cleans up: the listener drops its channels and gives its connection back.
     drop(a);
-    let gone = poll(200, || async { (p.app().databases[DB].listener.channel_count() == 0).then_some(()) }).await;
+    let gone = poll(200, || async { (p.app().database(DB).expect("database").listener.channel_count() == 0).then_some(()) }).await;
     assert!(gone.is_some());
     let direct = cluster.client(&db).await?;
     let n = poll(200, || async {
@@ -289,7 +289,7 @@ async fn psql_keeps_its_session_across_transactions() -> Result<()> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stdout.lines().collect::<Vec<_>>(), ["pg_catalog, public", "5", "2"]);
-    let released = poll(200, || async { (p.app().databases[DB].pins.held() == 0).then_some(()) }).await;
+    let released = poll(200, || async { (p.app().database(DB).expect("database").pins.held() == 0).then_some(()) }).await;
     assert!(released.is_some());
     p.stop().await;
     Ok(())

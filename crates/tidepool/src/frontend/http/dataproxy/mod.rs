@@ -142,9 +142,10 @@ fn plan_body(model: Option<&str>, action: &str, plan: &Value) -> Vec<u8> {
 
 async fn run(app: Arc<App>, guard: Guard, headers: HeaderMap, hash: String, itx: Option<String>, body: Body) -> Result<Response, Response> {
     let (db, schema) = scope(&app, &guard, &headers, &hash)?;
-    let body = read(body, app.config.http.max_request_size).await?;
+    let body = read(body, app.config().http.max_request_size).await?;
     let request: Value = serde_json::from_slice(&body).map_err(|e| reply::invalid_request(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")))?;
-    let cfg = &app.config.dataproxy;
+    let config = app.config();
+    let cfg = &config.dataproxy;
     let query_path = match &itx {
         Some(id) => format!("/transaction/{id}/query"),
         None => "/query".to_owned(),
@@ -293,7 +294,8 @@ async fn schema(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, P
         Ok(k) => k,
         Err(r) => return r,
     };
-    let cfg = &app.config.dataproxy;
+    let config = app.config();
+    let cfg = &config.dataproxy;
     let body = match read(body, cfg.max_schema_size).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -332,7 +334,7 @@ async fn tx_start(
     if let Err(r) = authenticate(&app, &guard, &headers) {
         return r;
     }
-    let body = match read(body, app.config.http.max_request_size).await {
+    let body = match read(body, app.config().http.max_request_size).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -353,7 +355,7 @@ async fn tx_start(
     let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     match (status, str_field(&v, "id")) {
         (StatusCode::OK, Some(id)) => {
-            let scheme = if app.config.http.tls_cert.is_some() { "https" } else { "http" };
+            let scheme = if app.config().http.tls_cert.is_some() { "https" } else { "http" };
             // HTTP/1.1 `Host`, else the HTTP/2 `:authority`.
             let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| uri.authority().map(|a| a.as_str())).unwrap_or("localhost");
             let endpoint = format!("{scheme}://{host}/{version}/{hash}/itx/{id}");

@@ -26,13 +26,17 @@ pub struct Upstream {
     /// The application's task tracker: work spawned on behalf of a connection (cancel requests)
     /// is waited for on shutdown.
     pub tracker: TaskTracker,
+    /// Its open connections, for `SHOW SERVERS`.
+    pub servers: crate::servers::ServerList,
 }
 
 impl Manager for Upstream {
     type Conn = ServerConn;
     type Error = UpstreamError;
     async fn connect(&self) -> Result<ServerConn, UpstreamError> {
-        upstream::connect(&self.target).await
+        let mut conn = upstream::connect(&self.target).await?;
+        conn.info = Some(self.servers.register(&conn));
+        Ok(conn)
     }
     fn is_transient(&self, e: &UpstreamError) -> bool {
         e.is_transient()

@@ -25,6 +25,7 @@ pub mod pins;
 pub mod pool;
 pub mod reload;
 pub mod run;
+pub mod servers;
 pub mod stats;
 pub mod target;
 pub mod upstream;

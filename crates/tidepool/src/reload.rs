@@ -112,7 +112,7 @@ pub fn build_database(
     };
     let roles = crate::target::role_pools(db, &url, tracker, db_registry, cluster)?;
     let target = UpstreamTarget::from_config(url, db).map_err(|e| anyhow::anyhow!("database {}: upstream TLS: {e}", db.name))?;
-    let upstream = Upstream { target, tracker: tracker.clone() };
+    let upstream = Upstream { target, tracker: tracker.clone(), servers: Default::default() };
     let settings = own_settings(db);
     let budget = cluster.map(|c| c.budget(&settings.name, settings.size));
     let stats = previous.map(|prev| prev.pool.stats().clone()).unwrap_or_default();

@@ -62,7 +62,7 @@ fn role_pool(
         max_lifetime: db.max_lifetime,
     };
     let budget = cluster.map(|c| c.budget(&settings.name, settings.size));
-    let pool = Pool::with_budget(settings, Upstream { target, tracker: tracker.clone() }, Default::default(), budget);
+    let pool = Pool::with_budget(settings, Upstream { target, tracker: tracker.clone(), servers: Default::default() }, Default::default(), budget);
     pool.stats().register(registry.sub_registry_with_label(("role".into(), role.name.clone().into())));
     Ok(RolePool { name: role.name.clone(), user, pool })
 }

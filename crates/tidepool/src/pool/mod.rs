@@ -151,6 +151,11 @@ impl<M: Manager> Pool<M> {
         &self.inner.manager
     }
 
+    /// `key` of every idle connection (the console tells idle from lent-out servers this way).
+    pub fn idle_keys<K>(&self, key: impl Fn(&M::Conn) -> Option<K>) -> Vec<K> {
+        self.inner.idle.lock().iter().filter_map(|i| key(&i.conn)).collect()
+    }
+
     /// Number of idle connections right now.
     pub fn idle_count(&self) -> usize {
         self.inner.idle.lock().len()

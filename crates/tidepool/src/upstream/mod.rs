@@ -80,6 +80,8 @@ pub struct ServerConn {
     pub broken: bool,
     /// Transaction status from the last ReadyForQuery tidepool itself read ('I', 'T' or 'E').
     pub tx_status: u8,
+    /// Its entry in the pool's server list (`SHOW SERVERS`), set by the pool's manager.
+    pub info: Option<std::sync::Arc<crate::servers::ServerInfo>>,
 }
 
 impl ServerConn {
@@ -97,6 +99,7 @@ impl ServerConn {
             dirty: false,
             broken: false,
             tx_status: b'I',
+            info: None,
         }
     }
 

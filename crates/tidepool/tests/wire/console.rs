@@ -82,8 +82,23 @@ async fn console_shows_live_pools_and_clients() -> Result<()> {
     // A client holding a transaction: one active server; another client: idle between transactions.
     let holder = p.client().await?;
     holder.batch_execute("BEGIN; SELECT 1").await?;
+    let holder_pid = holder.simple_query("SELECT pg_backend_pid()").await?.into_iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+        _ => None,
+    });
+    assert!(holder_pid.is_some(), "the holder's backend pid");
     let idle = p.client().await?;
     idle.simple_query("SELECT 1").await?;
+    // SHOW SERVERS: the held server is active (with the holder's backend pid), the other idle.
+    let (cols, rows) = show(&admin, "SHOW SERVERS").await?;
+    let (state, pid) = (col(&cols, "state"), col(&cols, "remote_pid"));
+    let mine: Vec<_> = rows.iter().filter(|r| r[col(&cols, "database")].as_deref() == Some(DB)).collect();
+    assert_eq!(mine.len(), 2, "{rows:?}");
+    assert!(mine.iter().all(|r| r[0].as_deref() == Some("S") && r[col(&cols, "port")].as_deref() == Some(cluster.port().to_string().as_str())), "{rows:?}");
+    let active: Vec<_> = mine.iter().filter(|r| r[state].as_deref() == Some("active")).collect();
+    assert_eq!(active.len(), 1, "{rows:?}");
+    assert_eq!(active[0][pid], holder_pid, "{rows:?}");
+    assert_eq!(mine.iter().filter(|r| r[state].as_deref() == Some("idle")).count(), 1, "{rows:?}");
     let (cols, rows) = show(&admin, "SHOW POOLS").await?;
     assert_eq!(figure(&cols, &rows, &[DB], "sv_active"), 1, "{rows:?}");
     assert_eq!(figure(&cols, &rows, &[DB], "sv_idle"), 1, "{rows:?}");
@@ -93,6 +108,9 @@ async fn console_shows_live_pools_and_clients() -> Result<()> {
     let (cols, rows) = show(&admin, "SHOW POOLS").await?;
     assert_eq!(figure(&cols, &rows, &[DB], "sv_active"), 0, "{rows:?}");
     assert_eq!(figure(&cols, &rows, &[DB], "sv_idle"), 2, "{rows:?}");
+    let (cols, rows) = show(&admin, "SHOW SERVERS").await?;
+    let idle_now = rows.iter().filter(|r| r[col(&cols, "database")].as_deref() == Some(DB) && r[col(&cols, "state")].as_deref() == Some("idle"));
+    assert_eq!(idle_now.count(), 2, "both servers idle after COMMIT: {rows:?}");
     let (cols, rows) = show(&admin, "SHOW DATABASES").await?;
     assert_eq!(figure(&cols, &rows, &[DB], "pool_size"), 3);
     assert_eq!(figure(&cols, &rows, &[DB], "current_connections"), 2);

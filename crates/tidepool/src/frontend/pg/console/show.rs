@@ -47,7 +47,7 @@ pub fn run(app: &App, what: &str, out: &mut BytesMut) -> Result<(), CommandError
         "STATS_AVERAGES" => stats_averages(app, out),
         "DATABASES" => databases(app, out),
         "CLIENTS" => clients(app, out),
-        "SERVERS" => emit(out, &CLIENT_COLUMNS, &[]),
+        "SERVERS" => servers(app, out),
         "LISTS" => lists(app, out),
         "CONFIG" => config(app, out),
         "USERS" => users(app, out),
@@ -311,6 +311,27 @@ fn clients(app: &App, out: &mut BytesMut) {
             r
         })
         .collect();
+    emit(out, &CLIENT_COLUMNS, &rows);
+}
+
+/// One row per open server connection of every pool: `active` while lent out, `idle` in the pool.
+fn servers(app: &App, out: &mut BytesMut) {
+    let mut rows: Vec<Row> = Vec::new();
+    for db in databases_sorted(app) {
+        let mut pools = vec![(db.upstream_user.clone(), db.pool.clone())];
+        pools.extend(db.roles.values().map(|r| (r.user.clone(), r.pool.clone())));
+        for (user, pool) in pools {
+            let idle = pool.idle_keys(|c| c.info.as_ref().map(|i| i.id));
+            for s in pool.manager().servers.snapshot() {
+                let state = if idle.contains(&s.id) { "idle" } else { "active" };
+                let mut r = vec![t("S"), t(user.clone()), t(db.config.name.clone()), t(state), t(s.addr.clone()), n(s.port)];
+                r.extend([s.local_addr.map(|a| a.ip().to_string()), s.local_addr.map(|a| a.port().to_string())]);
+                r.extend([t(timestamp(s.connected)), None, n(0), n(0), n(0), t(format!("0x{:x}", s.id)), None, n(s.remote_pid)]);
+                r.extend([s.tls.then(|| "TLS".to_owned()), None, n(s.id), t("server")]);
+                rows.push(r);
+            }
+        }
+    }
     emit(out, &CLIENT_COLUMNS, &rows);
 }
 

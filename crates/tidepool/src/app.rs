@@ -78,6 +78,9 @@ pub struct Database {
     /// Startup parameters already validated on a server: (name, value) → the ParameterStatus
     /// values applying it produced. Lets logins skip a lease for parameter sets seen before.
     pub validated: Mutex<HashMap<(String, String), Reports>>,
+    /// The startup parameters of the latest login, shared by every client that sent equal ones
+    /// (an idle client then holds no map of its own; `frontend/pg/session.rs`).
+    pub last_params: Mutex<Option<Arc<HashMap<String, String>>>>,
     /// Request/transaction latency, outcomes and bytes per front end (`crate::stats`).
     pub traffic: Arc<crate::stats::DbTraffic>,
     /// Clients keeping their server between transactions (`max_pinned`, `crate::pins`).

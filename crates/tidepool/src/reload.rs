@@ -141,6 +141,7 @@ pub fn build_database(
             paused_predecessors: Default::default(),
             defaults: Default::default(),
             validated: Default::default(),
+            last_params: Default::default(),
             traffic: crate::stats::DbTraffic::new(families, &db.name),
         },
     };
@@ -171,6 +172,7 @@ fn shared(prev: &Database, upstream_user: String, same_url: bool) -> Database {
         paused_predecessors: Mutex::new(prev.paused_predecessors.lock().clone()),
         defaults: Mutex::new(if same_url { prev.defaults.lock().clone() } else { None }),
         validated: Mutex::new(if same_url { prev.validated.lock().clone() } else { Default::default() }),
+        last_params: Mutex::new(prev.last_params.lock().clone()),
         traffic: prev.traffic.clone(),
     }
 }

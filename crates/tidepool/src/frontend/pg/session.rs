@@ -171,6 +171,7 @@ pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: Bytes
     let front_client = db.traffic.client(front);
     let timeouts = &app.config().server;
     let timed = !timeouts.client_idle_timeout.is_zero() || !timeouts.idle_transaction_timeout.is_zero();
+    let params = shared_params(&db, logged.params.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect());
     let session = Session {
         mode: db.config.pool_mode,
         max_msg: db.config.max_message_size,
@@ -181,7 +182,7 @@ pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: Bytes
         crbuf: if rbuf.is_empty() { BytesMut::new() } else { rbuf },
         to_client: BytesMut::new(),
         client_needs_flush: false,
-        params: shared_params(logged.params.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect()),
+        params,
         stmts: ClientStatements::default(),
         key,
         server: None,
@@ -204,12 +205,12 @@ pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: Bytes
     app.tracker.spawn(task);
 }
 
-/// Clients of one application log in with the same startup parameters: the last set seen is
-/// kept and shared (an idle client then holds no map of its own). Contents are compared, so a
-/// client never gets another's values; a session that changes its own copies it first.
-fn shared_params(params: HashMap<String, String>) -> Arc<HashMap<String, String>> {
-    static LAST: parking_lot::Mutex<Option<Arc<HashMap<String, String>>>> = parking_lot::Mutex::new(None);
-    let mut last = LAST.lock();
+/// Clients of one application log in with the same startup parameters: the database keeps the
+/// last set seen and shares it (an idle client then holds no map of its own). Contents are
+/// compared, so a client never gets another's values; a session that changes its own copies it
+/// first.
+fn shared_params(db: &Database, params: HashMap<String, String>) -> Arc<HashMap<String, String>> {
+    let mut last = db.last_params.lock();
     match last.as_ref() {
         Some(p) if **p == params => p.clone(),
         _ => last.insert(Arc::new(params)).clone(),

@@ -335,6 +335,12 @@ impl<S: Duplex> Session<S> {
                 }
             }
         }
+        // Before the client read: a query that arrives together with the drain between
+        // transactions must not start a new one.
+        let between = self.server.as_ref().is_none_or(|a| a.keep && a.pending == 0 && a.status == b'I' && a.to_server.is_empty());
+        if between && shutdown.poll(cx).is_ready() {
+            return Poll::Ready(Event::Shutdown);
+        }
         if to_server_len < HIGH_WATER {
             if let Poll::Ready(r) = self.poll_client_read(cx) {
                 return Poll::Ready(Event::Client(r));
@@ -342,9 +348,6 @@ impl<S: Duplex> Session<S> {
         }
         if self.extra.is_some() && self.poll_notifications(cx) {
             return Poll::Ready(Event::Notified);
-        }
-        if self.server.as_ref().is_none_or(|a| a.keep) && shutdown.poll(cx).is_ready() {
-            return Poll::Ready(Event::Shutdown);
         }
         if let Some(idle) = self.poll_idle(cx) {
             return Poll::Ready(Event::IdleTimeout(idle));

@@ -91,19 +91,25 @@ const PATTERNS: &[(&str, Import)] = &[
 /// Functions the table does not know are left out; the linker reports them if the WASM imports them.
 pub(crate) fn classify(glue: &str) -> HashMap<String, Import> {
     let mut out = HashMap::new();
-    let mut rest = glue;
-    while let Some(at) = rest.find("export function ") {
-        let after = &rest[at + "export function ".len()..];
-        let name_end = after.find('(').unwrap_or(after.len());
-        let name = after[..name_end].trim().to_string();
-        // The body runs to the next top-level export (the glue is flat: one function after another).
-        let body_end = after.find("\nexport ").unwrap_or(after.len());
-        let body = &after[..body_end];
-        let probe = format!("{name} {body}");
-        if let Some((_, kind)) = PATTERNS.iter().find(|(p, _)| probe.contains(p)) {
-            out.insert(name, *kind);
+    // ES-module glue (`export function NAME(…) {…}`) and CommonJS glue
+    // (`exports.NAME = function(…) {…};`, as in prisma-schema-wasm).
+    for (intro, name_end, next) in [("export function ", "(", "\nexport "), ("exports.", " = function", "\nexports.")] {
+        let mut rest = glue;
+        while let Some(at) = rest.find(intro) {
+            let after = &rest[at + intro.len()..];
+            let Some(end) = after.find(name_end) else { break };
+            let name = after[..end].trim().to_string();
+            // The body runs to the next top-level export (the glue is flat: one function after another).
+            let body_end = after.find(next).unwrap_or(after.len());
+            let body = &after[..body_end];
+            let probe = format!("{name} {body}");
+            if !name.contains(char::is_whitespace) {
+                if let Some((_, kind)) = PATTERNS.iter().find(|(p, _)| probe.contains(p)) {
+                    out.entry(name).or_insert(*kind);
+                }
+            }
+            rest = &after[body_end..];
         }
-        rest = &after[body_end..];
     }
     out
 }

@@ -316,6 +316,8 @@ impl App {
         registry.register("transactions", "Transaction-mode leases completed", metrics.transactions.clone());
         let traffic = crate::stats::Families::default();
         traffic.register(&mut registry);
+        let dataproxy = crate::frontend::http::dataproxy::DataProxy::default();
+        dataproxy.register(&mut registry);
         let tracker = TaskTracker::new();
         // With a cluster, every pool's size is a limit over all nodes (crate::cluster).
         let cluster = match &config.cluster.redis_url {
@@ -361,7 +363,7 @@ impl App {
             stats_period: Default::default(),
             api_keys,
             itx: Default::default(),
-            dataproxy: Default::default(),
+            dataproxy,
             preauth_pg: Arc::new(tokio::sync::Semaphore::new(config_preauth)),
             cache,
             clients: Default::default(),

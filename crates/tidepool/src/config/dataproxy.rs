@@ -11,6 +11,14 @@ pub struct DataProxyConfig {
     /// `query_compiler_fast_bg.wasm` of the pinned `@prisma/query-compiler-wasm` (its `_bg.js`
     /// glue must sit next to it). Unset: the cache directory `tools/fetch-query-compiler.sh` fills.
     pub query_compiler_wasm: Option<PathBuf>,
+    /// `prisma_schema_build_bg.wasm` of the pinned `@prisma/prisma-schema-wasm` (its
+    /// `prisma_schema_build.js` glue next to it): its DMMF says which request values become plan
+    /// parameters. Unset: the cache directory `tools/fetch-query-compiler.sh` fills. Missing: plans
+    /// are cached by exact request instead of by shape (logged once).
+    pub schema_wasm: Option<PathBuf>,
+    /// Cache plans by query shape (literal values replaced by parameters, as Prisma 7's client
+    /// does), so a query compiles once however its values change. Off: by exact request body.
+    pub plan_by_shape: bool,
     /// Largest schema upload (the base64 body of `PUT …/schema`).
     pub max_schema_size: usize,
     /// Uploaded schemas kept (least recently used dropped first; clients re-upload on demand).
@@ -27,6 +35,8 @@ impl Default for DataProxyConfig {
     fn default() -> Self {
         DataProxyConfig {
             query_compiler_wasm: None,
+            schema_wasm: None,
+            plan_by_shape: true,
             max_schema_size: 1 << 20,
             max_schemas: 32,
             compile_threads: 2,

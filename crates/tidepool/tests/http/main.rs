@@ -12,6 +12,7 @@ mod cache;
 mod cache_nodes;
 mod cluster_itx;
 mod dashboard;
+mod dataproxy_shape;
 mod hardening;
 mod neon;
 mod prisma;

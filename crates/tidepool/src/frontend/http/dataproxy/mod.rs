@@ -6,6 +6,7 @@
 //! in-process ([`state`], crate `tidepool-qc`) and then run through the Prisma 7 routes in-process
 //! (same auth, pool, cache, ITX registry); [`reply`] reshapes the answers as 5.x engines sent them.
 
+mod batch;
 mod reply;
 mod state;
 
@@ -18,12 +19,14 @@ use axum::response::Response;
 use axum::routing::{post, put};
 use axum::Router;
 use base64::Engine as _;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use tidepool_qc::JobKind;
+use tidepool_qc::J;
 
-use self::state::CompileFailure;
+use self::batch::{isolation, BatchRun};
 pub use self::state::DataProxy;
+use self::state::{CompileFailure, Schema};
 use super::prisma::{self, authenticate, Guard};
 use super::BodyError;
 use crate::app::App;
@@ -99,9 +102,9 @@ fn compile_failed(f: CompileFailure, model: Option<&str>) -> Response {
     }
 }
 
-/// Authenticates and finds the schema: (database, schema text) or the finished reply.
+/// Authenticates and finds the schema: (database, schema) or the finished reply.
 #[allow(clippy::result_large_err)] // the error is the handler's finished response
-fn scope(app: &App, guard: &Guard, headers: &HeaderMap, hash: &str) -> Result<(String, Arc<str>), Response> {
+fn scope(app: &App, guard: &Guard, headers: &HeaderMap, hash: &str) -> Result<(String, Schema), Response> {
     let (_key, target) = authenticate(app, guard, headers)?;
     let db = target.db.config.name.to_string();
     match app.dataproxy.schema(&db, hash) {
@@ -136,14 +139,30 @@ fn str_field<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
     v.get(k).and_then(Value::as_str)
 }
 
-fn plan_body(model: Option<&str>, action: &str, plan: &Value) -> Vec<u8> {
-    serde_json::to_vec(&json!({"model": model, "operation": action, "plan": plan, "params": {}})).unwrap_or_default()
+/// The interpreter's request; `plan` is JSON text (a cached plan is spliced in, not re-encoded).
+fn plan_body(model: Option<&str>, action: &str, plan: &str, params: &Map<String, Value>) -> Vec<u8> {
+    let head = serde_json::to_string(&json!({"model": model, "operation": action})).unwrap_or_default();
+    let params = serde_json::to_string(params).unwrap_or_default();
+    let mut out = Vec::with_capacity(head.len() + plan.len() + params.len() + 20);
+    out.extend_from_slice(&head.as_bytes()[..head.len().saturating_sub(1)]);
+    out.extend_from_slice(b",\"plan\":");
+    out.extend_from_slice(plan.as_bytes());
+    out.extend_from_slice(b",\"params\":");
+    out.extend_from_slice(params.as_bytes());
+    out.push(b'}');
+    out
 }
 
 async fn run(app: Arc<App>, guard: Guard, headers: HeaderMap, hash: String, itx: Option<String>, body: Body) -> Result<Response, Response> {
     let (db, schema) = scope(&app, &guard, &headers, &hash)?;
     let body = read(body, app.config().http.max_request_size).await?;
-    let request: Value = serde_json::from_slice(&body).map_err(|e| reply::invalid_request(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")))?;
+    let request: J = serde_json::from_slice(&body).map_err(|e| reply::invalid_request(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")))?;
+    // By shape: literals become parameters, so the plan is compiled once per shape.
+    let (text, params) = match schema.graph.as_deref().and_then(|g| tidepool_qc::parameterize(g, &request)) {
+        Some(p) => (Bytes::from(p.request), p.params),
+        None => (body.clone(), Map::new()),
+    };
+    let schema = schema.text;
     let config = app.config();
     let cfg = &config.dataproxy;
     let query_path = match &itx {
@@ -151,16 +170,20 @@ async fn run(app: Arc<App>, guard: Guard, headers: HeaderMap, hash: String, itx:
         None => "/query".to_owned(),
     };
     if let Some(batch) = request.get("batch") {
-        let items = batch.as_array().cloned().unwrap_or_default();
-        let compiled = app.dataproxy.compile(cfg, &db, &hash, schema, JobKind::CompileBatch, &body).await.map_err(|f| compile_failed(f, None))?;
-        let tx = request.get("transaction").filter(|t| t.is_object()).cloned();
-        return Ok(batch_run(&app, &guard, &headers, &query_path, itx.is_some(), tx, &items, &compiled).await);
+        let items = match batch.to_value() {
+            Value::Array(a) => a,
+            _ => Vec::new(),
+        };
+        let compiled = app.dataproxy.compile(cfg, &db, &hash, schema, JobKind::CompileBatch, &text).await.map_err(|f| compile_failed(f, None))?;
+        let tx = request.get("transaction").map(J::to_value).filter(|t| t.is_object());
+        let run = BatchRun { app: &app, guard: &guard, headers: &headers, query_path: &query_path, in_itx: itx.is_some(), params: &params };
+        return Ok(run.batch(tx, &items, &compiled.value).await);
     }
-    let model = str_field(&request, "modelName");
-    let action = str_field(&request, "action").unwrap_or("");
-    let plan = app.dataproxy.compile(cfg, &db, &hash, schema, JobKind::Compile, &body).await.map_err(|f| compile_failed(f, model))?;
+    let model = request.get("modelName").and_then(J::as_str);
+    let action = request.get("action").and_then(J::as_str).unwrap_or("");
+    let plan = app.dataproxy.compile(cfg, &db, &hash, schema, JobKind::Compile, &text).await.map_err(|f| compile_failed(f, model))?;
     let key = reply::data_key(action, model);
-    Ok(match outcome(internal(&app, &guard, &headers, &query_path, plan_body(model, action, &plan)).await) {
+    Ok(match outcome(internal(&app, &guard, &headers, &query_path, plan_body(model, action, &plan.text, &params)).await) {
         Outcome::Data(x, h) => {
             let mut r = reply::json(StatusCode::OK, &json!({"data": {key: x}}));
             for (name, v) in h.iter() {
@@ -175,117 +198,6 @@ async fn run(app: Arc<App>, guard: Guard, headers: HeaderMap, hash: String, itx:
         }
         Outcome::Service(r) => r,
     })
-}
-
-/// 5.x isolation names (`Serializable`, `ReadCommitted`, …) in Prisma 7's spelling.
-fn isolation(level: &str) -> String {
-    match level {
-        "ReadUncommitted" => "READ UNCOMMITTED".into(),
-        "ReadCommitted" => "READ COMMITTED".into(),
-        "RepeatableRead" => "REPEATABLE READ".into(),
-        "Serializable" => "SERIALIZABLE".into(),
-        "Snapshot" => "SNAPSHOT".into(),
-        other => other.to_owned(),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn batch_run(
-    app: &Arc<App>,
-    guard: &Guard,
-    headers: &HeaderMap,
-    query_path: &str,
-    in_itx: bool,
-    tx: Option<Value>,
-    items: &[Value],
-    compiled: &Value,
-) -> Response {
-    let item_key = |i: usize| {
-        let it = items.get(i).unwrap_or(&Value::Null);
-        (str_field(it, "modelName").map(str::to_owned), str_field(it, "action").unwrap_or("").to_owned())
-    };
-    if compiled.get("type").and_then(Value::as_str) == Some("compacted") {
-        let (model, action) = item_key(0);
-        let plan = compiled.get("plan").cloned().unwrap_or(Value::Null);
-        let key = reply::data_key(&action, model.as_deref());
-        return match outcome(internal(app, guard, headers, query_path, plan_body(model.as_deref(), "findMany", &plan)).await) {
-            Outcome::Data(rows, _) => {
-                let results: Vec<Value> = reply::split_compacted(&rows, compiled)
-                    .into_iter()
-                    .map(|r| match r {
-                        Ok(v) => json!({"data": {key.clone(): v}}),
-                        Err((code, msg)) => json!({"errors": [reply::error_entry(Some(&code), &msg, json!({}), model.as_deref(), None)]}),
-                    })
-                    .collect();
-                reply::json(StatusCode::OK, &json!({"batchResult": results}))
-            }
-            Outcome::Error { code, message, meta } => {
-                let e = reply::error_entry(code.as_deref(), &message, meta, model.as_deref(), None);
-                reply::json(StatusCode::OK, &json!({"batchResult": items.iter().map(|_| json!({"errors": [e.clone()]})).collect::<Vec<_>>()}))
-            }
-            Outcome::Service(r) => r,
-        };
-    }
-    let plans = compiled.get("plans").and_then(Value::as_array).cloned().unwrap_or_default();
-    // A transactional batch outside an interactive transaction gets a transaction of its own
-    // (the start route answers `{"id"}` at the top level, not under `data`).
-    let tx_id = if let (Some(t), false) = (&tx, in_itx) {
-        let mut opts = serde_json::Map::new();
-        if let Some(level) = t.get("isolationLevel").and_then(Value::as_str) {
-            opts.insert("isolationLevel".into(), isolation(level).into());
-        }
-        let (status, _, bytes) = internal(app, guard, headers, "/transaction/start", Value::Object(opts).to_string().into_bytes()).await;
-        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        match (status, str_field(&v, "id")) {
-            (StatusCode::OK, Some(id)) => Some(id.to_owned()),
-            _ => match outcome((status, HeaderMap::new(), bytes)) {
-                Outcome::Service(r) => return r,
-                Outcome::Error { code, message, .. } => return reply::service_error(StatusCode::BAD_REQUEST, code.as_deref().unwrap_or("P2028"), &message),
-                Outcome::Data(..) => return reply::service_error(StatusCode::INTERNAL_SERVER_ERROR, "P6000", "could not start the batch transaction"),
-            },
-        }
-    } else {
-        None
-    };
-    let transactional = tx.is_some() || in_itx;
-    let path = tx_id.as_ref().map(|id| format!("/transaction/{id}/query")).unwrap_or_else(|| query_path.to_owned());
-    let mut results = Vec::with_capacity(plans.len());
-    for (i, plan) in plans.iter().enumerate() {
-        let (model, action) = item_key(i);
-        let key = reply::data_key(&action, model.as_deref());
-        match outcome(internal(app, guard, headers, &path, plan_body(model.as_deref(), &action, plan)).await) {
-            Outcome::Data(x, _) => results.push(json!({"data": {key: x}})),
-            Outcome::Error { code, message, meta } if transactional => {
-                if let Some(id) = &tx_id {
-                    internal(app, guard, headers, &format!("/transaction/{id}/rollback"), Vec::new()).await;
-                }
-                let e = reply::error_entry(code.as_deref(), &message, meta, model.as_deref(), Some(i));
-                return reply::json(StatusCode::OK, &json!({"errors": [e]}));
-            }
-            Outcome::Error { code, message, meta } => {
-                results.push(json!({"errors": [reply::error_entry(code.as_deref(), &message, meta, model.as_deref(), None)]}))
-            }
-            Outcome::Service(r) => {
-                if let Some(id) = &tx_id {
-                    internal(app, guard, headers, &format!("/transaction/{id}/rollback"), Vec::new()).await;
-                }
-                return r;
-            }
-        }
-    }
-    if let Some(id) = &tx_id {
-        let (status, h, bytes) = internal(app, guard, headers, &format!("/transaction/{id}/commit"), Vec::new()).await;
-        if status != StatusCode::OK {
-            return match outcome((status, h, bytes)) {
-                Outcome::Error { code, message, meta } => {
-                    reply::json(StatusCode::OK, &json!({"errors": [reply::error_entry(code.as_deref(), &message, meta, None, None)]}))
-                }
-                Outcome::Service(r) => r,
-                Outcome::Data(..) => reply::service_error(StatusCode::INTERNAL_SERVER_ERROR, "P6000", "commit failed"),
-            };
-        }
-    }
-    reply::json(StatusCode::OK, &json!({"batchResult": results}))
 }
 
 /// `PUT …/schema`: the base64 schema text, whose sha256 (of the base64) must be the path's hash.
@@ -318,7 +230,8 @@ async fn schema(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, P
         }
         Err(f) => return compile_failed(f, None),
     }
-    app.dataproxy.insert_schema(cfg, &db, &hash, text);
+    let graph = app.dataproxy.graph(cfg, text.clone()).await;
+    app.dataproxy.insert_schema(cfg, &db, &hash, Schema { text, graph });
     reply::json(StatusCode::OK, &json!({}))
 }
 

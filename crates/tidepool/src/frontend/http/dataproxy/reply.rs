@@ -112,6 +112,20 @@ fn engine_meta(code: Option<&str>, meta: Value, model: Option<&str>) -> Value {
 }
 
 /// Comparable text of a key value (`1`, `"1"` and `{"$type":"BigInt","value":"1"}` match).
+/// `{"prisma__type":"param","prisma__value":{"name":"%1",…}}` (the compiler's encoding of a
+/// placeholder) → the bound value. Compiler output: nesting bounded all the same.
+fn bind(v: &Value, params: &Map<String, Value>, depth: usize) -> Value {
+    match v {
+        Value::Object(o) if o.get("prisma__type").and_then(Value::as_str) == Some("param") => {
+            let name = o.get("prisma__value").and_then(|x| x.get("name")).and_then(Value::as_str).unwrap_or("");
+            params.get(name).cloned().unwrap_or(Value::Null)
+        }
+        Value::Object(o) if depth < 32 => Value::Object(o.iter().map(|(k, x)| (k.clone(), bind(x, params, depth + 1))).collect()),
+        Value::Array(a) if depth < 32 => Value::Array(a.iter().map(|x| bind(x, params, depth + 1)).collect()),
+        other => other.clone(),
+    }
+}
+
 fn key_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -123,10 +137,11 @@ fn key_text(v: &Value) -> String {
 /// Splits the rows of a compacted batch (one `findUnique` per argument set) back into one result
 /// per request: the row whose `keys` equal the arguments, else `null` (or P2025 when
 /// `expectNonEmpty`). Fields outside `nestedSelection` (keys fetched only to match) are dropped.
-pub fn split_compacted(rows: &Value, compiled: &Value) -> Vec<Result<Value, (String, String)>> {
+/// `params` are the values of the placeholders a parameterized batch's arguments carry.
+pub fn split_compacted(rows: &Value, compiled: &Value, params: &Map<String, Value>) -> Vec<Result<Value, (String, String)>> {
     let empty = Vec::new();
     let rows = rows.as_array().unwrap_or(&empty);
-    let args = compiled.get("arguments").and_then(Value::as_array).unwrap_or(&empty);
+    let args: Vec<Value> = compiled.get("arguments").and_then(Value::as_array).unwrap_or(&empty).iter().map(|a| bind(a, params, 0)).collect();
     let keys: Vec<&str> = compiled.get("keys").and_then(Value::as_array).unwrap_or(&empty).iter().filter_map(Value::as_str).collect();
     let selection: Vec<&str> = compiled.get("nestedSelection").and_then(Value::as_array).unwrap_or(&empty).iter().filter_map(Value::as_str).collect();
     let expect = compiled.get("expectNonEmpty").and_then(Value::as_bool).unwrap_or(false);
@@ -179,14 +194,25 @@ mod tests {
     }
 
     #[test]
+    fn compacted_arguments_bind_their_placeholders() {
+        let p = |n: &str| json!({"prisma__type":"param","prisma__value":{"name":n,"type":"Int"}});
+        let compiled = json!({"arguments":[{"id":p("%1")},{"id":p("%2")}],"keys":["id"],"nestedSelection":[],"expectNonEmpty":true});
+        let rows = json!([{"id":7,"name":"g"}]);
+        let params: Map<String, Value> = [("%1".to_owned(), json!(7)), ("%2".to_owned(), json!(8))].into_iter().collect();
+        let out = split_compacted(&rows, &compiled, &params);
+        assert_eq!(out[0].as_ref().unwrap(), &json!({"id":7,"name":"g"}));
+        assert_eq!(out[1].as_ref().unwrap_err().0, "P2025");
+    }
+
+    #[test]
     fn compacted_rows_split_by_keys() {
         let compiled = json!({"arguments":[{"id":1},{"id":3},{"id":9}],"keys":["id"],"nestedSelection":["id","name"],"expectNonEmpty":false});
         let rows = json!([{"id":3,"name":"c","extra":1},{"id":1,"name":"a","extra":2}]);
-        let out = split_compacted(&rows, &compiled);
+        let out = split_compacted(&rows, &compiled, &Map::new());
         assert_eq!(out[0].as_ref().unwrap(), &json!({"id":1,"name":"a"}));
         assert_eq!(out[1].as_ref().unwrap(), &json!({"id":3,"name":"c"}));
         assert_eq!(out[2].as_ref().unwrap(), &Value::Null);
         let strict = json!({"arguments":[{"id":9}],"keys":["id"],"nestedSelection":[],"expectNonEmpty":true});
-        assert!(split_compacted(&rows, &strict)[0].is_err());
+        assert!(split_compacted(&rows, &strict, &Map::new())[0].is_err());
     }
 }

@@ -281,7 +281,14 @@ async fn hono_worker_prisma5_example() -> Result<()> {
 
 /// The Prisma 5/6 scenarios give the same results through tidepool as through Prisma's own
 /// executor with a Prisma 7 client: each run on its own fresh database, results recorded by
-/// `tests/clients/prisma5/suite.cjs` (normalisation documented there) and compared by `diff.mjs`.
+/// `tests/clients/prisma5/suite.cjs` and compared by `diff.mjs`. Normalisation (details in
+/// suite.cjs): auto-increment ids are compared as they are (fresh databases, same statements);
+/// generated uuids become placeholders in order of appearance and now()-timestamps `<now>`; error
+/// meta keys whose shape belongs to the client generation (5.x `target`/`field_name`, Prisma 7
+/// `driverAdapterError`) are left out and asserted per generation by the scenarios; P2028
+/// `timeTaken` is reduced to ">= timeout" (tidepool reports the time at expiry, ~201 ms for a
+/// 200 ms timeout; Prisma's executor the time when the late query arrives, ~605 ms); the 5.x
+/// client's `findUniqueOrThrow` miss (its own NotFoundError, no meta) is compared by code only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prisma5_and_6_match_prisma7_reference_executor() -> Result<()> {
     let out = tempfile::tempdir()?;

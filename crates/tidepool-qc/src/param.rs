@@ -235,15 +235,22 @@ impl Params<'_> {
                 out.push((k.clone(), v.clone()));
                 continue;
             };
-            let mut f = Vec::new();
-            let inner = match v.get("selection") {
-                Some(s) if !matches!(s, J::Null | J::Bool(false)) => self.selection(s, edge.output, depth + 1),
-                _ => J::Obj(Vec::new()),
+            // The nested selection's own keys stay as sent (anything unknown is the compiler's to refuse).
+            let J::Obj(fields) = v else {
+                out.push((k.clone(), v.clone()));
+                continue;
             };
-            f.push(("selection".to_owned(), inner));
-            if let Some(a) = v.get("arguments").filter(|a| !matches!(a, J::Null | J::Bool(false))) {
-                f.push(("arguments".to_owned(), self.object(a, edge.args, depth + 1)));
-            }
+            let f: Vec<(String, J)> = fields
+                .iter()
+                .map(|(fk, fv)| {
+                    let fv = match fk.as_str() {
+                        "selection" => self.selection(fv, edge.output, depth + 1),
+                        "arguments" => self.object(fv, edge.args, depth + 1),
+                        _ => fv.clone(),
+                    };
+                    (fk.clone(), fv)
+                })
+                .collect();
             out.push((k.clone(), J::Obj(f)));
         }
         J::Obj(out)
@@ -359,5 +366,95 @@ impl Params<'_> {
         let mut fields = vec![("name".to_owned(), J::Str(name))];
         t.fields(&mut fields);
         J::Obj(vec![("$type".into(), J::Str("Param".into())), ("value".into(), J::Obj(fields))])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn graph() -> ParamGraph {
+        ParamGraph::from_dmmf(include_str!("testdata/mini_dmmf.json")).expect("mini DMMF")
+    }
+
+    /// `req` as text: placeholders are numbered in the request's own key order.
+    fn run(req: &str) -> (Value, Value) {
+        let j: J = serde_json::from_str(req).unwrap();
+        let out = parameterize(&graph(), &j).unwrap();
+        (serde_json::from_str(&out.request).unwrap(), Value::Object(out.params))
+    }
+
+    fn ph(name: &str, ty: &str) -> Value {
+        json!({"$type":"Param","value":{"name":name,"type":ty}})
+    }
+
+    #[test]
+    fn scalars_enums_and_tagged_values_become_placeholders_per_the_graph() {
+        let (out, params) = run(r#"{"modelName":"Thing","action":"findMany","query":{"arguments":{
+            "where":{"id":5,"name":{"contains":"x","mode":"insensitive"},"kind":"B","kinds":["A","B"],"data":3,
+                     "big":{"$type":"BigInt","value":"9"},"AND":[{"id":7}],"ref":{"$type":"FieldRef","value":{"_ref":"id"}}},
+            "orderBy":[{"id":"desc"}],"take":3},"selection":{"$scalars":true}}}"#);
+        let w = &out["query"]["arguments"]["where"];
+        assert_eq!(w["id"], ph("%1", "Int"));
+        assert_eq!(w["name"], json!({"contains":ph("%2","String"),"mode":"insensitive"}));
+        assert_eq!(w["kind"], ph("%3", "Enum"));
+        assert_eq!(w["kinds"], json!(["A", "B"]), "a list-of-enum field without ParamEnum stays literal");
+        assert_eq!(w["data"], json!(3), "an Int is not accepted where only Json is");
+        assert_eq!(w["big"], ph("%4", "BigInt"));
+        assert_eq!(w["AND"], json!([{"id":ph("%5","Int")}]));
+        assert_eq!(w["ref"], json!({"$type":"FieldRef","value":{"_ref":"id"}}), "structural values are kept");
+        assert_eq!(out["query"]["arguments"]["orderBy"], json!([{"id":"desc"}]));
+        assert_eq!(out["query"]["arguments"]["take"], json!(3));
+        assert_eq!(params, json!({"%1":5,"%2":"x","%3":"b","%4":"9","%5":7}));
+    }
+
+    #[test]
+    fn lists_unions_and_nested_selections() {
+        let (out, params) = run(r#"{"modelName":"Thing","action":"createOne","query":{
+            "arguments":{"data":{"id":1,"tags":["a","b"],"parts":[{"label":"q","id":4}]}},
+            "selection":{"id":true}}}"#);
+        let d = &out["query"]["arguments"]["data"];
+        assert_eq!(d["id"], ph("%1", "Int"));
+        assert_eq!(d["tags"], json!({"$type":"Param","value":{"name":"%2","type":"List","inner":{"type":"String"}}}));
+        // The union of both part inputs: `id` is a parameter position in one of them.
+        assert_eq!(d["parts"], json!([{"label":ph("%3","String"),"id":ph("%4","Int")}]));
+        assert_eq!(params, json!({"%1":1,"%2":["a","b"],"%3":"q","%4":4}));
+
+        let (out, params) = run(r#"{"modelName":"Thing","action":"findMany","query":{"arguments":{},
+            "selection":{"$scalars":true,"parts":{"arguments":{"where":{"id":9}},"selection":{"id":true},"junk":1}}}}"#);
+        assert_eq!(out["query"]["selection"]["parts"], json!({"selection":{"id":true},"arguments":{"where":{"id":ph("%1","Int")}},"junk":1}));
+        assert_eq!(params, json!({"%1":9}));
+    }
+
+    #[test]
+    fn equal_values_share_a_placeholder_and_models_without_scalars_have_no_root() {
+        let (out, params) = run(r#"{"modelName":"Thing","action":"findMany","query":{"arguments":{"where":{"id":2,"AND":[{"id":2},{"id":2.5}]}}}}"#);
+        assert_eq!(params, json!({"%1":2}));
+        assert_eq!(out["query"]["arguments"]["where"]["AND"][1]["id"], json!(2.5), "a Float is not accepted where only Int is");
+        let (out, params) = run(r#"{"modelName":"Link","action":"findMany","query":{"arguments":{"where":{"id":2}}}}"#);
+        assert_eq!(out["query"]["arguments"]["where"]["id"], json!(2));
+        assert_eq!(params, json!({}));
+    }
+
+    #[test]
+    fn hostile_shapes_do_not_panic() {
+        let g = graph();
+        for text in [
+            "[]",
+            "1",
+            "{}",
+            r#"{"batch":7}"#,
+            r#"{"batch":[1,{"action":3}]}"#,
+            r#"{"action":"findMany","modelName":"Thing","query":5}"#,
+            r#"{"modelName":"Thing","action":"findMany","query":{"arguments":{"where":{"id":{"$type":5}}},"selection":[1]}}"#,
+        ] {
+            let j: J = serde_json::from_str(text).unwrap();
+            let _ = parameterize(&g, &j);
+        }
+        let deep =
+            format!(r#"{{"modelName":"Thing","action":"findMany","query":{{"arguments":{{"where":{}{}}}}}}}"#, r#"{"AND":["#.repeat(60), r#"]}"#.repeat(60));
+        let j: J = serde_json::from_str(&deep).unwrap();
+        assert!(parameterize(&g, &j).is_some());
     }
 }

@@ -276,6 +276,17 @@ fn prisma(s: &mut Seeds, fixtures: &Path) {
             }
         }
     }
+    // The DataProxy parameterizer: requests in the shapes the mini schema graph knows.
+    for (i, b) in [
+        r#"{"modelName":"Thing","action":"findMany","query":{"arguments":{"where":{"id":5,"name":{"contains":"x","mode":"insensitive"},"kind":"B","kinds":["A","B"],"big":{"$type":"BigInt","value":"9"},"AND":[{"id":7}]},"orderBy":[{"id":"desc"}],"take":3},"selection":{"$scalars":true,"parts":{"arguments":{"where":{"id":9}},"selection":{"id":true}}}}}"#,
+        r#"{"modelName":"Thing","action":"createOne","query":{"arguments":{"data":{"id":1,"tags":["a","b"],"parts":[{"label":"q","id":4}]}},"selection":{"id":true}}}"#,
+        r#"{"batch":[{"modelName":"Thing","action":"findMany","query":{"arguments":{"where":{"id":1}},"selection":{"$scalars":true}}},{"modelName":"Thing","action":"findMany","query":{"arguments":{"where":{"id":{"in":[1,2]}}},"selection":{"$scalars":true}}}],"transaction":{"isolationLevel":"Serializable"}}"#,
+    ]
+    .iter()
+    .enumerate()
+    {
+        s.put("dataproxy_parameterize", &format!("handmade-{i}"), b.as_bytes());
+    }
     for (i, b) in ["", "{}", r#"{"maxWait":2000,"timeout":5000,"isolationLevel":"Serializable"}"#, r#"{"isolationLevel":"SNAPSHOT"}"#].iter().enumerate() {
         s.put("prisma_transaction_options", &format!("handmade-{i}"), b.as_bytes());
     }

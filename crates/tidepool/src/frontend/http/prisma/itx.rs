@@ -18,7 +18,12 @@ use crate::target::Target;
 pub enum Closed {
     Committed,
     RolledBack,
-    Expired { timeout_ms: u64, taken_ms: u64 },
+    /// `timeTaken` is reported when a late operation arrives (as Prisma's executor does), so the
+    /// start is kept rather than the time of expiry.
+    Expired {
+        timeout_ms: u64,
+        started: Instant,
+    },
 }
 
 pub struct Itx {

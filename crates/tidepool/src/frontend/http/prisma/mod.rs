@@ -236,10 +236,13 @@ fn closed_error(c: Closed, operation: &str) -> Response {
     match c {
         Closed::Committed => p2028(format!("Transaction already closed: A {operation} cannot be executed on a committed transaction."), json!({})),
         Closed::RolledBack => p2028(format!("Transaction already closed: A {operation} cannot be executed on a transaction that was rolled back."), json!({})),
-        Closed::Expired { timeout_ms, taken_ms } => p2028(
+        Closed::Expired { timeout_ms, started } => {
+            let taken_ms = started.elapsed().as_millis() as u64;
+            p2028(
             format!("Transaction already closed: A {operation} cannot be executed on an expired transaction. The timeout for this transaction was {timeout_ms} ms, however {taken_ms} ms passed since the start of the transaction. Consider increasing the interactive transaction timeout or doing less work in the transaction."),
             json!({"operation": operation, "timeout": timeout_ms, "timeTaken": taken_ms}),
-        ),
+        )
+        }
     }
 }
 
@@ -364,8 +367,7 @@ async fn expire(app: &App, itx: &Itx) {
     if let Some(mut conn) = conn {
         let _ = conn.simple("ROLLBACK").await;
         lease::finish(conn).await;
-        let taken = itx.started.elapsed().as_millis() as u64;
-        app.itx.close(itx, Closed::Expired { timeout_ms: itx.timeout.as_millis() as u64, taken_ms: taken });
+        app.itx.close(itx, Closed::Expired { timeout_ms: itx.timeout.as_millis() as u64, started: itx.started });
     }
 }
 
@@ -383,7 +385,7 @@ fn lookup(app: &App, guard: &Guard, headers: &HeaderMap, id: &str, operation: &s
 }
 
 fn expired_now(itx: &Itx) -> Closed {
-    Closed::Expired { timeout_ms: itx.timeout.as_millis() as u64, taken_ms: itx.started.elapsed().as_millis() as u64 }
+    Closed::Expired { timeout_ms: itx.timeout.as_millis() as u64, started: itx.started }
 }
 
 async fn itx_query(State(app): State<Arc<App>>, guard: Guard, uri: axum::http::Uri, headers: HeaderMap, Path(id): Path<String>, body: Body) -> Response {

@@ -1,7 +1,8 @@
 //! Several tidepool nodes (in-process) sharing one `redis-server` and one Postgres, all started
 //! by the test on free ports: the global connection budget under pgbench on every node at once,
 //! with a node crashing and Redis restarting mid-run (upstream connections sampled from
-//! `pg_stat_activity`), and cancel requests sent to a node other than the client's.
+//! `pg_stat_activity`), cancel requests sent to a node other than the client's, and a node that
+//! stops gracefully leaving at once (membership and leases gone long before `lease_ttl`).
 
 #[allow(dead_code)]
 #[path = "wire/common.rs"]
@@ -360,4 +361,112 @@ async fn wait_until_async<F: std::future::Future<Output = bool>>(what: &str, mut
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     anyhow::bail!("timed out waiting until {what}")
+}
+
+/// Peer node ids in SHOW PEERS on `p`'s console.
+async fn show_peers(p: &Proxy) -> Result<Vec<String>> {
+    let mut cfg = p.config(SCRAM_CLIENT, Some(SCRAM_CLIENT_PW));
+    cfg.dbname("pgbouncer");
+    let console = common::connect(&cfg).await?;
+    Ok(console
+        .simple_query("SHOW PEERS")
+        .await?
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Opens `n` connections through `cfg` at once (n transactions held together), then leaves them
+/// idle in the node's pool: the node holds `n` leases.
+async fn hold_idle(cfg: &tokio_postgres::Config, n: usize) -> Result<()> {
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        let c = common::connect(cfg).await?;
+        c.batch_execute("BEGIN; SELECT 1").await?;
+        clients.push(c);
+    }
+    for c in &clients {
+        c.batch_execute("COMMIT").await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_stopped_gracefully_leave_the_cluster_at_once() -> Result<()> {
+    let cluster = TestCluster::shared().await?;
+    let db = cluster.unique_database("cluster_leave").await?;
+    let redis = TestRedis::start()?;
+    // A long lease TTL: whatever is given back well before it was given back by the leave.
+    let toml = |name: &str| {
+        let setup =
+            Setup::new(cluster, &db).db(&format!("pool_size = {BUDGET}")).db("pool_timeout = \"20s\"").server(&format!("admin_users = [\"{SCRAM_CLIENT}\"]"));
+        cluster_toml(&setup, &redis.url(), name).replace("lease_ttl = \"3s\"", "lease_ttl = \"60s\"")
+    };
+    // A: a real `tidepool serve` stopped by SIGTERM; C: in-process, stopped by `Running::stop`.
+    let port = tidepool_testkit::free_port();
+    let mut a = RealNode::start(&toml("a").replace("pg_listen = \"127.0.0.1:0\"", &format!("pg_listen = \"127.0.0.1:{port}\"")), port)?;
+    let b = Proxy::start(&toml("b")).await?;
+    let c = Proxy::start(&toml("c")).await?;
+    coordinated(&[&b, &c], 3).await?;
+    assert_eq!(show_peers(&b).await?, ["a", "b", "c"]);
+
+    let a_cfg: tokio_postgres::Config = a.url().parse()?;
+    hold_idle(&a_cfg, 6).await?;
+    hold_idle(&c.config(SCRAM_CLIENT, Some(SCRAM_CLIENT_PW)), 3).await?;
+    let before = members(&redis)?;
+    assert!(before.matches("a:").count() >= 6 && before.matches("c:").count() >= 3, "A and C hold a lease per open connection: {before}");
+
+    // Both stop gracefully: their membership and leases are removed as they go.
+    std::process::Command::new("kill").args(["-TERM", &a.child.id().to_string()]).status()?;
+    let mut exited = None;
+    for _ in 0..300 {
+        exited = a.child.try_wait()?;
+        if exited.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(exited.is_some_and(|s| s.success()), "A drained and exited after SIGTERM: {exited:?}");
+    common::bounded("node C's graceful stop", 30, c.stop()).await;
+    let left = members(&redis)?;
+    assert!(!left.contains("a:") && !left.contains("c:"), "A's and C's leases are gone: {left}");
+
+    // B uses the whole budget: 10 transactions held at once (each needs its own connection),
+    // within a hang bound far below the 60 s lease TTL.
+    let b = &b;
+    let all = common::bounded("B taking the whole budget", 40, async {
+        let mut held = Vec::new();
+        for _ in 0..BUDGET {
+            let c = b.client().await?;
+            c.batch_execute("BEGIN").await?;
+            let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+            held.push((c, pid));
+        }
+        anyhow::Ok(held)
+    })
+    .await?;
+    let pids: std::collections::HashSet<i32> = all.iter().map(|(_, pid)| *pid).collect();
+    assert_eq!(pids.len() as i64, BUDGET, "B holds {BUDGET} upstream connections at once");
+    drop(all);
+
+    // B's SHOW PEERS no longer lists A or C (at B's next heartbeat, not after the TTL).
+    let mut peers = Vec::new();
+    for _ in 0..300 {
+        peers = show_peers(b).await?;
+        if peers == ["b"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(peers, ["b"], "A and C left B's SHOW PEERS");
+
+    // Leaving is best effort: with its Redis unreachable a node still stops (a hang bound only).
+    let dead = format!("redis://127.0.0.1:{}", tidepool_testkit::free_port());
+    let setup = Setup::new(cluster, &db).db(&format!("pool_size = {BUDGET}"));
+    let d = Proxy::start(&cluster_toml(&setup, &dead, "d")).await?;
+    common::bounded("a stop with Redis unreachable", 20, d.stop()).await;
+    Ok(())
 }

@@ -2,8 +2,10 @@
 //! by the test on free ports: the global connection budget under pgbench on every node at once,
 //! with a node crashing and Redis restarting mid-run (upstream connections sampled from
 //! `pg_stat_activity`), cancel requests sent to a node other than the client's, and a node that
-//! stops gracefully leaving at once (membership and leases gone long before `lease_ttl`).
+//! stops gracefully leaving at once (membership and leases gone long before `lease_ttl`), and a
+//! node reaching Redis over TLS (`rediss://`).
 
+mod cluster_support;
 #[allow(dead_code)]
 #[path = "wire/common.rs"]
 mod common;
@@ -14,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use cluster_support::{hold_idle, show_peers, wait_until_async, RealNode};
 use common::{Proxy, Setup, SCRAM_CLIENT, SCRAM_CLIENT_PW};
 use parking_lot::Mutex;
 use tidepool_testkit::{run_pgbench, TestCluster, TestRedis, SCRAM_USER};
@@ -273,40 +276,6 @@ async fn a_cancel_sent_to_another_node_reaches_the_query_and_a_random_key_does_n
     Ok(())
 }
 
-/// A real `tidepool serve` process with this TOML (killed on drop).
-struct RealNode {
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-    pg: u16,
-}
-
-impl RealNode {
-    fn start(toml: &str, pg: u16) -> Result<RealNode> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("tidepool.toml");
-        std::fs::write(&path, toml)?;
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_tidepool"))
-            .args(["serve", "--config"])
-            .arg(&path)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()?;
-        Ok(RealNode { child, _dir: dir, pg })
-    }
-
-    fn url(&self) -> String {
-        format!("postgresql://{SCRAM_CLIENT}:{SCRAM_CLIENT_PW}@127.0.0.1:{}/{}?sslmode=disable", self.pg, common::DB)
-    }
-}
-
-impl Drop for RealNode {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_with_sigkill_gives_its_budget_back_within_the_lease_ttl() -> Result<()> {
     let cluster = TestCluster::shared().await?;
@@ -350,47 +319,6 @@ async fn a_node_killed_with_sigkill_gives_its_budget_back_within_the_lease_ttl()
     sampler.stop().await?;
     eprintln!("SIGKILL: sampled maximum of upstream connections {max_before} before/at the kill, {max} after (budget {BUDGET}); K held {held_by_k} leases when killed");
     a.stop().await;
-    Ok(())
-}
-
-async fn wait_until_async<F: std::future::Future<Output = bool>>(what: &str, mut cond: impl FnMut() -> F) -> Result<()> {
-    for _ in 0..3000 {
-        if cond().await {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    anyhow::bail!("timed out waiting until {what}")
-}
-
-/// Peer node ids in SHOW PEERS on `p`'s console.
-async fn show_peers(p: &Proxy) -> Result<Vec<String>> {
-    let mut cfg = p.config(SCRAM_CLIENT, Some(SCRAM_CLIENT_PW));
-    cfg.dbname("pgbouncer");
-    let console = common::connect(&cfg).await?;
-    Ok(console
-        .simple_query("SHOW PEERS")
-        .await?
-        .into_iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-            _ => None,
-        })
-        .collect())
-}
-
-/// Opens `n` connections through `cfg` at once (n transactions held together), then leaves them
-/// idle in the node's pool: the node holds `n` leases.
-async fn hold_idle(cfg: &tokio_postgres::Config, n: usize) -> Result<()> {
-    let mut clients = Vec::new();
-    for _ in 0..n {
-        let c = common::connect(cfg).await?;
-        c.batch_execute("BEGIN; SELECT 1").await?;
-        clients.push(c);
-    }
-    for c in &clients {
-        c.batch_execute("COMMIT").await?;
-    }
     Ok(())
 }
 
@@ -468,5 +396,28 @@ async fn nodes_stopped_gracefully_leave_the_cluster_at_once() -> Result<()> {
     let setup = Setup::new(cluster, &db).db(&format!("pool_size = {BUDGET}"));
     let d = Proxy::start(&cluster_toml(&setup, &dead, "d")).await?;
     common::bounded("a stop with Redis unreachable", 20, d.stop()).await;
+    Ok(())
+}
+
+/// `rediss://`: a real node reaching Redis only over TLS (certificate signed by a test CA the
+/// process trusts through `SSL_CERT_FILE`) joins the cluster and takes leases there; a node on the
+/// same Redis's plain port sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reaches_redis_over_tls() -> Result<()> {
+    let cluster = TestCluster::shared().await?;
+    let db = cluster.unique_database("cluster_tls").await?;
+    let redis = TestRedis::start_tls()?;
+    let (tls_url, ca) = (redis.tls_url().context("tls url")?, redis.tls_ca_file().context("ca file")?);
+    let b = node(cluster, &db, &redis.url(), "b").await?;
+    let port = tidepool_testkit::free_port();
+    let setup = Setup::new(cluster, &db).db(&format!("pool_size = {BUDGET}"));
+    let toml = cluster_toml(&setup, &tls_url, "t").replace("pg_listen = \"127.0.0.1:0\"", &format!("pg_listen = \"127.0.0.1:{port}\""));
+    let t = RealNode::start_with_ca(&toml, port, Some(&ca))?;
+    coordinated(&[&b], 2).await?;
+    assert_eq!(show_peers(&b).await?, ["b", "t"]);
+    let c = common::connect(&t.url().parse()?).await?;
+    c.batch_execute("SELECT 1").await?;
+    let leases = members(&redis)?;
+    assert!(leases.contains("t:"), "the TLS node took its lease in Redis: {leases}");
     Ok(())
 }

@@ -110,7 +110,7 @@ pub struct Cluster {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("[cluster] redis_url is not a valid redis:// URL")]
+    #[error("[cluster] redis_url is not a valid redis:// or rediss:// URL")]
     InvalidUrl,
     #[error("[cluster] redis_url is not set")]
     NotConfigured,

@@ -4,6 +4,9 @@
 //! away and bring it back on the same port (empty: nothing is persisted), and
 //! [`TestRedis::freeze`] / [`TestRedis::resume`] make it stop answering without closing anything.
 //!
+//! [`TestRedis::start_tls`] also listens with TLS on a second free port ([`TestRedis::tls_url`]),
+//! with a fresh test CA ([`TestRedis::tls_ca_file`]) and no client certificates required.
+//!
 //! The binary is `$TIDEPOOL_REDIS_SERVER` if set, else `redis-server` on `PATH`. Process
 //! management uses `std::process`, so a server started in one runtime can be used from any other.
 
@@ -18,6 +21,8 @@ use anyhow::{bail, Context, Result};
 /// A running (or killed) test `redis-server`.
 pub struct TestRedis {
     port: u16,
+    /// The TLS port, if started with [`TestRedis::start_tls`].
+    tls_port: Option<u16>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -25,11 +30,27 @@ pub struct TestRedis {
 impl TestRedis {
     /// Starts a server on a free port and waits until it answers PING.
     pub fn start() -> Result<TestRedis> {
+        Self::start_with(false)
+    }
+
+    /// Like [`TestRedis::start`], plus a TLS listener on another free port whose certificate (for
+    /// `127.0.0.1`) is signed by a fresh test CA, written to [`TestRedis::tls_ca_file`].
+    pub fn start_tls() -> Result<TestRedis> {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Result<TestRedis> {
         // A port can be taken between free_port() and bind: retry with a new one.
         let mut last = None;
         for _ in 0..5 {
             let dir = tempfile::Builder::new().prefix("tidepool-redis-").tempdir().context("temp dir for redis-server")?;
-            let mut redis = TestRedis { port: crate::free_port(), dir, child: None };
+            if tls {
+                let pki = crate::test_pki(["127.0.0.1"]);
+                std::fs::write(dir.path().join("ca.pem"), &pki.ca_cert_pem)?;
+                std::fs::write(dir.path().join("server.pem"), &pki.cert_pem)?;
+                std::fs::write(dir.path().join("server.key"), &pki.key_pem)?;
+            }
+            let mut redis = TestRedis { port: crate::free_port(), tls_port: tls.then(crate::free_port), dir, child: None };
             match redis.spawn() {
                 Ok(()) => return Ok(redis),
                 Err(e) => last = Some(e),
@@ -45,6 +66,16 @@ impl TestRedis {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// `rediss://127.0.0.1:TLS_PORT` (a server from [`TestRedis::start_tls`]).
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_port.map(|p| format!("rediss://127.0.0.1:{p}"))
+    }
+
+    /// The PEM file of the CA that signed the TLS listener's certificate.
+    pub fn tls_ca_file(&self) -> Option<PathBuf> {
+        self.tls_port.map(|_| self.dir.path().join("ca.pem"))
     }
 
     /// Whether the server process is running (not killed).
@@ -124,8 +155,19 @@ impl TestRedis {
     fn spawn(&mut self) -> Result<()> {
         let bin = std::env::var_os("TIDEPOOL_REDIS_SERVER").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("redis-server"));
         let port = self.port.to_string();
-        let mut child = Command::new(&bin)
-            .args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning"])
+        let mut cmd = Command::new(&bin);
+        cmd.args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning"]);
+        if let Some(tls_port) = self.tls_port {
+            let file = |name: &str| self.dir.path().join(name);
+            cmd.args(["--tls-port", &tls_port.to_string(), "--tls-auth-clients", "no"])
+                .arg("--tls-cert-file")
+                .arg(file("server.pem"))
+                .arg("--tls-key-file")
+                .arg(file("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(file("ca.pem"));
+        }
+        let mut child = cmd
             .arg("--dir")
             .arg(self.dir.path())
             .stdin(Stdio::null())

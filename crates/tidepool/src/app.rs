@@ -253,8 +253,9 @@ pub struct App {
     pub config_path: Mutex<Option<std::path::PathBuf>>,
     /// Metric families new databases register into on reload.
     pub traffic: crate::stats::Families,
-    /// Names whose metrics are registered (a database re-added by reload reuses them).
-    pub registered: Mutex<std::collections::HashSet<String>>,
+    /// Each database name's registered metrics (a database changed, or removed and added back,
+    /// by a reload keeps counting into them).
+    pub db_metrics: Mutex<crate::db_metrics::MetricsBook>,
     /// One reload at a time.
     pub reloading: tokio::sync::Mutex<()>,
     /// Per-period averages for the console (`crate::stats::period`).
@@ -325,12 +326,13 @@ impl App {
             None => None,
         };
         let mut databases = HashMap::new();
+        let mut db_metrics = crate::db_metrics::MetricsBook::default();
         for db in &config.databases {
-            let database = crate::reload::build_database(db, Some(&mut registry), &tracker, &traffic, None, cluster.as_deref())?;
+            let metrics = db_metrics.get(&db.name, &mut registry);
+            let database = crate::reload::build_database(db, &metrics, &mut registry, &tracker, &traffic, None, cluster.as_deref())?;
             databases.insert(db.name.clone(), Arc::new(database));
         }
         let (pg_tls, http_tls) = crate::reload::tls_acceptors(&config)?;
-        let registered = config.databases.iter().map(|d| d.name.clone()).collect();
         let api_keys = crate::keys::ApiKeys::from_config(&config);
         let mut cache = crate::cache::Cache::new(config.cache.clone(), None, tracker.clone());
         cache.metrics().register(&mut registry);
@@ -358,7 +360,7 @@ impl App {
             http_tls: parking_lot::RwLock::new(http_tls),
             config_path: Mutex::new(None),
             traffic,
-            registered: Mutex::new(registered),
+            db_metrics: Mutex::new(db_metrics),
             reloading: tokio::sync::Mutex::new(()),
             stats_period: Default::default(),
             api_keys,

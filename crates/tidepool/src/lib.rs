@@ -16,6 +16,7 @@ pub mod checkin;
 pub mod clients;
 pub mod cluster;
 pub mod config;
+pub mod db_metrics;
 pub mod dev;
 pub mod frontend;
 pub mod keys;

@@ -68,11 +68,10 @@ pub struct Listener {
 }
 
 impl Listener {
-    pub fn new(pool: Pool<Upstream>, tracker: TaskTracker, registry: &mut prometheus_client::registry::Registry) -> Arc<Listener> {
-        let l = Arc::new(Listener { pool, tracker, inner: Mutex::default(), channels: Gauge::default(), dropped: Counter::default() });
-        registry.register("listen_channels", "Channels the shared listener connection listens to", l.channels.clone());
-        registry.register("notifications_dropped", "Notifications dropped because a client's queue was full", l.dropped.clone());
-        l
+    /// `metrics`: the database's registered `listen_channels` and `notifications_dropped`.
+    pub fn new(pool: Pool<Upstream>, tracker: TaskTracker, metrics: &crate::db_metrics::DbMetrics) -> Arc<Listener> {
+        let (channels, dropped) = (metrics.listen_channels.clone(), metrics.notifications_dropped.clone());
+        Arc::new(Listener { pool, tracker, inner: Mutex::default(), channels, dropped })
     }
 
     /// A new, empty subscription for one client.

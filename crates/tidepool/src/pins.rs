@@ -17,11 +17,10 @@ pub struct Pins {
 }
 
 impl Pins {
-    /// `max`: `max_pinned`, or half the pool when unset.
-    pub fn new(max_pinned: Option<usize>, pool_size: usize, registry: &mut prometheus_client::registry::Registry) -> Arc<Pins> {
-        let pins = Arc::new(Pins { held: AtomicUsize::new(0), max: AtomicUsize::new(max_pinned.unwrap_or(pool_size / 2)), gauge: Gauge::default() });
-        registry.register("pinned_clients", "Clients keeping their server between transactions (session state)", pins.gauge.clone());
-        pins
+    /// `max`: `max_pinned`, or half the pool when unset. `gauge`: the database's registered
+    /// `pinned_clients` ([`crate::db_metrics::DbMetrics`]).
+    pub fn new(max_pinned: Option<usize>, pool_size: usize, gauge: Gauge) -> Arc<Pins> {
+        Arc::new(Pins { held: AtomicUsize::new(0), max: AtomicUsize::new(max_pinned.unwrap_or(pool_size / 2)), gauge })
     }
 
     /// The limit in force.
@@ -63,8 +62,7 @@ mod tests {
 
     #[test]
     fn slots_are_bounded_and_given_back() {
-        let mut r = prometheus_client::registry::Registry::default();
-        let pins = Pins::new(None, 5, &mut r);
+        let pins = Pins::new(None, 5, Gauge::default());
         assert_eq!(pins.max(), 2);
         let a = pins.try_pin().unwrap();
         let _b = pins.try_pin().unwrap();
@@ -72,7 +70,7 @@ mod tests {
         drop(a);
         assert_eq!(pins.held(), 1);
         assert!(pins.try_pin().is_some());
-        let zero = Pins::new(Some(0), 5, &mut r);
+        let zero = Pins::new(Some(0), 5, Gauge::default());
         assert!(zero.try_pin().is_none());
     }
 }

@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::app::{App, Database, Upstream};
 use crate::config::{Config, DatabaseConfig, UpstreamUrl};
+use crate::db_metrics::DbMetrics;
 use crate::pool::{Pool, PoolSettings};
 use crate::upstream::UpstreamTarget;
 
@@ -83,11 +84,14 @@ fn upstream_identity(db: &DatabaseConfig) -> String {
 }
 
 /// Builds the run-time database for `db`. With `previous` (a reload), its counters are shared
-/// and, when the upstream is the same, its pools are kept and resized; otherwise new pools count
-/// into the previous pool's metrics. `registry`: where a new database's metrics go.
+/// and, when the upstream is the same, its pools are kept and resized. New pools count into the
+/// name's registered series (`metrics`, from the [`MetricsBook`](crate::db_metrics::MetricsBook); `registry` takes new roles'),
+/// so a database changed, or removed and added back, keeps reporting under the same series.
+#[allow(clippy::too_many_arguments)]
 pub fn build_database(
     db: &DatabaseConfig,
-    registry: Option<&mut Registry>,
+    metrics: &DbMetrics,
+    registry: &mut Registry,
     tracker: &TaskTracker,
     families: &crate::stats::Families,
     previous: Option<&Database>,
@@ -105,31 +109,21 @@ pub fn build_database(
         prev.pins.set_max(db.max_pinned, db.own_pool_size());
         return Ok(Database { config: db.clone(), pool: prev.pool.clone(), roles: prev.roles.clone(), ..shared(prev, upstream_user, true) });
     }
-    let mut scratch = Registry::default();
-    let (db_registry, fresh) = match registry {
-        Some(r) if previous.is_none() => (r.sub_registry_with_label(("database".into(), db.name.clone().into())), true),
-        _ => (&mut scratch, false),
-    };
-    let roles = crate::target::role_pools(db, &url, tracker, db_registry, cluster)?;
+    let roles = crate::target::role_pools(db, &url, tracker, metrics, registry, cluster)?;
     let target = UpstreamTarget::from_config(url, db).map_err(|e| anyhow::anyhow!("database {}: upstream TLS: {e}", db.name))?;
     let upstream = Upstream { target, tracker: tracker.clone(), servers: Default::default() };
     let settings = own_settings(db);
     let budget = cluster.map(|c| c.budget(&settings.name, settings.size));
-    let stats = previous.map(|prev| prev.pool.stats().clone()).unwrap_or_default();
-    let pool = Pool::with_budget(settings, upstream, stats, budget);
-    if fresh {
-        // The own pool's metrics keep only the `database` label (as before roles existed).
-        pool.stats().register(db_registry);
-    }
+    let pool = Pool::with_budget(settings, upstream, metrics.pool.clone(), budget);
     // The shared LISTEN connection belongs to the pool it leases from.
-    let listener = crate::listen::Listener::new(pool.clone(), tracker.clone(), db_registry);
+    let listener = crate::listen::Listener::new(pool.clone(), tracker.clone(), metrics);
     let base = match previous {
         Some(prev) => {
             prev.pins.set_max(db.max_pinned, db.own_pool_size());
             shared(prev, upstream_user, prev.config.url == db.url)
         }
         None => Database {
-            pins: crate::pins::Pins::new(db.max_pinned, db.own_pool_size(), db_registry),
+            pins: crate::pins::Pins::new(db.max_pinned, db.own_pool_size(), metrics.pinned.clone()),
             listener: listener.clone(),
             config: db.clone(),
             pool: pool.clone(),
@@ -279,21 +273,22 @@ pub async fn apply(app: &App, config: Config) -> Result<Summary, ReloadError> {
     let mut kept_resizes: Vec<&DatabaseConfig> = Vec::new();
     {
         let mut registry = app.registry.lock();
-        let mut registered = app.registered.lock();
+        let mut book = app.db_metrics.lock();
         for db in &config.databases {
-            match current.get(&db.name) {
-                Some(prev) if upstream_identity(&prev.config) == upstream_identity(db) => kept_resizes.push(db),
+            let metrics = book.get(&db.name, &mut registry);
+            let previous = match current.get(&db.name) {
+                Some(prev) if upstream_identity(&prev.config) == upstream_identity(db) => {
+                    kept_resizes.push(db);
+                    continue;
+                }
                 Some(prev) => {
                     summary.changed.push(db.name.clone());
-                    built.insert(db.name.clone(), build_database(db, None, &app.tracker, &app.traffic, Some(prev), app.cluster.as_deref()).map_err(invalid)?);
+                    Some(&**prev)
                 }
-                None => {
-                    let fresh = !registered.contains(&db.name);
-                    let d = build_database(db, fresh.then_some(&mut *registry), &app.tracker, &app.traffic, None, app.cluster.as_deref()).map_err(invalid)?;
-                    registered.insert(db.name.clone());
-                    built.insert(db.name.clone(), d);
-                }
-            }
+                None => None,
+            };
+            let d = build_database(db, &metrics, &mut registry, &app.tracker, &app.traffic, previous, app.cluster.as_deref()).map_err(invalid)?;
+            built.insert(db.name.clone(), d);
         }
     }
 
@@ -303,7 +298,10 @@ pub async fn apply(app: &App, config: Config) -> Result<Summary, ReloadError> {
         if json(&prev.config) != json(db) {
             summary.changed.push(db.name.clone());
         }
-        let d = build_database(db, None, &app.tracker, &app.traffic, Some(prev), app.cluster.as_deref()).map_err(invalid)?;
+        // The same upstream: the pools are kept (no new metrics are taken).
+        let mut registry = app.registry.lock();
+        let metrics = app.db_metrics.lock().get(&db.name, &mut registry);
+        let d = build_database(db, &metrics, &mut registry, &app.tracker, &app.traffic, Some(prev), app.cluster.as_deref()).map_err(invalid)?;
         built.insert(db.name.clone(), d);
     }
     let mut next: HashMap<String, Arc<Database>> = HashMap::new();

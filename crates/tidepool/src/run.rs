@@ -1,5 +1,6 @@
 //! Running tidepool: bind the configured listeners, serve until SIGINT/SIGTERM, then drain —
-//! stop accepting, let sessions finish their transactions (up to `shutdown_timeout`), close pools.
+//! stop accepting, let sessions finish their transactions (up to `shutdown_timeout`), close pools,
+//! leave the `[cluster]` (its membership and leases removed from Redis, best effort).
 //! SIGHUP re-reads the config file ([`crate::reload`]).
 
 use std::net::SocketAddr;
@@ -60,6 +61,11 @@ impl Running {
         }
         for db in app.databases().iter() {
             db.close_pools();
+        }
+        // Leave the cluster: the other nodes get this node's share of each budget at once
+        // (bounded by `redis_timeout`; an unreachable Redis does not hold the stop up).
+        if let Some(c) = &app.cluster {
+            c.leave().await;
         }
         app.stopped.cancel();
     }

@@ -13,8 +13,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::app::{lease_from, App, Database, LeaseError, ServerLease, Upstream};
 use crate::config::{DatabaseConfig, RoleConfig, UpstreamUrl};
+use crate::db_metrics::DbMetrics;
 use crate::keys::ApiKey;
-use crate::pool::{Pool, PoolSettings};
+use crate::pool::{Pool, PoolSettings, PoolStats};
 use crate::upstream::UpstreamTarget;
 
 /// One configured role at run time: its own pool of connections logged in as `user`.
@@ -26,18 +27,20 @@ pub struct RolePool {
     pub pool: Pool<Upstream>,
 }
 
-/// Builds the role pools of one database; each registers its pool metrics with a `role` label
-/// under `registry` (already labelled with the database).
+/// Builds the role pools of one database; each counts into its role's series of `metrics`
+/// (registered under `registry` when the role is new).
 pub fn role_pools(
     db: &DatabaseConfig,
     db_url: &UpstreamUrl,
     tracker: &TaskTracker,
+    metrics: &DbMetrics,
     registry: &mut Registry,
     cluster: Option<&crate::cluster::Cluster>,
 ) -> anyhow::Result<HashMap<String, Arc<RolePool>>> {
     let mut out = HashMap::new();
     for role in &db.roles {
-        out.insert(role.name.clone(), Arc::new(role_pool(db, db_url, role, tracker, registry, cluster)?));
+        let stats = metrics.role(&role.name, registry);
+        out.insert(role.name.clone(), Arc::new(role_pool(db, db_url, role, tracker, stats, cluster)?));
     }
     Ok(out)
 }
@@ -47,7 +50,7 @@ fn role_pool(
     db_url: &UpstreamUrl,
     role: &RoleConfig,
     tracker: &TaskTracker,
-    registry: &mut Registry,
+    stats: PoolStats,
     cluster: Option<&crate::cluster::Cluster>,
 ) -> anyhow::Result<RolePool> {
     let url = role.upstream_url(db_url).map_err(|e| anyhow::anyhow!("database {} role {}: {e}", db.name, role.name))?;
@@ -62,8 +65,7 @@ fn role_pool(
         max_lifetime: db.max_lifetime,
     };
     let budget = cluster.map(|c| c.budget(&settings.name, settings.size));
-    let pool = Pool::with_budget(settings, Upstream { target, tracker: tracker.clone(), servers: Default::default() }, Default::default(), budget);
-    pool.stats().register(registry.sub_registry_with_label(("role".into(), role.name.clone().into())));
+    let pool = Pool::with_budget(settings, Upstream { target, tracker: tracker.clone(), servers: Default::default() }, stats, budget);
     Ok(RolePool { name: role.name.clone(), user, pool })
 }
 

@@ -1,8 +1,11 @@
 //! Several tidepool nodes (in-process) sharing one `redis-server` and one Postgres, all started
 //! by the test on free ports: the global connection budget under pgbench on every node at once,
 //! with a node crashing and Redis restarting mid-run (upstream connections sampled from
-//! `pg_stat_activity`), and cancel requests sent to a node other than the client's.
+//! `pg_stat_activity`), cancel requests sent to a node other than the client's, and a node that
+//! stops gracefully leaving at once (membership and leases gone long before `lease_ttl`), and a
+//! node reaching Redis over TLS (`rediss://`).
 
+mod cluster_support;
 #[allow(dead_code)]
 #[path = "wire/common.rs"]
 mod common;
@@ -13,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use cluster_support::{hold_idle, show_peers, wait_until_async, RealNode};
 use common::{Proxy, Setup, SCRAM_CLIENT, SCRAM_CLIENT_PW};
 use parking_lot::Mutex;
 use tidepool_testkit::{run_pgbench, TestCluster, TestRedis, SCRAM_USER};
@@ -272,40 +276,6 @@ async fn a_cancel_sent_to_another_node_reaches_the_query_and_a_random_key_does_n
     Ok(())
 }
 
-/// A real `tidepool serve` process with this TOML (killed on drop).
-struct RealNode {
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-    pg: u16,
-}
-
-impl RealNode {
-    fn start(toml: &str, pg: u16) -> Result<RealNode> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("tidepool.toml");
-        std::fs::write(&path, toml)?;
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_tidepool"))
-            .args(["serve", "--config"])
-            .arg(&path)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()?;
-        Ok(RealNode { child, _dir: dir, pg })
-    }
-
-    fn url(&self) -> String {
-        format!("postgresql://{SCRAM_CLIENT}:{SCRAM_CLIENT_PW}@127.0.0.1:{}/{}?sslmode=disable", self.pg, common::DB)
-    }
-}
-
-impl Drop for RealNode {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_with_sigkill_gives_its_budget_back_within_the_lease_ttl() -> Result<()> {
     let cluster = TestCluster::shared().await?;
@@ -352,12 +322,102 @@ async fn a_node_killed_with_sigkill_gives_its_budget_back_within_the_lease_ttl()
     Ok(())
 }
 
-async fn wait_until_async<F: std::future::Future<Output = bool>>(what: &str, mut cond: impl FnMut() -> F) -> Result<()> {
-    for _ in 0..3000 {
-        if cond().await {
-            return Ok(());
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_stopped_gracefully_leave_the_cluster_at_once() -> Result<()> {
+    let cluster = TestCluster::shared().await?;
+    let db = cluster.unique_database("cluster_leave").await?;
+    let redis = TestRedis::start()?;
+    // A long lease TTL: whatever is given back well before it was given back by the leave.
+    let toml = |name: &str| {
+        let setup =
+            Setup::new(cluster, &db).db(&format!("pool_size = {BUDGET}")).db("pool_timeout = \"20s\"").server(&format!("admin_users = [\"{SCRAM_CLIENT}\"]"));
+        cluster_toml(&setup, &redis.url(), name).replace("lease_ttl = \"3s\"", "lease_ttl = \"60s\"")
+    };
+    // A: a real `tidepool serve` stopped by SIGTERM; C: in-process, stopped by `Running::stop`.
+    let port = tidepool_testkit::free_port();
+    let mut a = RealNode::start(&toml("a").replace("pg_listen = \"127.0.0.1:0\"", &format!("pg_listen = \"127.0.0.1:{port}\"")), port)?;
+    let b = Proxy::start(&toml("b")).await?;
+    let c = Proxy::start(&toml("c")).await?;
+    coordinated(&[&b, &c], 3).await?;
+    assert_eq!(show_peers(&b).await?, ["a", "b", "c"]);
+
+    let a_cfg: tokio_postgres::Config = a.url().parse()?;
+    hold_idle(&a_cfg, 6).await?;
+    hold_idle(&c.config(SCRAM_CLIENT, Some(SCRAM_CLIENT_PW)), 3).await?;
+    let before = members(&redis)?;
+    assert!(before.matches("a:").count() >= 6 && before.matches("c:").count() >= 3, "A and C hold a lease per open connection: {before}");
+
+    // Both stop gracefully: their membership and leases are removed as they go.
+    std::process::Command::new("kill").args(["-TERM", &a.child.id().to_string()]).status()?;
+    let mut exited = None;
+    for _ in 0..300 {
+        exited = a.child.try_wait()?;
+        if exited.is_some() {
+            break;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    anyhow::bail!("timed out waiting until {what}")
+    assert!(exited.is_some_and(|s| s.success()), "A drained and exited after SIGTERM: {exited:?}");
+    common::bounded("node C's graceful stop", 30, c.stop()).await;
+    let left = members(&redis)?;
+    assert!(!left.contains("a:") && !left.contains("c:"), "A's and C's leases are gone: {left}");
+
+    // B uses the whole budget: 10 transactions held at once (each needs its own connection),
+    // within a hang bound far below the 60 s lease TTL.
+    let b = &b;
+    let all = common::bounded("B taking the whole budget", 40, async {
+        let mut held = Vec::new();
+        for _ in 0..BUDGET {
+            let c = b.client().await?;
+            c.batch_execute("BEGIN").await?;
+            let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+            held.push((c, pid));
+        }
+        anyhow::Ok(held)
+    })
+    .await?;
+    let pids: std::collections::HashSet<i32> = all.iter().map(|(_, pid)| *pid).collect();
+    assert_eq!(pids.len() as i64, BUDGET, "B holds {BUDGET} upstream connections at once");
+    drop(all);
+
+    // B's SHOW PEERS no longer lists A or C (at B's next heartbeat, not after the TTL).
+    let mut peers = Vec::new();
+    for _ in 0..300 {
+        peers = show_peers(b).await?;
+        if peers == ["b"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(peers, ["b"], "A and C left B's SHOW PEERS");
+
+    // Leaving is best effort: with its Redis unreachable a node still stops (a hang bound only).
+    let dead = format!("redis://127.0.0.1:{}", tidepool_testkit::free_port());
+    let setup = Setup::new(cluster, &db).db(&format!("pool_size = {BUDGET}"));
+    let d = Proxy::start(&cluster_toml(&setup, &dead, "d")).await?;
+    common::bounded("a stop with Redis unreachable", 20, d.stop()).await;
+    Ok(())
+}
+
+/// `rediss://`: a real node reaching Redis only over TLS (certificate signed by a test CA the
+/// process trusts through `SSL_CERT_FILE`) joins the cluster and takes leases there; a node on the
+/// same Redis's plain port sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reaches_redis_over_tls() -> Result<()> {
+    let cluster = TestCluster::shared().await?;
+    let db = cluster.unique_database("cluster_tls").await?;
+    let redis = TestRedis::start_tls()?;
+    let (tls_url, ca) = (redis.tls_url().context("tls url")?, redis.tls_ca_file().context("ca file")?);
+    let b = node(cluster, &db, &redis.url(), "b").await?;
+    let port = tidepool_testkit::free_port();
+    let setup = Setup::new(cluster, &db).db(&format!("pool_size = {BUDGET}"));
+    let toml = cluster_toml(&setup, &tls_url, "t").replace("pg_listen = \"127.0.0.1:0\"", &format!("pg_listen = \"127.0.0.1:{port}\""));
+    let t = RealNode::start_with_ca(&toml, port, Some(&ca))?;
+    coordinated(&[&b], 2).await?;
+    assert_eq!(show_peers(&b).await?, ["b", "t"]);
+    let c = common::connect(&t.url().parse()?).await?;
+    c.batch_execute("SELECT 1").await?;
+    let leases = members(&redis)?;
+    assert!(leases.contains("t:"), "the TLS node took its lease in Redis: {leases}");
+    Ok(())
 }

@@ -4,8 +4,9 @@
 //! to the node that owns the key, and the fallback when Redis cannot be reached: each pool may
 //! hold `limit / last known node count` (at least 1) connections — and while the outage is younger
 //! than `lease_ttl`, no more than it held when the outage began, so the nodes' sum stays within
-//! the budget. Owns the Redis connection (a `ConnectionManager`, reconnecting by itself), the
-//! background tasks ([`tasks`]) and the cluster metrics.
+//! the budget. A graceful stop leaves ([`Cluster::leave`]): membership and leases are deleted at
+//! once instead of expiring. Owns the Redis connection (a `ConnectionManager`, reconnecting by
+//! itself), the background tasks ([`tasks`]) and the cluster metrics.
 
 mod lease;
 mod scripts;
@@ -24,6 +25,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -101,12 +103,14 @@ pub(crate) struct Core {
 /// The cluster membership of this node. Dropping the last handle stops its tasks.
 pub struct Cluster {
     core: Arc<Core>,
+    /// The heartbeat task, stopped (and waited for) before a graceful [`Cluster::leave`].
+    heartbeat: Mutex<Option<JoinHandle<()>>>,
     _stop: DropGuard,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("[cluster] redis_url is not a valid redis:// URL")]
+    #[error("[cluster] redis_url is not a valid redis:// or rediss:// URL")]
     InvalidUrl,
     #[error("[cluster] redis_url is not set")]
     NotConfigured,
@@ -149,10 +153,10 @@ impl Cluster {
             stop: stop.clone(),
         });
         core.metrics.fallback.set(1);
-        tokio::spawn(tasks::heartbeat(core.clone()));
+        let heartbeat = tokio::spawn(tasks::heartbeat(core.clone()));
         tokio::spawn(tasks::releaser(core.clone(), rx));
         tokio::spawn(tasks::subscriber(core.clone()));
-        Ok(Arc::new(Cluster { core, _stop: stop.drop_guard() }))
+        Ok(Arc::new(Cluster { core, heartbeat: Mutex::new(Some(heartbeat)), _stop: stop.drop_guard() }))
     }
 
     /// The budget of pool `name` (limit `limit` over all nodes), for [`crate::pool::Pool::with_budget`].
@@ -180,6 +184,43 @@ impl Cluster {
     pub fn halt(&self) {
         self.core.stop.cancel();
         self.core.usable.store(false, Ordering::SeqCst);
+    }
+
+    /// A graceful stop (the drain is over, the pools are closed): stops the cluster tasks and
+    /// removes this node's membership and every lease it holds from Redis, so the other nodes
+    /// see it gone and may use its share of each budget at once instead of after `lease_ttl`.
+    /// Best effort, bounded by `redis_timeout`: with Redis unreachable the node just goes, and
+    /// its entries expire as a crashed node's would. Leases taken afterwards stay local.
+    pub async fn leave(&self) {
+        let core = &self.core;
+        core.stop.cancel();
+        core.usable.store(false, Ordering::SeqCst);
+        // A heartbeat in flight would re-add the membership: wait for the task to end first (the
+        // requests it already queued go before the leave on the same connection).
+        let beat = self.heartbeat.lock().take();
+        if let Some(beat) = beat {
+            beat.abort();
+            let _ = beat.await;
+        }
+        let budgets = core.live_budgets();
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(scripts::LEAVE).arg(2 + budgets.len()).arg(core.keys.nodes()).arg(core.keys.addrs());
+        for b in &budgets {
+            cmd.arg(b.key());
+        }
+        cmd.arg(&core.node_id);
+        let mut conn = core.conn.clone();
+        match tokio::time::timeout(core.config.redis_timeout, cmd.query_async::<i64>(&mut conn)).await {
+            Ok(Ok(leases)) => tracing::info!(node = %core.node_id, leases, "cluster: left (membership and leases removed)"),
+            Ok(Err(e)) => {
+                core.failed("leave", &e.to_string());
+                tracing::warn!(node = %core.node_id, "cluster: could not leave; this node's entries expire after lease_ttl");
+            }
+            Err(_) => {
+                core.failed("leave", "timed out");
+                tracing::warn!(node = %core.node_id, "cluster: leaving timed out; this node's entries expire after lease_ttl");
+            }
+        }
     }
 
     pub fn node_id(&self) -> &str {

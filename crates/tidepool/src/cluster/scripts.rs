@@ -66,6 +66,25 @@ end
 return out
 "#;
 
+/// KEYS: nodes, addrs, budget… ARGV: node id. A graceful leave: removes the node's membership
+/// and every lease of it (members `<node>:<n>`; node ids hold no `:`) from the given budgets.
+/// Returns the number of leases removed.
+pub const LEAVE: &str = r#"
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+local prefix = ARGV[1] .. ':'
+local removed = 0
+for i = 3, #KEYS do
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[i], 0, -1)) do
+    if string.sub(m, 1, #prefix) == prefix then
+      redis.call('ZREM', KEYS[i], m)
+      removed = removed + 1
+    end
+  end
+end
+return removed
+"#;
+
 /// The key names of one cluster (`key_prefix`).
 #[derive(Debug, Clone)]
 pub struct Keys {

@@ -36,9 +36,10 @@ pub struct CacheConfig {
     /// Most (database, table) marks kept for `invalidate_on_write` (table names come from client
     /// SQL); when full the marks are dropped and every write invalidates (conservative).
     pub max_table_marks: usize,
-    /// Shared tier: `redis://[user:password@]host:port[/db]` (TLS, `rediss://`, is not built in:
-    /// keep Redis on a private network). None: no shared tier, every node caches alone. The
-    /// `redis_*` keys are validated in `cache_redis.rs`.
+    /// Shared tier: `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS (the
+    /// server's certificate verified against the system trust store or `SSL_CERT_FILE`). None:
+    /// no shared tier, every node caches alone. The `redis_*` keys are validated in
+    /// `cache_redis.rs`.
     pub redis_url: Option<String>,
     /// Longest a Redis read or write may take (a read is two round trips); beyond it the call is
     /// abandoned, counted, and the request goes on as a miss.

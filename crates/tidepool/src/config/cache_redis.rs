@@ -10,8 +10,7 @@ impl CacheConfig {
     /// Checks the `redis_*` keys (called by [`CacheConfig::validate`]).
     pub(super) fn validate_redis(&self) -> Result<(), ConfigError> {
         if let Some(url) = &self.redis_url {
-            // The message never repeats the URL: it may hold a password.
-            redis::Client::open(url.as_str()).map_err(|_| invalid("[cache] redis_url is not a valid redis:// URL"))?;
+            check_redis_url("cache", url)?;
         }
         if self.redis_timeout.is_zero() || self.redis_timeout > Duration::from_secs(10) {
             return Err(invalid("[cache] redis_timeout must be within (0, 10s]"));
@@ -30,6 +29,22 @@ impl CacheConfig {
         }
         Ok(())
     }
+}
+
+/// `[section] redis_url`: `redis://` or `rediss://` (TLS; the server's certificate is verified
+/// against the system trust store, or the file named by `SSL_CERT_FILE`), `valkey(s)://`, or a
+/// Unix socket. TLS without verification (`#insecure`) is refused here, at load, as is a URL the
+/// Redis client cannot use. The messages never repeat the URL: it may hold a password.
+pub(super) fn check_redis_url(section: &str, url: &str) -> Result<(), ConfigError> {
+    use redis::IntoConnectionInfo;
+    let info = url.into_connection_info().map_err(|_| invalid(format!("[{section}] redis_url is not a valid redis:// or rediss:// URL")))?;
+    if let redis::ConnectionAddr::TcpTls { insecure: true, .. } = info.addr() {
+        return Err(invalid(format!(
+            "[{section}] redis_url: rediss:// with #insecure (no certificate verification) is not supported; \
+             make the server's CA trusted (system store or SSL_CERT_FILE) and drop #insecure"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -64,6 +79,27 @@ mod tests {
         assert!(err.contains("redis_url") && !err.contains("hunter2"), "{err}");
         for bad in ["redis_timeout = \"0s\"", "redis_queue = 0", "redis_max_ttl = \"10ms\"", "redis_reconnect_max_delay = \"1ms\"", "redis_bogus = 1"] {
             assert!(load(bad).is_err(), "{bad}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use crate::config::Config;
+
+    /// `rediss://` loads in both sections (the client is built with TLS); `#insecure` and a URL
+    /// the client cannot use are refused at load, without echoing the password.
+    #[test]
+    fn rediss_urls_load_and_insecure_ones_are_refused() {
+        for section in ["cache", "cluster"] {
+            let load = |url: &str| Config::from_toml(&format!("[{section}]\nredis_url = \"{url}\"\n"), Vec::new());
+            for ok in ["rediss://redis.internal:6380/0", "rediss://:hunter2@10.0.0.9:6380", "valkeys://u:p@cache.example:6380/1", "redis://h:6379"] {
+                assert!(load(ok).is_ok(), "[{section}] {ok}: {:?}", load(ok).err());
+            }
+            let err = load("rediss://:hunter2@redis.internal:6380/#insecure").unwrap_err().to_string();
+            assert!(err.contains(&format!("[{section}] redis_url")) && err.contains("#insecure") && !err.contains("hunter2"), "{err}");
+            let err = load("rediss://:hunter2@redis.internal:6380/#other").unwrap_err().to_string();
+            assert!(err.contains("rediss://") && !err.contains("hunter2"), "{err}");
         }
     }
 }

@@ -11,7 +11,8 @@ use super::{invalid, ConfigError};
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
-    /// `redis://[user:password@]host:port[/db]` of the Redis/Valkey the nodes share. None: no
+    /// `redis://[user:password@]host:port[/db]` (or `rediss://…` for TLS, verified against the
+    /// system trust store or `SSL_CERT_FILE`) of the Redis/Valkey the nodes share. None: no
     /// cluster. Set: `pool_size` of every database is the limit over all live nodes together.
     pub redis_url: Option<String>,
     /// This node's name in the cluster (letters, digits, `-`, `_`, `.`; at most 64). Empty:
@@ -60,8 +61,7 @@ impl ClusterConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(url) = &self.redis_url {
-            // The message never repeats the URL: it may hold a password.
-            redis::Client::open(url.as_str()).map_err(|_| invalid("[cluster] redis_url is not a valid redis:// URL"))?;
+            super::cache_redis::check_redis_url("cluster", url)?;
         }
         let name_ok = |s: &str| s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         if !name_ok(&self.node_id) {

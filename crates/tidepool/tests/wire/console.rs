@@ -400,3 +400,58 @@ async fn console_hostile_input() -> Result<()> {
     p.stop().await;
     Ok(())
 }
+
+/// `SHOW HELP` lists every command the console accepts: PEERS among the SHOWs, each control verb,
+/// and every listed command is one the console then runs (no "invalid command", no 0A000).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_help_lists_every_command() -> Result<()> {
+    use crate::raw::*;
+    let cluster = TestCluster::shared().await?;
+    let db = cluster.unique_database("console_help").await?;
+    let p = Setup::new(cluster, &db).server(&format!("admin_users = [\"{TRUST_CLIENT}\"]")).start().await?;
+    let (mut r, _) = Raw::login_trust(p.pg, TRUST_CLIENT, "pgbouncer", &[]).await?;
+    let msgs = r.query("SHOW HELP").await?;
+    let help = msgs.iter().find(|m| m.tag == b'N').and_then(|m| m.field(b'D')).ok_or_else(|| anyhow!("no HELP notice: {msgs:?}"))?;
+    let (mut subjects, mut verbs) = (Vec::new(), Vec::new());
+    for line in help.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        match line.strip_prefix("SHOW ") {
+            Some(rest) => subjects.extend(rest.split('|').map(str::to_owned)),
+            None => {
+                let (names, usage) = line.split_once(' ').unwrap_or((line, ""));
+                verbs.extend(names.split('|').map(|v| (v.to_owned(), usage.to_owned())));
+            }
+        }
+    }
+    for want in TABLES.iter().chain(&["PEERS", "HELP"]) {
+        assert!(subjects.iter().any(|s| s == want), "SHOW {want} missing from HELP: {help}");
+    }
+    for want in ["PAUSE", "RESUME", "RECONNECT", "KILL", "WAIT_CLOSE", "DISABLE", "ENABLE", "RELOAD", "KILL_CLIENT", "SHUTDOWN"] {
+        assert!(verbs.iter().any(|(v, _)| v == want), "{want} missing from HELP: {help}");
+    }
+    for unsupported in ["SUSPEND", "SET"] {
+        assert!(!verbs.iter().any(|(v, _)| v == unsupported), "{unsupported} is not run, yet listed: {help}");
+    }
+    // Every listed SHOW answers without an error.
+    for s in &subjects {
+        let msgs = r.query(&format!("SHOW {s}")).await?;
+        assert!(!msgs.iter().any(|m| m.tag == b'E'), "SHOW {s}: {msgs:?}");
+    }
+    // Every listed verb is accepted: it may refuse its argument, never the command itself.
+    // SHUTDOWN last (it drains this proxy).
+    verbs.sort_by_key(|(v, _)| v == "SHUTDOWN");
+    for (verb, usage) in &verbs {
+        let arg = match usage.as_str() {
+            "" => "",
+            "<id>" => " 4294967295",
+            _ => " nosuchdb",
+        };
+        let msgs = r.query(&format!("{verb}{arg}")).await?;
+        for e in msgs.iter().filter(|m| m.tag == b'E') {
+            let msg = e.field(b'M').unwrap_or_default();
+            assert!(!msg.contains("invalid command") && e.code().as_deref() != Some("0A000"), "{verb}{arg} refused as a command: {msg}");
+        }
+        assert!(msgs.iter().any(|m| m.tag == b'C' || m.tag == b'E'), "{verb}{arg}: {msgs:?}");
+    }
+    p.stop().await;
+    Ok(())
+}

@@ -1,7 +1,8 @@
 //! Operations against a real Postgres with real clients: reload of the config file (console
 //! `RELOAD`) shrinking and growing a pool under pgbench, adding and removing databases, changing
 //! a password, rejecting a broken file; `PAUSE`/`RESUME` across a Postgres restart under pgbench;
-//! `RECONNECT`/`WAIT_CLOSE`, `KILL`, `DISABLE`/`ENABLE` and their errors.
+//! `RECONNECT`/`WAIT_CLOSE`, `KILL`, `DISABLE`/`ENABLE` and their errors; the `/metrics` of a
+//! database removed by one reload and added back by another.
 
 use std::path::Path;
 use std::time::Duration;
@@ -368,6 +369,51 @@ async fn stats_averages_cover_the_last_period() -> Result<()> {
     assert_eq!(idle, Some(0), "averages must follow the period, not the totals");
     let totals = averages("SHOW STATS_TOTALS", "xact_count").await;
     assert!(totals.is_some_and(|n| n > 0));
+    p.stop().await;
+    Ok(())
+}
+
+/// The value of the series `name{labels}` in the admin listener's `/metrics` (None: absent).
+async fn metric(p: &Proxy, series: &str) -> Result<Option<f64>> {
+    let admin = p.admin.ok_or_else(|| anyhow::anyhow!("no admin listener"))?;
+    let text = reqwest::get(format!("http://{admin}/metrics")).await?.text().await?;
+    Ok(text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok()))
+}
+
+#[tokio::test]
+async fn a_database_removed_and_added_back_by_reload_keeps_its_metrics_live() -> Result<()> {
+    let cluster = TestCluster::shared().await?;
+    let db = cluster.unique_database("reload_metrics").await?;
+    let other = cluster.unique_database("reload_metrics_other").await?;
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("tidepool.toml");
+    let base = setup(cluster, &db, &[]).toml();
+    let second = format!("\n[[databases]]\nname = \"second\"\nurl = \"{}\"\npool_size = 2\n", cluster.url(SCRAM_USER, &other));
+    let opened = "tidepool_pool_connections_opened_total{database=\"second\"}";
+    write(&file, &format!("{base}{second}")).await?;
+    let p = Proxy::start_file(&file).await?;
+    let console = admin(&p).await?;
+    let mut on_second = p.config(SCRAM_CLIENT, Some(SCRAM_CLIENT_PW));
+    on_second.dbname("second");
+    let c = connect(&on_second).await?;
+    c.simple_query("SELECT 1").await?;
+    drop(c);
+    let first = metric(&p, opened).await?.unwrap_or(0.0);
+    assert!(first >= 1.0, "the first incarnation's connection is counted ({first})");
+
+    // Removed by one reload, added back by the next: its new pool counts into the same series.
+    write(&file, &base).await?;
+    assert_eq!(command(&console, "RELOAD").await?, "RELOAD");
+    expect_code(try_connect(&on_second).await, "3D000");
+    write(&file, &format!("{base}{second}")).await?;
+    assert_eq!(command(&console, "RELOAD").await?, "RELOAD");
+    let c = connect(&on_second).await?;
+    c.simple_query("SELECT 1").await?;
+    let after = metric(&p, opened).await?.unwrap_or(0.0);
+    assert!(after > first, "connections opened after the database came back are counted ({first} → {after})");
+    let size = metric(&p, "tidepool_pool_size{database=\"second\"}").await?;
+    assert_eq!(size, Some(2.0), "pool_size of the re-added database");
+    drop(c);
     p.stop().await;
     Ok(())
 }

@@ -41,7 +41,7 @@ const LOG_INTERVAL: Duration = Duration::from_secs(10);
 #[derive(Debug, Error)]
 pub enum RedisTierError {
     /// The URL does not parse (the message does not repeat it: it may hold a password).
-    #[error("[cache] redis_url is not a valid redis:// URL")]
+    #[error("[cache] redis_url is not a valid redis:// or rediss:// URL")]
     InvalidUrl,
     #[error("[cache] redis_url is not set")]
     NotConfigured,

@@ -28,9 +28,83 @@ use crate::app::App;
 use crate::clients::{NewClient, Registered};
 use crate::net::Duplex;
 
-/// PgBouncer's control commands (admin users only); those not handled answer 0A000.
-const CONTROL_VERBS: [&str; 12] =
-    ["PAUSE", "RESUME", "RELOAD", "RECONNECT", "KILL", "KILL_CLIENT", "WAIT_CLOSE", "SHUTDOWN", "SUSPEND", "DISABLE", "ENABLE", "SET"];
+/// The control commands tidepool runs (admin users only). The dispatch in `Console::command`
+/// matches on this enum, and `SHOW HELP` lists [`Verb::ALL`]: a new verb cannot be accepted
+/// without being listed, nor listed without being handled.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Verb {
+    Pause,
+    Resume,
+    Reconnect,
+    Kill,
+    WaitClose,
+    Disable,
+    Enable,
+    Reload,
+    KillClient,
+    Shutdown,
+}
+
+impl Verb {
+    /// Every verb, in `SHOW HELP` order (verbs taking the same arguments next to each other).
+    const ALL: [Verb; 10] =
+        [Verb::Pause, Verb::Resume, Verb::Reconnect, Verb::Kill, Verb::WaitClose, Verb::Disable, Verb::Enable, Verb::Reload, Verb::KillClient, Verb::Shutdown];
+
+    fn name(self) -> &'static str {
+        match self {
+            Verb::Pause => "PAUSE",
+            Verb::Resume => "RESUME",
+            Verb::Reconnect => "RECONNECT",
+            Verb::Kill => "KILL",
+            Verb::WaitClose => "WAIT_CLOSE",
+            Verb::Disable => "DISABLE",
+            Verb::Enable => "ENABLE",
+            Verb::Reload => "RELOAD",
+            Verb::KillClient => "KILL_CLIENT",
+            Verb::Shutdown => "SHUTDOWN",
+        }
+    }
+
+    /// The arguments the verb takes, as `SHOW HELP` prints them.
+    fn usage(self) -> &'static str {
+        match self {
+            Verb::Pause | Verb::Resume | Verb::Reconnect | Verb::Kill | Verb::WaitClose => "[<db>]",
+            Verb::Disable | Verb::Enable => "<db>",
+            Verb::KillClient => "<id>",
+            Verb::Reload | Verb::Shutdown => "",
+        }
+    }
+
+    fn parse(word: &str) -> Option<Verb> {
+        Verb::ALL.into_iter().find(|v| v.name() == word)
+    }
+}
+
+/// PgBouncer control commands tidepool does not run: they answer 0A000 (and are not in HELP).
+const UNSUPPORTED_VERBS: [&str; 2] = ["SUSPEND", "SET"];
+
+/// The `SHOW HELP` text: every `SHOW` subject of [`show::SUBJECTS`] and every [`Verb`].
+pub fn help_text() -> String {
+    let mut text = String::from("\n");
+    for chunk in show::SUBJECTS.chunks(8) {
+        let names: Vec<&str> = chunk.iter().map(|(name, _)| *name).collect();
+        text.push_str(&format!("\tSHOW {}\n", names.join("|")));
+    }
+    let mut lines: Vec<(Vec<&str>, &str)> = Vec::new();
+    for v in Verb::ALL {
+        match lines.last_mut() {
+            Some((names, usage)) if *usage == v.usage() => names.push(v.name()),
+            _ => lines.push((vec![v.name()], v.usage())),
+        }
+    }
+    for (names, usage) in lines {
+        let line = format!("\t{} {usage}", names.join("|"));
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text.truncate(text.trim_end().len());
+    text
+}
 
 /// The database name a console session is listed under.
 pub const CONSOLE_DB: &str = "pgbouncer";
@@ -211,35 +285,18 @@ impl<S: Duplex> Console<S> {
             "SHOW" => Err(invalid(line)),
             // Everything but SHOW needs an admin user: checked once, before any control verb, so a
             // command added below is never open to stats users by omission.
-            v if !self.operator.admin => {
-                Err(if CONTROL_VERBS.contains(&v) { CommandError(sqlstate::PROTOCOL_VIOLATION, "admin access needed".into()) } else { invalid(line) })
-            }
-            "KILL_CLIENT" => self.kill_client(&words, line),
-            "SHUTDOWN" if words.len() == 1 => {
-                tracing::warn!(user = %self.operator.user, "SHUTDOWN from the admin console: draining");
-                self.app.stop_requested.cancel();
-                backend::command_complete(&mut self.out, "SHUTDOWN");
-                Ok(())
-            }
-            "RELOAD" | "PAUSE" | "RESUME" | "RECONNECT" | "KILL" | "WAIT_CLOSE" | "DISABLE" | "ENABLE" if words.len() <= 2 => {
-                tracing::info!(user = %self.operator.user, command = line, "admin console command");
-                let app = self.app.clone();
-                let arg = words.get(1).copied();
-                let done = match verb.as_str() {
-                    "RELOAD" if arg.is_none() => control::reload(&app).await,
-                    "RELOAD" => Err(invalid(line)),
-                    "PAUSE" => until_shutdown(&app, control::pause(&app, arg)).await,
-                    "RESUME" => control::resume(&app, arg),
-                    "RECONNECT" => control::reconnect(&app, arg),
-                    "KILL" => control::kill(&app, arg),
-                    "WAIT_CLOSE" => until_shutdown(&app, control::wait_close(&app, arg)).await,
-                    "DISABLE" => control::set_enabled(&app, arg, false),
-                    _ => control::set_enabled(&app, arg, true),
-                };
-                done.map(|tag| backend::command_complete(&mut self.out, tag))
-            }
-            v if CONTROL_VERBS.contains(&v) => Err(CommandError(sqlstate::FEATURE_NOT_SUPPORTED, format!("{line} is not supported by tidepool yet"))),
-            _ => Err(invalid(line)),
+            v if !self.operator.admin => Err(if Verb::parse(v).is_some() || UNSUPPORTED_VERBS.contains(&v) {
+                CommandError(sqlstate::PROTOCOL_VIOLATION, "admin access needed".into())
+            } else {
+                invalid(line)
+            }),
+            v => match Verb::parse(v) {
+                Some(verb) => self.control(verb, &words, line).await,
+                None if UNSUPPORTED_VERBS.contains(&v) => {
+                    Err(CommandError(sqlstate::FEATURE_NOT_SUPPORTED, format!("{line} is not supported by tidepool yet")))
+                }
+                None => Err(invalid(line)),
+            },
         };
         if let Err(CommandError(code, msg)) = result {
             tracing::debug!(code, msg, "console command refused");
@@ -253,6 +310,39 @@ async fn until_shutdown(app: &App, f: impl std::future::Future<Output = Result<&
     tokio::select! {
         r = f => r,
         () = app.shutdown.cancelled() => Err(CommandError(sqlstate::ADMIN_SHUTDOWN, "tidepool is shutting down".into())),
+    }
+}
+
+impl<S: Duplex> Console<S> {
+    /// Runs one control command (the caller checked the user is an admin).
+    async fn control(&mut self, verb: Verb, words: &[&str], line: &str) -> Result<(), CommandError> {
+        if verb == Verb::KillClient {
+            return self.kill_client(words, line);
+        }
+        if words.len() > 2 || (words.len() == 2 && verb.usage().is_empty()) {
+            return Err(invalid(line));
+        }
+        tracing::info!(user = %self.operator.user, command = line, "admin console command");
+        let app = self.app.clone();
+        let arg = words.get(1).copied();
+        let tag = match verb {
+            Verb::Shutdown => {
+                tracing::warn!(user = %self.operator.user, "SHUTDOWN from the admin console: draining");
+                self.app.stop_requested.cancel();
+                Ok("SHUTDOWN")
+            }
+            Verb::Reload => control::reload(&app).await,
+            Verb::Pause => until_shutdown(&app, control::pause(&app, arg)).await,
+            Verb::Resume => control::resume(&app, arg),
+            Verb::Reconnect => control::reconnect(&app, arg),
+            Verb::Kill => control::kill(&app, arg),
+            Verb::WaitClose => until_shutdown(&app, control::wait_close(&app, arg)).await,
+            Verb::Disable => control::set_enabled(&app, arg, false),
+            Verb::Enable => control::set_enabled(&app, arg, true),
+            Verb::KillClient => Err(invalid(line)),
+        }?;
+        backend::command_complete(&mut self.out, tag);
+        Ok(())
     }
 }
 

@@ -37,32 +37,51 @@ fn emit(out: &mut BytesMut, columns: &[(&str, u32)], rows: &[Row]) {
     backend::command_complete(out, "SHOW");
 }
 
+/// How one `SHOW` subject writes its answer.
+type Handler = fn(&App, &mut BytesMut);
+
+/// Every `SHOW` subject the console answers, in the order `SHOW HELP` lists them: the one list
+/// both [`run`] and the help text read, so they cannot disagree.
+pub const SUBJECTS: [(&str, Handler); 14] = [
+    ("HELP", help),
+    ("CONFIG", config),
+    ("DATABASES", databases),
+    ("POOLS", pools),
+    ("CLIENTS", clients),
+    ("SERVERS", servers),
+    ("USERS", users),
+    ("VERSION", version),
+    ("PEERS", super::peers::show),
+    ("LISTS", lists),
+    ("MEM", mem),
+    ("STATS", stats),
+    ("STATS_TOTALS", stats_totals),
+    ("STATS_AVERAGES", stats_averages),
+];
+
 /// Runs `SHOW <what>` (`what` upper-cased).
 pub fn run(app: &App, what: &str, out: &mut BytesMut) -> Result<(), CommandError> {
-    match what {
-        "POOLS" => pools(app, out),
-        "PEERS" => super::peers::show(app, out),
-        "STATS" => stats(app, out),
-        "STATS_TOTALS" => stats_totals(app, out),
-        "STATS_AVERAGES" => stats_averages(app, out),
-        "DATABASES" => databases(app, out),
-        "CLIENTS" => clients(app, out),
-        "SERVERS" => servers(app, out),
-        "LISTS" => lists(app, out),
-        "CONFIG" => config(app, out),
-        "USERS" => users(app, out),
-        "MEM" => emit(out, &[("name", TEXT), ("size", INT8), ("used", INT8), ("free", INT8), ("memtotal", INT8)], &[]),
-        "VERSION" => emit(out, &[("version", TEXT)], &[vec![t(format!("tidepool {}", env!("CARGO_PKG_VERSION")))]]),
-        "HELP" => {
-            backend::notice_response(out, "00000", "Console usage", HELP);
-            backend::command_complete(out, "SHOW");
+    match SUBJECTS.iter().find(|(name, _)| *name == what) {
+        Some((_, handler)) => {
+            handler(app, out);
+            Ok(())
         }
-        other => return Err(invalid(&format!("SHOW {other}"))),
+        None => Err(invalid(&format!("SHOW {what}"))),
     }
-    Ok(())
 }
 
-const HELP: &str = "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n\tSHOW LISTS|MEM\n\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES\n\tPAUSE|RESUME|RECONNECT|KILL|WAIT_CLOSE [<db>]\n\tDISABLE|ENABLE <db>\n\tRELOAD\n\tKILL_CLIENT <id>\n\tSHUTDOWN";
+fn help(_: &App, out: &mut BytesMut) {
+    backend::notice_response(out, "00000", "Console usage", &super::help_text());
+    backend::command_complete(out, "SHOW");
+}
+
+fn mem(_: &App, out: &mut BytesMut) {
+    emit(out, &[("name", TEXT), ("size", INT8), ("used", INT8), ("free", INT8), ("memtotal", INT8)], &[]);
+}
+
+fn version(_: &App, out: &mut BytesMut) {
+    emit(out, &[("version", TEXT)], &[vec![t(format!("tidepool {}", env!("CARGO_PKG_VERSION")))]]);
+}
 
 /// Databases in name order.
 fn databases_sorted(app: &App) -> Vec<std::sync::Arc<crate::app::Database>> {

@@ -616,11 +616,16 @@ curl -sf -X PUT -H "Authorization: Bearer $API_KEY" --data-binary "$P5_B64" "$P5
     || die "Prisma 5 schema upload (is the query compiler fetched? tools/fetch-query-compiler.sh)"
 printf '%s' '{"modelName":"User","action":"findUnique","query":{"arguments":{"where":{"id":__ID__}},"selection":{"$composites":true,"$scalars":true}}}' >"$BODIES/p5-find-unique.json"
 printf '%s' '{"modelName":"User","action":"createOne","query":{"arguments":{"data":{"name":"bench","email":"p5-__SEQ__@bench.example","password":"x"}},"selection":{"$composites":true,"$scalars":true}}}' >"$BODIES/p5-create.json"
-# Warm: one id, so every request after the first hits the plan cache. Cold: random ids in
-# 1..SEED_USERS (a compile per id not seen yet). createOne: a unique email each time (always compiles).
+printf '%s' '{"modelName":"User","action":"findMany","query":{"arguments":{"where":{"id":1},"take":__N__},"selection":{"$composites":true,"$scalars":true}}}' >"$BODIES/p5-find-cold.json"
+# Plans are cached by query shape (values become parameters). Warm: one id. Random: random ids in
+# 1..SEED_USERS (one shape: compiled once). Cold: findMany with take = a new number each time (take
+# is not a parameter position, so every request is a new shape and compiles). createOne: unique email
+# (one shape).
 run_wrk p5-find-warm "$P5/graphql" "$TP_PID" "$BODIES/p5-find-unique.json" p5w 1 '"findUniqueUser":{"' "Authorization: Bearer $API_KEY"
-run_wrk p5-find-cold "$P5/graphql" "$TP_PID" "$BODIES/p5-find-unique.json" p5c "$SEED_USERS" '"findUniqueUser":{"' "Authorization: Bearer $API_KEY"
+run_wrk p5-find-random "$P5/graphql" "$TP_PID" "$BODIES/p5-find-unique.json" p5r "$SEED_USERS" '"findUniqueUser":{"' "Authorization: Bearer $API_KEY"
+run_wrk p5-find-cold "$P5/graphql" "$TP_PID" "$BODIES/p5-find-cold.json" p5c "$SEED_USERS" '"findManyUser":[' "Authorization: Bearer $API_KEY"
 run_wrk p5-create "$P5/graphql" "$TP_PID" "$BODIES/p5-create.json" p5 1 '"createOneUser":{"' "Authorization: Bearer $API_KEY"
+P5_PLANS=$(curl -sS "http://127.0.0.1:$TP_ADMIN_PORT/metrics" | grep -E '^tidepool_dataproxy_plans' | tr '\n' ' ' || true)
 
 log "Neon point select: /sql vs pgbench via tidepool wire vs pgbench -C direct"
 run_wrk neon-sql-pw "$TP/sql" "$TP_PID" "$BODIES/neon-point-select.json" n "$ACCOUNTS" '"rowCount":1' "${NEON_PW_HDR[@]}"
@@ -715,12 +720,14 @@ MD=$OUT_DIR/results.md
     echo "### Prisma 5/6 DataProxy (\`POST /{version}/{hash}/graphql\`)"
     echo
     echo "JSON-protocol bodies as a Prisma 5.22 client sends them, compiled in-process by the pinned query compiler" \
-        "(wasmi interpreter) and run as above. Warm: the same id every time (plan cache hit);" \
-        "cold: random id in 1..$SEED_USERS (a compile for every id not seen yet); createOne: unique email (compiles every request)."
+        "(wasmi interpreter) and run as above; plans cached by query shape (literal values become parameters)." \
+        "Warm: the same id every time; random: random id in 1..$SEED_USERS (one shape, compiled once);" \
+        "cold: findMany with a new \`take\` each request (not a parameter position: a compile every request);" \
+        "createOne: unique email (one shape). Plan counters after the section: ${P5_PLANS:-n/a}"
     echo
     echo "| request | req/s | p50 | p99 | mean | errors | CPU server / PG / wrk / rest | tidepool CPU/req |"
     echo "|---|---:|---:|---:|---:|---:|---|---:|"
-    for c in p5-find-warm p5-find-cold p5-create prisma-find-tp prisma-create-tp; do
+    for c in p5-find-warm p5-find-random p5-find-cold p5-create prisma-find-tp prisma-create-tp; do
         echo "| $c | $(v RPS $c) | $(v P50 $c) | $(v P99 $c) | $(v MEAN $c) | $(v ERRS $c) | $(v CPU $c) | $(per_req "$(v CPU $c)" 1 "$(v RPS $c)") |"
     done
     echo

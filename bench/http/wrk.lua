@@ -6,6 +6,7 @@
 --   BODY_FILE  request body; may contain ONE of
 --                __ID__   -> a random integer in 1..ID_MAX (point lookups)
 --                __SEQ__  -> TAG-<thread>-<counter>, unique per request (inserts)
+--                __N__    -> a positive integer unique per request (new query shapes)
 --   TAG        distinguishes runs that share a database (unique values)
 --   ID_MAX     upper bound for __ID__
 --   EXPECT     substring every 200 body must contain ("" = no check)
@@ -41,7 +42,7 @@ function init(args)
    tag = args[2] or "x"
    id_max = tonumber(args[3] or "1") or 1
    if args[4] ~= nil and args[4] ~= "" then expect = args[4] end
-   for _, p in ipairs({ "__ID__", "__SEQ__" }) do
+   for _, p in ipairs({ "__ID__", "__SEQ__", "__N__" }) do
       local s, e = string.find(body, p, 1, true)
       if s then
          mode = p
@@ -65,6 +66,9 @@ function request()
    elseif mode == "__SEQ__" then
       counter = counter + 1
       body = prefix .. tag .. "-" .. tostring(tid) .. "-" .. counter .. suffix
+   elseif mode == "__N__" then
+      counter = counter + 1
+      body = prefix .. tostring((tid or 0) * 100000000 + counter) .. suffix
    else
       body = prefix
    end

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{post, put};
 use axum::Router;
@@ -48,23 +48,20 @@ enum Outcome {
     Service(Response),
 }
 
-/// Calls a Prisma 7 route in-process with the client's credentials and cache headers.
+/// Calls a Prisma 7 route in-process (its handler directly, no router) with the client's
+/// credentials and cache headers.
 async fn internal(app: &Arc<App>, guard: &Guard, headers: &HeaderMap, path: &str, body: Vec<u8>) -> (StatusCode, HeaderMap, Bytes) {
-    let mut req = Request::builder().method(Method::POST).uri(path).body(Body::from(body)).unwrap_or_default();
+    let Some(route) = prisma::Internal::from_path(path) else {
+        return (StatusCode::NOT_FOUND, HeaderMap::new(), Bytes::new());
+    };
+    let mut h = HeaderMap::new();
     for name in [header::AUTHORIZATION.as_str(), "cache-control", "accelerate-cache-tags"] {
         if let Some(v) = headers.get(name) {
-            req.headers_mut().insert(header::HeaderName::from_static(name), v.clone());
+            h.insert(header::HeaderName::from_static(name), v.clone());
         }
     }
-    req.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Some(axum::Extension(g)) = guard {
-        req.extensions_mut().insert(g.clone());
-    }
-    let mut router = prisma::routes().with_state(app.clone());
-    let resp = match tower_service::Service::call(&mut router, req).await {
-        Ok(r) => r,
-        Err(never) => match never {},
-    };
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let resp = route.call(app.clone(), guard.clone(), h, Body::from(body)).await;
     let (parts, body) = resp.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
     (parts.status, parts.headers, bytes)

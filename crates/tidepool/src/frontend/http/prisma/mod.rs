@@ -50,6 +50,47 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/invalidate", post(invalidate::invalidate))
 }
 
+/// A Prisma 7 route called in-process (by the DataProxy front end) without going through a router.
+pub(super) enum Internal {
+    Query,
+    Start,
+    ItxQuery(String),
+    Commit(String),
+    Rollback(String),
+}
+
+impl Internal {
+    /// `/query`, `/transaction/start`, `/transaction/{id}/query|commit|rollback`.
+    pub(super) fn from_path(path: &str) -> Option<Internal> {
+        match path {
+            "/query" => return Some(Internal::Query),
+            "/transaction/start" => return Some(Internal::Start),
+            _ => {}
+        }
+        let rest = path.strip_prefix("/transaction/")?;
+        let (id, op) = rest.split_once('/')?;
+        let id = id.to_owned();
+        match op {
+            "query" => Some(Internal::ItxQuery(id)),
+            "commit" => Some(Internal::Commit(id)),
+            "rollback" => Some(Internal::Rollback(id)),
+            _ => None,
+        }
+    }
+
+    /// Runs the route's handler with these credentials and body; the same path as an HTTP request.
+    pub(super) async fn call(self, app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body) -> Response {
+        let uri = |id: &str, op: &str| format!("/transaction/{id}/{op}").parse::<axum::http::Uri>().unwrap_or_default();
+        match self {
+            Internal::Query => query(State(app), guard, headers, body).await,
+            Internal::Start => start(State(app), guard, headers, body).await,
+            Internal::ItxQuery(id) => itx_query(State(app), guard, uri(&id, "query"), headers, Path(id), body).await,
+            Internal::Commit(id) => commit(State(app), guard, uri(&id, "commit"), headers, Path(id), body).await,
+            Internal::Rollback(id) => rollback(State(app), guard, uri(&id, "rollback"), headers, Path(id), body).await,
+        }
+    }
+}
+
 pub(super) fn json_response(status: u16, body: impl Into<Body>) -> Response {
     let mut r = Response::new(body.into());
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -118,12 +118,22 @@ impl<'de> Visitor<'de> for JVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<J, A::Error> {
         let mut out: Vec<(String, J)> = Vec::new();
-        let mut seen: HashMap<String, usize> = HashMap::new();
+        // Small objects (nearly all) look duplicates up in place; wide ones through an index.
+        let mut index: Option<HashMap<String, usize>> = None;
         while let Some((k, v)) = map.next_entry::<String, J>()? {
-            match seen.get(&k) {
-                Some(&i) => out[i].1 = v,
+            if out.len() == 16 && index.is_none() {
+                index = Some(out.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect());
+            }
+            let at = match &index {
+                Some(ix) => ix.get(&k).copied(),
+                None => out.iter().position(|(x, _)| *x == k),
+            };
+            match at {
+                Some(i) => out[i].1 = v,
                 None => {
-                    seen.insert(k.clone(), out.len());
+                    if let Some(ix) = index.as_mut() {
+                        ix.insert(k.clone(), out.len());
+                    }
                     out.push((k, v));
                 }
             }
@@ -146,6 +156,18 @@ mod tests {
     fn keeps_key_order_and_last_duplicate() {
         let j: J = serde_json::from_str(r#"{"z":1,"a":{"y":true,"b":null},"z":[2.5,"s"]}"#).unwrap();
         assert_eq!(j.to_json_string(), r#"{"z":[2.5,"s"],"a":{"y":true,"b":null}}"#);
+    }
+
+    #[test]
+    fn wide_objects_keep_the_last_duplicate_too() {
+        let keys: Vec<String> = (0..40).map(|i| format!(r#""k{i}":{i}"#)).collect();
+        let text = format!("{{{},\"k3\":\"late\",\"k39\":null}}", keys.join(","));
+        let j: J = serde_json::from_str(&text).unwrap();
+        let J::Obj(m) = &j else { panic!() };
+        assert_eq!(m.len(), 40);
+        assert_eq!(j.get("k3"), Some(&J::Str("late".into())));
+        assert_eq!(j.get("k39"), Some(&J::Null));
+        assert_eq!(m[3].0, "k3");
     }
 
     #[test]

@@ -47,6 +47,7 @@ impl BatchRun<'_> {
             let key = reply::data_key(&action, model.as_deref());
             return match outcome(internal(app, guard, headers, query_path, plan_body(model.as_deref(), "findMany", &plan.to_string(), params)).await) {
                 Outcome::Data(rows, _) => {
+                    let rows: Value = serde_json::from_slice(&rows).unwrap_or(Value::Null);
                     let results: Vec<Value> = reply::split_compacted(&rows, compiled, params)
                         .into_iter()
                         .map(|r| match r {
@@ -91,7 +92,7 @@ impl BatchRun<'_> {
             let (model, action) = item_key(i);
             let key = reply::data_key(&action, model.as_deref());
             match outcome(internal(app, guard, headers, &path, plan_body(model.as_deref(), &action, &plan.to_string(), params)).await) {
-                Outcome::Data(x, _) => results.push(json!({"data": {key: x}})),
+                Outcome::Data(x, _) => results.push(json!({"data": {key: serde_json::from_slice::<Value>(&x).unwrap_or(Value::Null)}})),
                 Outcome::Error { code, message, meta } if transactional => {
                     if let Some(id) = &tx_id {
                         internal(app, guard, headers, &format!("/transaction/{id}/rollback"), Vec::new()).await;

@@ -43,8 +43,13 @@ pub fn routes() -> Router<Arc<App>> {
 
 /// What an in-process Prisma 7 call produced.
 enum Outcome {
-    Data(Value, HeaderMap),
-    Error { code: Option<String>, message: String, meta: Value },
+    /// The JSON text of the answer's `data` (spliced into the 5.x reply, not re-encoded).
+    Data(Bytes, HeaderMap),
+    Error {
+        code: Option<String>,
+        message: String,
+        meta: Value,
+    },
     Service(Response),
 }
 
@@ -68,14 +73,18 @@ async fn internal(app: &Arc<App>, guard: &Guard, headers: &HeaderMap, path: &str
 }
 
 fn outcome((status, headers, bytes): (StatusCode, HeaderMap, Bytes)) -> Outcome {
-    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     if status == StatusCode::OK {
-        let data = match v {
-            Value::Object(mut m) => m.remove("data").unwrap_or(Value::Null),
-            _ => Value::Null,
+        // The interpreter (and the cache) answer exactly `{"data":…}`.
+        let data = match bytes.strip_prefix(b"{\"data\":").and_then(|b| b.strip_suffix(b"}")) {
+            Some(inner) => bytes.slice_ref(inner),
+            None => match serde_json::from_slice::<Value>(&bytes) {
+                Ok(Value::Object(mut m)) => Bytes::from(m.remove("data").unwrap_or(Value::Null).to_string()),
+                _ => Bytes::from_static(b"null"),
+            },
         };
         return Outcome::Data(data, headers);
     }
+    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let code = v.get("code").and_then(Value::as_str).map(str::to_owned);
     let message = v.get("error").and_then(Value::as_str).unwrap_or("request failed").to_owned();
     match code {
@@ -182,7 +191,7 @@ async fn run(app: Arc<App>, guard: Guard, headers: HeaderMap, hash: String, itx:
     let key = reply::data_key(action, model);
     Ok(match outcome(internal(&app, &guard, &headers, &query_path, plan_body(model, action, &plan.text, &params)).await) {
         Outcome::Data(x, h) => {
-            let mut r = reply::json(StatusCode::OK, &json!({"data": {key: x}}));
+            let mut r = reply::data(&key, &x);
             for (name, v) in h.iter() {
                 if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
                     r.headers_mut().insert(name.clone(), v.clone());

@@ -15,6 +15,20 @@ pub fn json(status: StatusCode, body: &Value) -> Response {
     r
 }
 
+/// `{"data":{"<key>":<data>}}` with `data` spliced in as the JSON text it already is.
+pub fn data(key: &str, data: &[u8]) -> Response {
+    let key = Value::from(key).to_string();
+    let mut body = Vec::with_capacity(data.len() + key.len() + 12);
+    body.extend_from_slice(b"{\"data\":{");
+    body.extend_from_slice(key.as_bytes());
+    body.push(b':');
+    body.extend_from_slice(data);
+    body.extend_from_slice(b"}}");
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
 /// The reply that makes a client upload its schema (`PUT …/schema`) and retry.
 pub fn schema_missing() -> Response {
     json(StatusCode::NOT_FOUND, &json!({"EngineNotStarted": {"reason": "SchemaMissing"}}))

@@ -29,6 +29,9 @@ pub struct DataProxyConfig {
     pub max_compiler_memory: usize,
     /// Compiled plans kept, keyed by schema and request.
     pub plan_cache_entries: u64,
+    /// Bytes of plan JSON the plan cache may hold (a plan of a large request is large): the cache
+    /// keeps at most `plan_cache_entries` plans and at most this many bytes of them.
+    pub plan_cache_bytes: u64,
 }
 
 impl Default for DataProxyConfig {
@@ -42,6 +45,7 @@ impl Default for DataProxyConfig {
             compile_threads: 2,
             max_compiler_memory: 256 << 20,
             plan_cache_entries: 10_000,
+            plan_cache_bytes: 64 << 20,
         }
     }
 }
@@ -53,6 +57,9 @@ impl DataProxyConfig {
         }
         if self.max_schemas == 0 || self.compile_threads == 0 || self.compile_threads > 64 {
             return Err("[dataproxy] max_schemas must be positive and compile_threads within 1..64".into());
+        }
+        if self.plan_cache_entries == 0 || self.plan_cache_bytes < (1 << 20) {
+            return Err("[dataproxy] plan_cache_entries must be positive and plan_cache_bytes at least 1 MiB".into());
         }
         if self.max_compiler_memory < (32 << 20) {
             return Err("[dataproxy] max_compiler_memory must be at least 32 MiB".into());

@@ -210,7 +210,15 @@ fn dataproxy_limits_are_validated() {
     let ok = Config::from_toml(&format!("{MINIMAL}\n[dataproxy]\nmax_schemas = 4\ncompile_threads = 1\n"), no_env()).unwrap();
     assert_eq!((ok.dataproxy.max_schemas, ok.dataproxy.compile_threads), (4, 1));
     assert_eq!(ok.dataproxy.max_schema_size, 1 << 20, "default");
-    for bad in ["max_schemas = 0", "compile_threads = 0", "compile_threads = 1000", "max_schema_size = 10", "max_compiler_memory = 1024"] {
+    for bad in [
+        "max_schemas = 0",
+        "compile_threads = 0",
+        "compile_threads = 1000",
+        "max_schema_size = 10",
+        "max_compiler_memory = 1024",
+        "plan_cache_entries = 0",
+        "plan_cache_bytes = 1000",
+    ] {
         let err = Config::from_toml(&format!("{MINIMAL}\n[dataproxy]\n{bad}\n"), no_env()).unwrap_err();
         assert!(err.to_string().contains("[dataproxy]"), "{bad}: {err}");
     }

@@ -83,7 +83,13 @@ impl DataProxy {
             let per_thread = cfg.max_schemas.clamp(1, 8);
             let pool = CompilerPool::start(module, cfg.compile_threads, per_thread).map_err(|e| e.to_string())?;
             let dmmf = if cfg.plan_by_shape { load_dmmf(cfg, limits) } else { None };
-            Ok(Ready { pool, plans: moka::future::Cache::new(cfg.plan_cache_entries), dmmf, dmmf_gate: tokio::sync::Semaphore::new(1) })
+            // Weighed in bytes, each plan at least bytes/entries: both limits hold.
+            let floor = (cfg.plan_cache_bytes / cfg.plan_cache_entries.max(1)).max(1);
+            let plans = moka::future::Cache::builder()
+                .max_capacity(cfg.plan_cache_bytes)
+                .weigher(move |_k: &[u8; 32], v: &Arc<Compiled>| u32::try_from((v.text.len() as u64).max(floor)).unwrap_or(u32::MAX))
+                .build();
+            Ok(Ready { pool, plans, dmmf, dmmf_gate: tokio::sync::Semaphore::new(1) })
         });
         r.as_ref().map_err(Clone::clone)
     }

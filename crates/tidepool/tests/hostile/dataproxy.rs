@@ -130,6 +130,29 @@ pub fn attacks() -> Group {
             ensure!(a.status == Some(200) && a.json.get("errors").is_some(), "relation \"Thing\" does not exist is an engine error: {:?} {}", a.status, a.body);
             Ok(())
         }),
+        case(Endpoint::Prisma, false, "dataproxy hostile values where plans take parameters", |tp| async move {
+            let hash = upload(&tp, KEY_A).await?;
+            let path = format!("/5.22.0/{hash}/graphql");
+            let find =
+                |w: &str| format!(r#"{{"modelName":"Thing","action":"findMany","query":{{"arguments":{{"where":{w}}},"selection":{{"$scalars":true}}}}}}"#);
+            for w in [
+                r#"{"id":99999999999999999999}"#,
+                r#"{"id":-0.0,"name":"\u0000"}"#,
+                r#"{"id":{"in":[1,"x",null,{"$type":"BigInt","value":"1"}]}}"#,
+                // A placeholder the client wrote itself: it binds nothing of anyone else's.
+                r#"{"id":{"$type":"Param","value":{"name":"%1","type":"Int"}}}"#,
+                r#"{"name":{"$type":"Param","value":{"name":"%1","type":"String"}},"id":5}"#,
+                r#"{"AND":[{"AND":[{"AND":[{"AND":[{"AND":[{"AND":[{"AND":[{"AND":[{"id":1}]}]}]}]}]}]}]}]}"#,
+            ] {
+                let a = send(&tp, "POST", &path, KEY_A, find(w).as_bytes(), &[]).await?;
+                secret_free(&a)?;
+                // An engine error (the table does not exist in this database) or a refusal, never a crash.
+                let refused = ["errors", "InvalidRequestError", "error_code"].iter().any(|k| a.json.get(*k).is_some());
+                ensure!(matches!(a.status, Some(200 | 400)) && refused, "{w}: {:?} {}", a.status, a.body);
+            }
+            let a = send(&tp, "POST", &path, KEY_A, find(r#"{"id":1e400}"#).as_bytes(), &[]).await?;
+            expect_service(&a, 400, "InvalidRequestError")
+        }),
         case(Endpoint::Prisma, false, "dataproxy schema of another database is not visible", |tp| async move {
             let hash = upload(&tp, KEY_A).await?;
             let a = send(&tp, "POST", &format!("/5.22.0/{hash}/graphql"), KEY_OTHER, &find_thing(), &[]).await?;

@@ -3,6 +3,7 @@
 
 use crate::glue::{self, Import};
 use crate::host::{self, HostState};
+use crate::ordered::J;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use wasmi::{Config, Engine, Extern, Instance, Linker, Module, Store, StoreLimitsBuilder, TypedFunc};
@@ -137,7 +138,10 @@ impl CompilerModule {
         let ret = new.call(&mut c.store, arg).map_err(|e| trap(&c.store, e))?;
         let out = c.finish(ret);
         c.collect();
-        c.ptr = out?.as_i64().unwrap_or(0) as i32;
+        c.ptr = match out? {
+            J::Num(n) => n.as_i64().unwrap_or(0) as i32,
+            _ => 0,
+        };
         Ok(c)
     }
 }
@@ -169,12 +173,22 @@ pub struct Compiler {
 impl Compiler {
     /// One JSON-protocol query → plan (`Expression` JSON).
     pub fn compile(&mut self, request: &str) -> Result<Value, CompileError> {
-        let f = self.compile;
-        self.call(f, request)
+        self.compile_ordered(request).map(|j| j.to_value())
     }
 
     /// A `{"batch":[…]}` request → `{"type":"multi",…}` or `{"type":"compacted",…}`.
     pub fn compile_batch(&mut self, request: &str) -> Result<Value, CompileError> {
+        self.compile_batch_ordered(request).map(|j| j.to_value())
+    }
+
+    /// [`Compiler::compile`] keeping the plan's key order (which orders the fields of results).
+    pub fn compile_ordered(&mut self, request: &str) -> Result<J, CompileError> {
+        let f = self.compile;
+        self.call(f, request)
+    }
+
+    /// [`Compiler::compile_batch`] keeping key order.
+    pub fn compile_batch_ordered(&mut self, request: &str) -> Result<J, CompileError> {
         let f = self.compile_batch;
         self.call(f, request)
     }
@@ -189,7 +203,7 @@ impl Compiler {
         &self.module
     }
 
-    fn call(&mut self, f: TypedFunc<(i32, i32, i32), (i32, i32, i32)>, request: &str) -> Result<Value, CompileError> {
+    fn call(&mut self, f: TypedFunc<(i32, i32, i32), (i32, i32, i32)>, request: &str) -> Result<J, CompileError> {
         if self.poisoned {
             return Err(CompileError::Trap("instance was poisoned by an earlier failure".into()));
         }
@@ -200,7 +214,7 @@ impl Compiler {
         r
     }
 
-    fn call_inner(&mut self, f: TypedFunc<(i32, i32, i32), (i32, i32, i32)>, request: &str) -> Result<Value, CompileError> {
+    fn call_inner(&mut self, f: TypedFunc<(i32, i32, i32), (i32, i32, i32)>, request: &str) -> Result<J, CompileError> {
         self.store.data_mut().panic_message = None;
         self.store.set_fuel(self.fuel_per_compile).map_err(|e| CompileError::Trap(e.to_string()))?;
         let (ptr, len) = host::write_str(&mut self.store, request).map_err(|e| trap(&self.store, e))?;
@@ -226,9 +240,9 @@ impl Compiler {
     }
 
     /// Takes the `[ok, err, is_err]` triple: reads the externref slot out of the table and frees it.
-    fn finish(&mut self, (ok, err, is_err): (i32, i32, i32)) -> Result<Value, CompileError> {
+    fn finish(&mut self, (ok, err, is_err): (i32, i32, i32)) -> Result<J, CompileError> {
         if is_err == 0 && ok >= 0 && !self.returns_ref() {
-            return Ok(Value::from(ok));
+            return Ok(J::Num(ok.into()));
         }
         let idx = if is_err != 0 { err } else { ok };
         let table = match self.instance.get_export(&self.store, "__wbindgen_externrefs") {
@@ -241,10 +255,10 @@ impl Compiler {
             Some(wasmi::Ref::Extern(e)) => host::slot_of(&self.store, e),
             _ => crate::js::UNDEFINED,
         };
-        let value = self.store.data().arena.to_json(slot).map_err(|e| CompileError::Trap(e.into()))?;
         if is_err == 0 {
-            return Ok(value);
+            return self.store.data().arena.to_ordered(slot).map_err(|e| CompileError::Trap(e.into()));
         }
+        let value = self.store.data().arena.to_json(slot).map_err(|e| CompileError::Trap(e.into()))?;
         let message = value.get("message").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| value.to_string());
         Err(CompileError::Rejected {
             message,

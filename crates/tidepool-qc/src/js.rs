@@ -185,6 +185,50 @@ impl Arena {
         self.alloc(js)
     }
 
+    /// Like [`Arena::to_json`], keeping the key order of objects (the order the compiler built
+    /// them in, which orders the fields of results).
+    pub(crate) fn to_ordered(&self, slot: u32) -> Result<crate::ordered::J, &'static str> {
+        self.to_ordered_at(slot, 0)
+    }
+
+    fn to_ordered_at(&self, slot: u32, depth: usize) -> Result<crate::ordered::J, &'static str> {
+        use crate::ordered::J;
+        if depth > MAX_DEPTH {
+            return Err("query compiler: result nested too deeply");
+        }
+        Ok(match self.get(slot) {
+            JsVal::Str(s) => J::Str(s.clone()),
+            JsVal::Array(items) => J::Arr(items.iter().map(|s| self.to_ordered_at(*s, depth + 1)).collect::<Result<_, _>>()?),
+            JsVal::Object(fields) => {
+                let mut m = Vec::with_capacity(fields.len());
+                for (k, s) in fields {
+                    if matches!(self.get(*s), JsVal::Undefined | JsVal::Free) {
+                        continue;
+                    }
+                    let v = self.to_ordered_at(*s, depth + 1)?;
+                    match m.iter_mut().find(|(x, _): &&mut (String, J)| x == k) {
+                        Some(e) => e.1 = v,
+                        None => m.push((k.clone(), v)),
+                    }
+                }
+                J::Obj(m)
+            }
+            JsVal::Map(entries) => {
+                let mut m: Vec<(String, J)> = Vec::with_capacity(entries.len());
+                for (k, s) in entries {
+                    let (k, v) = (self.to_js_string(*k), self.to_ordered_at(*s, depth + 1)?);
+                    match m.iter_mut().find(|(x, _)| *x == k) {
+                        Some(e) => e.1 = v,
+                        None => m.push((k, v)),
+                    }
+                }
+                J::Obj(m)
+            }
+            // Scalars convert as in `to_json`.
+            _ => J::from_value(&self.to_json_at(slot, depth)?),
+        })
+    }
+
     pub(crate) fn to_json(&self, slot: u32) -> Result<Value, &'static str> {
         self.to_json_at(slot, 0)
     }

@@ -35,6 +35,18 @@ impl J {
         }
     }
 
+    /// A `serde_json::Value` as a tree (its keys in the Value's order).
+    pub fn from_value(v: &Value) -> J {
+        match v {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Number(n) => J::Num(n.clone()),
+            Value::String(s) => J::Str(s.clone()),
+            Value::Array(a) => J::Arr(a.iter().map(J::from_value).collect()),
+            Value::Object(m) => J::Obj(m.iter().map(|(k, v)| (k.clone(), J::from_value(v))).collect()),
+        }
+    }
+
     /// The same value as a (key-sorted) `serde_json::Value`.
     pub fn to_value(&self) -> Value {
         match self {

@@ -4,7 +4,7 @@
 //! thread on WASM.
 
 use crate::compiler::{CompileError, Compiler, CompilerModule};
-use serde_json::Value;
+use crate::ordered::J;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
@@ -27,7 +27,7 @@ pub struct Job {
     pub schema: Arc<str>,
     pub kind: JobKind,
     pub request: String,
-    pub reply: Box<dyn FnOnce(Result<Value, CompileError>) + Send>,
+    pub reply: Box<dyn FnOnce(Result<J, CompileError>) + Send>,
 }
 
 /// The queue is full: the caller should answer "busy".
@@ -85,9 +85,9 @@ fn worker(module: Arc<CompilerModule>, rx: Arc<Mutex<Receiver<Job>>>, cap: usize
             },
         };
         let result = match job.kind {
-            JobKind::Load => Ok(Value::Null),
-            JobKind::Compile => compiler.compile(&job.request),
-            JobKind::CompileBatch => compiler.compile_batch(&job.request),
+            JobKind::Load => Ok(J::Null),
+            JobKind::Compile => compiler.compile_ordered(&job.request),
+            JobKind::CompileBatch => compiler.compile_batch_ordered(&job.request),
         };
         if !compiler.is_poisoned() {
             if compilers.len() >= cap {

@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 use super::prisma::Guard;
 use super::{internal, outcome, plan_body, reply, str_field, Outcome};
 use crate::app::App;
+use tidepool_qc::J;
 
 /// 5.x isolation names (`Serializable`, `ReadCommitted`, …) in Prisma 7's spelling.
 pub(super) fn isolation(level: &str) -> String {
@@ -35,20 +36,20 @@ pub(super) struct BatchRun<'a> {
 }
 
 impl BatchRun<'_> {
-    pub async fn batch(&self, tx: Option<Value>, items: &[Value], compiled: &Value) -> Response {
+    pub async fn batch(&self, tx: Option<Value>, items: &[Value], compiled: &J) -> Response {
         let BatchRun { app, guard, headers, query_path, in_itx, params } = *self;
         let item_key = |i: usize| {
             let it = items.get(i).unwrap_or(&Value::Null);
             (str_field(it, "modelName").map(str::to_owned), str_field(it, "action").unwrap_or("").to_owned())
         };
-        if compiled.get("type").and_then(Value::as_str) == Some("compacted") {
+        if compiled.get("type").and_then(J::as_str) == Some("compacted") {
             let (model, action) = item_key(0);
-            let plan = compiled.get("plan").cloned().unwrap_or(Value::Null);
+            let plan = compiled.get("plan").map_or_else(|| "null".to_owned(), J::to_json_string);
             let key = reply::data_key(&action, model.as_deref());
-            return match outcome(internal(app, guard, headers, query_path, plan_body(model.as_deref(), "findMany", &plan.to_string(), params)).await) {
+            return match outcome(internal(app, guard, headers, query_path, plan_body(model.as_deref(), "findMany", &plan, params)).await) {
                 Outcome::Data(rows, _) => {
                     let rows: Value = serde_json::from_slice(&rows).unwrap_or(Value::Null);
-                    let results: Vec<Value> = reply::split_compacted(&rows, compiled, params)
+                    let results: Vec<Value> = reply::split_compacted(&rows, &compiled.to_value(), params)
                         .into_iter()
                         .map(|r| match r {
                             Ok(v) => json!({"data": {key.clone(): v}}),
@@ -64,7 +65,10 @@ impl BatchRun<'_> {
                 Outcome::Service(r) => r,
             };
         }
-        let plans = compiled.get("plans").and_then(Value::as_array).cloned().unwrap_or_default();
+        let plans: Vec<String> = match compiled.get("plans") {
+            Some(J::Arr(a)) => a.iter().map(J::to_json_string).collect(),
+            _ => Vec::new(),
+        };
         // A transactional batch outside an interactive transaction gets a transaction of its own
         // (the start route answers `{"id"}` at the top level, not under `data`).
         let tx_id = if let (Some(t), false) = (&tx, in_itx) {
@@ -91,8 +95,9 @@ impl BatchRun<'_> {
         for (i, plan) in plans.iter().enumerate() {
             let (model, action) = item_key(i);
             let key = reply::data_key(&action, model.as_deref());
-            match outcome(internal(app, guard, headers, &path, plan_body(model.as_deref(), &action, &plan.to_string(), params)).await) {
-                Outcome::Data(x, _) => results.push(json!({"data": {key: serde_json::from_slice::<Value>(&x).unwrap_or(Value::Null)}})),
+            match outcome(internal(app, guard, headers, &path, plan_body(model.as_deref(), &action, plan, params)).await) {
+                // Spliced as text: the fields keep the order the plan gives them.
+                Outcome::Data(x, _) => results.push(reply::data_text(&key, &x)),
                 Outcome::Error { code, message, meta } if transactional => {
                     if let Some(id) = &tx_id {
                         internal(app, guard, headers, &format!("/transaction/{id}/rollback"), Vec::new()).await;
@@ -101,7 +106,7 @@ impl BatchRun<'_> {
                     return reply::json(StatusCode::OK, &json!({"errors": [e]}));
                 }
                 Outcome::Error { code, message, meta } => {
-                    results.push(json!({"errors": [reply::error_entry(code.as_deref(), &message, meta, model.as_deref(), None)]}))
+                    results.push(json!({"errors": [reply::error_entry(code.as_deref(), &message, meta, model.as_deref(), None)]}).to_string().into_bytes())
                 }
                 Outcome::Service(r) => {
                     if let Some(id) = &tx_id {
@@ -123,6 +128,14 @@ impl BatchRun<'_> {
                 };
             }
         }
-        reply::json(StatusCode::OK, &json!({"batchResult": results}))
+        let mut body = b"{\"batchResult\":[".to_vec();
+        for (i, r) in results.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(r);
+        }
+        body.extend_from_slice(b"]}");
+        reply::json_bytes(StatusCode::OK, body)
     }
 }

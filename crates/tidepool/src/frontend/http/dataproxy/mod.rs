@@ -183,7 +183,7 @@ async fn run(app: Arc<App>, guard: Guard, headers: HeaderMap, hash: String, itx:
         let compiled = app.dataproxy.compile(cfg, &db, &hash, schema, JobKind::CompileBatch, &text).await.map_err(|f| compile_failed(f, None))?;
         let tx = request.get("transaction").map(J::to_value).filter(|t| t.is_object());
         let run = BatchRun { app: &app, guard: &guard, headers: &headers, query_path: &query_path, in_itx: itx.is_some(), params: &params };
-        return Ok(run.batch(tx, &items, &compiled.value).await);
+        return Ok(run.batch(tx, &items, &compiled.tree).await);
     }
     let model = request.get("modelName").and_then(J::as_str);
     let action = request.get("action").and_then(J::as_str).unwrap_or("");

@@ -17,6 +17,11 @@ pub fn json(status: StatusCode, body: &Value) -> Response {
 
 /// `{"data":{"<key>":<data>}}` with `data` spliced in as the JSON text it already is.
 pub fn data(key: &str, data: &[u8]) -> Response {
+    json_bytes(StatusCode::OK, data_text(key, data))
+}
+
+/// The text of `{"data":{"<key>":<data>}}`.
+pub fn data_text(key: &str, data: &[u8]) -> Vec<u8> {
     let key = Value::from(key).to_string();
     let mut body = Vec::with_capacity(data.len() + key.len() + 12);
     body.extend_from_slice(b"{\"data\":{");
@@ -24,7 +29,13 @@ pub fn data(key: &str, data: &[u8]) -> Response {
     body.push(b':');
     body.extend_from_slice(data);
     body.extend_from_slice(b"}}");
+    body
+}
+
+/// A JSON reply whose body is already encoded.
+pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
     let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }

@@ -8,9 +8,8 @@ use std::sync::{Arc, OnceLock};
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tidepool_qc::{CompileError, CompilerModule, CompilerPool, DmmfModule, Job, JobKind, Limits, ParamGraph};
+use tidepool_qc::{CompileError, CompilerModule, CompilerPool, DmmfModule, Job, JobKind, Limits, ParamGraph, J};
 
 use crate::config::DataProxyConfig;
 
@@ -24,9 +23,10 @@ pub enum CompileFailure {
     Compile(CompileError),
 }
 
-/// A compiled plan and its JSON text (spliced into the interpreter's request as is).
+/// A compiled plan (key order as the compiler built it: it orders result fields) and its JSON
+/// text (spliced into the interpreter's request as is).
 pub struct Compiled {
-    pub value: Value,
+    pub tree: J,
     pub text: String,
 }
 
@@ -169,7 +169,7 @@ impl DataProxy {
         };
         ready.pool.submit(job).map_err(|_| CompileFailure::Busy)?;
         let plan = match rx.await {
-            Ok(Ok(v)) => Arc::new(Compiled { text: v.to_string(), value: v }),
+            Ok(Ok(v)) => Arc::new(Compiled { text: v.to_json_string(), tree: v }),
             Ok(Err(e)) => return Err(CompileFailure::Compile(e)),
             Err(_) => return Err(CompileFailure::Unavailable("the compiler thread stopped".into())),
         };

@@ -7,6 +7,7 @@
 pub mod cache;
 mod exec;
 mod forward;
+mod internal;
 mod invalidate;
 mod itx;
 mod metered;
@@ -27,6 +28,7 @@ use tidepool_prisma::{HttpResponse, Limits, QueryContext, QueryRequest, Transact
 use tokio::time::Instant;
 
 use self::exec::PgExecutor;
+pub(super) use self::internal::Internal;
 pub use self::itx::ItxRegistry;
 use self::itx::{Closed, Full, Itx, Lookup};
 use self::metered::{end, itx_query_inner, query, start_inner};
@@ -48,47 +50,6 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/transaction/{id}/commit", post(commit))
         .route("/transaction/{id}/rollback", post(rollback))
         .route("/invalidate", post(invalidate::invalidate))
-}
-
-/// A Prisma 7 route called in-process (by the DataProxy front end) without going through a router.
-pub(super) enum Internal {
-    Query,
-    Start,
-    ItxQuery(String),
-    Commit(String),
-    Rollback(String),
-}
-
-impl Internal {
-    /// `/query`, `/transaction/start`, `/transaction/{id}/query|commit|rollback`.
-    pub(super) fn from_path(path: &str) -> Option<Internal> {
-        match path {
-            "/query" => return Some(Internal::Query),
-            "/transaction/start" => return Some(Internal::Start),
-            _ => {}
-        }
-        let rest = path.strip_prefix("/transaction/")?;
-        let (id, op) = rest.split_once('/')?;
-        let id = id.to_owned();
-        match op {
-            "query" => Some(Internal::ItxQuery(id)),
-            "commit" => Some(Internal::Commit(id)),
-            "rollback" => Some(Internal::Rollback(id)),
-            _ => None,
-        }
-    }
-
-    /// Runs the route's handler with these credentials and body; the same path as an HTTP request.
-    pub(super) async fn call(self, app: Arc<App>, guard: Guard, headers: HeaderMap, body: Body) -> Response {
-        let uri = |id: &str, op: &str| format!("/transaction/{id}/{op}").parse::<axum::http::Uri>().unwrap_or_default();
-        match self {
-            Internal::Query => query(State(app), guard, headers, body).await,
-            Internal::Start => start(State(app), guard, headers, body).await,
-            Internal::ItxQuery(id) => itx_query(State(app), guard, uri(&id, "query"), headers, Path(id), body).await,
-            Internal::Commit(id) => commit(State(app), guard, uri(&id, "commit"), headers, Path(id), body).await,
-            Internal::Rollback(id) => rollback(State(app), guard, uri(&id, "rollback"), headers, Path(id), body).await,
-        }
-    }
 }
 
 pub(super) fn json_response(status: u16, body: impl Into<Body>) -> Response {

@@ -20,12 +20,21 @@ pub struct CancelSlot {
 
 impl CancelSlot {
     pub async fn set(&self, target: Option<CancelTarget>) {
-        // Uncontended (no cancel being delivered) on the per-transaction path: no wait queue.
-        if let Ok(mut slot) = self.target.try_lock() {
-            *slot = target;
-            return;
+        if let Err(target) = self.try_set(target) {
+            *self.target.lock().await = target;
         }
-        *self.target.lock().await = target;
+    }
+
+    /// Sets the target if no cancel is being delivered right now (the per-transaction path: no
+    /// wait queue, no future); gives it back otherwise, for [`CancelSlot::set`].
+    pub fn try_set(&self, target: Option<CancelTarget>) -> Result<(), Option<CancelTarget>> {
+        match self.target.try_lock() {
+            Ok(mut slot) => {
+                *slot = target;
+                Ok(())
+            }
+            Err(_) => Err(target),
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! WebSocket clients through [`serve_stream`]. Logins to the virtual database `pgbouncer` (or
 //! `tidepool`) by an `admin_users`/`stats_users` user get the admin [`console`] instead.
 
+mod armed;
 mod console;
 mod handshake;
 mod io;

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tokio_util::io::poll_read_buf;
 use tracing::Instrument;
 
+use super::armed::Armed;
 use super::handshake::{login, Login};
 use super::io::{reserve, write_some};
 use super::prepared::{ClientStatements, Pending};
@@ -72,6 +73,8 @@ pub(super) struct Session<S> {
     /// Session parameters (lower-case names) this client's servers must carry; shared between
     /// clients that logged in with the same ones (copied on write, see [`shared_params`]).
     pub params: Arc<HashMap<String, String>>,
+    /// `client_encoding` in `params` is UTF-8 (recomputed whenever `params` changes).
+    pub utf8: bool,
     pub stmts: ClientStatements,
     pub key: CancelKey,
     pub server: Option<Box<Attached>>,
@@ -182,6 +185,7 @@ pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: Bytes
         crbuf: if rbuf.is_empty() { BytesMut::new() } else { rbuf },
         to_client: BytesMut::new(),
         client_needs_flush: false,
+        utf8: super::server_side::utf8_params(&params),
         params,
         stmts: ClientStatements::default(),
         key,
@@ -200,9 +204,14 @@ pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: Bytes
     };
     // The session gets a task of its own: this one (with the login's larger state) ends here,
     // so an idle client costs only the session loop's memory.
-    let task = session.serve().instrument(span);
+    let task = session.serve();
     tracing::trace!(bytes = std::mem::size_of_val(&task), "session task");
-    app.tracker.spawn(task);
+    // A disabled span (the level filters it out) would only cost an enter and exit per poll.
+    if span.is_disabled() {
+        app.tracker.spawn(task);
+    } else {
+        app.tracker.spawn(task.instrument(span));
+    }
 }
 
 /// Clients of one application log in with the same startup parameters: the database keeps the
@@ -224,9 +233,12 @@ impl<S: Duplex> Session<S> {
     fn serve(mut self) -> impl Future<Output = ()> + Send {
         async move {
             let kill = self._registered.info().kill.clone();
+            // Gated: polled again only once it wakes the task, not on every turn of the loop.
+            let kill_signal = std::pin::pin!(kill.cancelled());
+            let mut kill_signal = Armed::new(kill_signal);
             let end = tokio::select! {
                 biased;
-                () = kill.cancelled() => {
+                () = &mut kill_signal => {
                     // KILL_CLIENT: whatever was in flight is abandoned; the server is closed, never reused.
                     self.killed = true;
                     self.to_client.clear();
@@ -244,7 +256,9 @@ impl<S: Duplex> Session<S> {
 impl<S: Duplex> Session<S> {
     async fn run_loop(&mut self) -> End {
         let shutdown = self.app.shutdown.clone();
-        let mut shutdown = std::pin::pin!(shutdown.cancelled_owned());
+        // Gated (see `armed.rs`): polled on every turn between transactions otherwise.
+        let shutdown = std::pin::pin!(shutdown.cancelled_owned());
+        let mut shutdown = Armed::new(shutdown);
         // Messages pipelined behind the login are already buffered.
         if !self.crbuf.is_empty() {
             if let Err(end) = Box::pin(self.on_client_data()).await {
@@ -252,7 +266,7 @@ impl<S: Duplex> Session<S> {
             }
         }
         loop {
-            let ev = poll_fn(|cx| self.poll_io(cx, shutdown.as_mut())).await;
+            let ev = poll_fn(|cx| self.poll_io(cx, &mut shutdown)).await;
             let r = match ev {
                 Event::Client(Ok(0)) | Event::Client(Err(_)) => return End::ClientGone,
                 Event::ClientWrite(e) => {
@@ -304,7 +318,7 @@ impl<S: Duplex> Session<S> {
                 .is_some_and(|a| a.pending == 0 && !a.unsynced && a.copy_in.is_none() && a.status == b'I' && a.to_server.is_empty() && !a.keep)
     }
 
-    fn poll_io(&mut self, cx: &mut Context<'_>, shutdown: Pin<&mut tokio_util::sync::WaitForCancellationFutureOwned>) -> Poll<Event> {
+    fn poll_io(&mut self, cx: &mut Context<'_>, shutdown: &mut Armed<Pin<&mut tokio_util::sync::WaitForCancellationFutureOwned>>) -> Poll<Event> {
         let unsent = self.to_client.len();
         if let Err(e) = write_some(&mut self.client, &mut self.to_client, &mut self.client_needs_flush, cx) {
             return Poll::Ready(Event::ClientWrite(e));
@@ -338,7 +352,7 @@ impl<S: Duplex> Session<S> {
         // Before the client read: a query that arrives together with the drain between
         // transactions must not start a new one.
         let between = self.server.as_ref().is_none_or(|a| a.keep && a.pending == 0 && a.status == b'I' && a.to_server.is_empty());
-        if between && shutdown.poll(cx).is_ready() {
+        if between && shutdown.poll_armed(cx).is_ready() {
             return Poll::Ready(Event::Shutdown);
         }
         if to_server_len < HIGH_WATER {
@@ -395,6 +409,8 @@ impl<S: Duplex> Session<S> {
     /// Polls the idle timer. It is re-armed only when it fires early or must fire sooner, not on
     /// every message.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Option<Idle> {
+        // No timer, no timeout (and no configuration read on every turn).
+        self.idle_timer.as_ref()?;
         let (limit, kind) = self.idle_limit()?;
         let due = self.last_activity + limit;
         let timer = self.idle_timer.as_mut()?;
@@ -437,9 +453,17 @@ impl<S: Duplex> Session<S> {
             }
             self.tx.client_message(frame.raw.len(), self.last_activity);
             if self.server.is_none() {
-                if let Err(e) = Box::pin(self.attach()).await {
-                    self.lease_failed(frame.tag, e)?;
-                    continue;
+                // An idle server is attached without a future when nothing needs waiting for;
+                // otherwise (with the lease taken already, if any) asynchronously.
+                let waiting = match self.db.try_lease() {
+                    None => Some(None),
+                    Some(lease) => self.attach_now(lease).err().map(Some),
+                };
+                if let Some(ready) = waiting {
+                    if let Err(e) = Box::pin(self.attach(ready)).await {
+                        self.lease_failed(frame.tag, e)?;
+                        continue;
+                    }
                 }
             }
             let (frame, fx) = self.screen(frame);
@@ -482,13 +506,41 @@ impl<S: Duplex> Session<S> {
         Ok(())
     }
 
-    async fn attach(&mut self) -> Result<(), LeaseError> {
+    /// Attaches `lease` at once if it carries this client's parameters already and no cancel
+    /// is being delivered (the usual case); gives it back for [`Session::attach`] otherwise.
+    fn attach_now(&mut self, mut lease: ServerLease) -> Result<(), ServerLease> {
+        if !crate::app::params_in_sync(&lease, &self.params) {
+            return Err(lease);
+        }
+        if self.key.slot.try_set(Some(lease.cancel.clone())).is_err() {
+            return Err(lease);
+        }
+        // What `Database::prepare_lease` would have done.
+        lease.dirty |= self.db.config.reset_every_transaction;
+        // Counted from when the client's message was read.
+        self.db.traffic.record_wait(self.front, self.last_activity.elapsed());
+        self.install(lease);
+        Ok(())
+    }
+
+    /// Leases a server (`ready`: one taken from the pool already) and attaches it.
+    async fn attach(&mut self, ready: Option<ServerLease>) -> Result<(), LeaseError> {
         // Counted from when the client's message was read.
         let waited = self.last_activity;
-        let lease = Box::pin(self.wait_for_lease()).await;
+        let lease = match ready {
+            Some(lease) => self.db.prepare_lease(lease, &self.params).await,
+            None => Box::pin(self.wait_for_lease()).await,
+        };
         self.db.traffic.record_wait(self.front, waited.elapsed());
         let lease = lease?;
-        self.key.slot.set(Some(lease.cancel.clone())).await;
+        if let Err(target) = self.key.slot.try_set(Some(lease.cancel.clone())) {
+            Box::pin(self.key.slot.set(target)).await;
+        }
+        self.install(lease);
+        Ok(())
+    }
+
+    fn install(&mut self, lease: ServerLease) {
         self.server = Some(Box::new(Attached {
             lease,
             to_server: BytesMut::with_capacity(1024),
@@ -501,7 +553,6 @@ impl<S: Duplex> Session<S> {
             touched: Touched::default(),
             keep: false,
         }));
-        Ok(())
     }
 
     async fn wait_for_lease(&mut self) -> Result<ServerLease, LeaseError> {
@@ -528,14 +579,17 @@ impl<S: Duplex> Session<S> {
     /// Returns the server to the pool after resetting what the client left behind.
     async fn release(&mut self) {
         if self.extra.is_some() || self.server.as_ref().is_some_and(|a| a.touched.any()) {
-            let keep = self.after_transaction().await;
+            // Boxed: the read-back query's state is large and most transactions need none.
+            let keep = Box::pin(self.after_transaction()).await;
             if let Some(a) = self.server.as_mut().filter(|_| keep) {
                 a.keep = true;
                 return;
             }
         }
         let Some(a) = self.server.take() else { return };
-        self.key.slot.set(None).await;
+        if let Err(target) = self.key.slot.try_set(None) {
+            Box::pin(self.key.slot.set(target)).await;
+        }
         // Between transactions a client holds no read buffer and no large write buffer.
         if self.crbuf.is_empty() {
             self.crbuf = BytesMut::new();

@@ -235,6 +235,7 @@ impl<S: Duplex> Session<S> {
             for n in x.sets.drain() {
                 std::sync::Arc::make_mut(&mut self.params).remove(&n);
             }
+            self.utf8 = super::server_side::utf8_params(&self.params);
         }
         if t.deallocate_all {
             a.lease.prepared.clear();
@@ -294,6 +295,7 @@ impl<S: Duplex> Session<S> {
                 }
             }
         }
+        self.utf8 = super::server_side::utf8_params(&self.params);
         if probe && text(0).as_deref() != Some("true") {
             // Nothing pinned is left: the server goes back (reset, to be sure).
             x.pin = None;

@@ -108,6 +108,14 @@ pub async fn check_in(lease: ServerLease, held: Held, mode: Mode, max_prepared: 
     }
 }
 
+/// Whether [`check_in`] would return `lease` to its pool at once, with nothing to run first (a
+/// caller may then call [`ServerLease::release`] itself, without a future).
+pub fn returns_at_once(lease: &ServerLease, held: Held, mode: Mode, max_prepared: usize) -> bool {
+    lease.tx_status == b'I'
+        && plan(held, lease.broken, lease.dirty, mode, lease.prepared.len(), max_prepared)
+            == Plan::Reuse { rollback: false, discard_all: false, deallocate_all: false }
+}
+
 /// Runs a [`Plan::Reuse`]'s clean-ups, then returns the connection (or closes it if one fails).
 async fn clean_and_return(mut lease: ServerLease, rollback: bool, discard_all: bool, deallocate_all: bool) -> Outcome {
     let clean = async {

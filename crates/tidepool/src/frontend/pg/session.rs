@@ -289,8 +289,10 @@ impl<S: Duplex> Session<S> {
                 }
                 Event::Notified => Ok(()),
                 Event::Release => {
-                    // Boxed (like attach): allocated once per transaction, not held while idle.
-                    Box::pin(self.release()).await;
+                    if !self.release_now() {
+                        // Boxed (like attach): allocated when needed, not held while idle.
+                        Box::pin(self.release()).await;
+                    }
                     Ok(())
                 }
                 Event::Shutdown => return End::Fatal(sqlstate::ADMIN_SHUTDOWN, "tidepool is shutting down".into()),
@@ -576,6 +578,39 @@ impl<S: Duplex> Session<S> {
         Ok(lease)
     }
 
+    /// [`Session::release`] without a future, when nothing needs waiting for: no session state
+    /// to read back, no cancel being delivered, nothing to run on the server. False: nothing was
+    /// done, use `release`.
+    fn release_now(&mut self) -> bool {
+        let max_prepared = self.db.config.max_prepared_statements;
+        let Some(a) = self.server.as_ref() else { return false };
+        if self.extra.is_some()
+            || a.touched.any()
+            || !checkin::returns_at_once(&a.lease, checkin::Held::idle(a.status), checkin::Mode::Transaction, max_prepared)
+        {
+            return false;
+        }
+        if self.key.slot.try_set(None).is_err() {
+            return false;
+        }
+        let Some(a) = self.server.take() else { return false };
+        self.drop_idle_buffers();
+        a.lease.release();
+        self.app.metrics.transactions.inc();
+        self.db.xacts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        true
+    }
+
+    /// Between transactions a client holds no read buffer and no large write buffer.
+    fn drop_idle_buffers(&mut self) {
+        if self.crbuf.is_empty() {
+            self.crbuf = BytesMut::new();
+        }
+        if self.to_client.is_empty() && self.to_client.capacity() > 1024 {
+            self.to_client = BytesMut::new();
+        }
+    }
+
     /// Returns the server to the pool after resetting what the client left behind.
     async fn release(&mut self) {
         if self.extra.is_some() || self.server.as_ref().is_some_and(|a| a.touched.any()) {
@@ -590,13 +625,7 @@ impl<S: Duplex> Session<S> {
         if let Err(target) = self.key.slot.try_set(None) {
             Box::pin(self.key.slot.set(target)).await;
         }
-        // Between transactions a client holds no read buffer and no large write buffer.
-        if self.crbuf.is_empty() {
-            self.crbuf = BytesMut::new();
-        }
-        if self.to_client.is_empty() && self.to_client.capacity() > 1024 {
-            self.to_client = BytesMut::new();
-        }
+        self.drop_idle_buffers();
         let held = checkin::Held::idle(a.status);
         if checkin::check_in(a.lease, held, checkin::Mode::Transaction, self.db.config.max_prepared_statements).await == checkin::Outcome::Returned {
             self.app.metrics.transactions.inc();

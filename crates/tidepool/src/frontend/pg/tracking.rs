@@ -68,13 +68,15 @@ fn frame_of(buf: BytesMut) -> Option<Frame> {
 
 /// The SQL text of a Query or Parse frame.
 fn sql_of(frame: &Frame) -> Option<&[u8]> {
+    // `CStr` finds the NUL with the standard library's word-at-a-time search.
+    let cstr = |b: &[u8]| std::ffi::CStr::from_bytes_until_nul(b).ok().map(|c| c.to_bytes().len());
     let body = frame.body();
     let body = match frame.tag {
         b'Q' => body,
-        b'P' => body.get(body.iter().position(|&b| b == 0)? + 1..)?,
+        b'P' => body.get(cstr(body)? + 1..)?,
         _ => return None,
     };
-    body.get(..body.iter().position(|&b| b == 0)?)
+    body.get(..cstr(body)?)
 }
 
 impl<S: Duplex> Session<S> {

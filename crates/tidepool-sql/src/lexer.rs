@@ -140,15 +140,11 @@ impl<'a> Lexer<'a> {
     /// Skips whitespace and comments from `self.pos`.
     fn skip_trivia(&mut self) -> Result<(), LexError> {
         loop {
-            let b = self.at(self.pos);
-            if self.pos < self.src.len() && is_space(b) {
-                self.pos += 1;
-            } else if self.starts(self.pos, b"--") {
-                self.pos = self.line_end(self.pos);
-            } else if self.starts(self.pos, b"/*") {
-                self.pos = self.block_comment_end(self.pos)?;
-            } else {
-                return Ok(());
+            match self.src.get(self.pos) {
+                Some(&b) if is_space(b) => self.pos += 1,
+                Some(b'-') if self.starts(self.pos, b"--") => self.pos = self.line_end(self.pos),
+                Some(b'/') if self.starts(self.pos, b"/*") => self.pos = self.block_comment_end(self.pos)?,
+                _ => return Ok(()),
             }
         }
     }

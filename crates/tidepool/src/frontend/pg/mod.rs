@@ -7,6 +7,7 @@ mod armed;
 mod console;
 mod handshake;
 mod io;
+mod lease;
 mod prepared;
 mod server_side;
 mod session;

@@ -46,6 +46,40 @@ impl Frame {
 /// Splits one tagged message off `buf`. `Ok(None)` means "need more bytes" (capacity for the
 /// rest of the frame has been reserved, bounded by `max`).
 pub fn try_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, ProtoError> {
+    let Some(total) = frame_len(buf, max)? else { return Ok(None) };
+    if buf.len() < total {
+        reserve_frame(buf, total);
+        return Ok(None);
+    }
+    let raw = buf.split_to(total).freeze();
+    // `total` is at least 5, so the frame has its tag byte.
+    let tag = raw.first().copied().unwrap_or_default();
+    Ok(Some(Frame { tag, raw }))
+}
+
+/// The tag and whole length (header included) of the complete message at the start of `buf`,
+/// checked as [`try_frame`] checks it, without splitting it off (for a relay that handles
+/// messages where they lie). `Ok(None)` means "need more bytes"; then [`reserve_partial`].
+pub fn peek_frame(buf: &[u8], max: usize) -> Result<Option<(u8, usize)>, ProtoError> {
+    match frame_len(buf, max)? {
+        Some(total) if buf.len() >= total => Ok(Some((buf.first().copied().unwrap_or_default(), total))),
+        _ => Ok(None),
+    }
+}
+
+/// Reserves room for the rest of a partial message at the start of `buf` (what [`try_frame`]
+/// does when it returns `Ok(None)`); nothing if its header is incomplete or invalid.
+pub fn reserve_partial(buf: &mut BytesMut, max: usize) {
+    if let Ok(Some(total)) = frame_len(buf, max) {
+        if buf.len() < total {
+            reserve_frame(buf, total);
+        }
+    }
+}
+
+/// The declared whole length of the message at the start of `buf`, checked against `max`;
+/// `Ok(None)` until its 5-byte header is there.
+fn frame_len(buf: &[u8], max: usize) -> Result<Option<usize>, ProtoError> {
     if buf.len() < 5 {
         return Ok(None);
     }
@@ -57,14 +91,7 @@ pub fn try_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, ProtoE
     if total > max.min(MAX_MESSAGE_CEILING) {
         return Err(ProtoError::TooLarge { len: total, max });
     }
-    if buf.len() < total {
-        reserve_frame(buf, total);
-        return Ok(None);
-    }
-    let raw = buf.split_to(total).freeze();
-    // `total` is at least 5, so the frame has its tag byte.
-    let tag = raw.first().copied().unwrap_or_default();
-    Ok(Some(Frame { tag, raw }))
+    Ok(Some(total))
 }
 
 /// Splits one untagged startup-phase packet off `buf`, returning its body (after the length).
@@ -167,6 +194,20 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn peeking_agrees_with_splitting(data in proptest::collection::vec(any::<u8>(), 0..256), max in 5usize..512) {
+            let mut buf = BytesMut::from(&data[..]);
+            let peeked = peek_frame(&data, max);
+            match try_frame(&mut buf, max) {
+                Ok(Some(f)) => prop_assert_eq!(peeked, Ok(Some((f.tag, f.raw.len())))),
+                Ok(None) => prop_assert_eq!(peeked, Ok(None)),
+                Err(e) => prop_assert_eq!(peeked, Err(e)),
+            }
+            let mut partial = BytesMut::from(&data[..]);
+            reserve_partial(&mut partial, max);
+            prop_assert_eq!(&partial[..], &data[..]);
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic_or_overallocate(data in proptest::collection::vec(any::<u8>(), 0..4096), max in 5usize..2048) {
             let mut buf = BytesMut::from(&data[..]);

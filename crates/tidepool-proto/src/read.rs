@@ -51,7 +51,8 @@ impl<'a> Reader<'a> {
     }
     /// A NUL-terminated string (raw bytes, terminator consumed).
     pub(crate) fn cstr_bytes(&mut self) -> Result<&'a [u8], ProtoError> {
-        let pos = self.buf.iter().position(|&b| b == 0).ok_or_else(|| self.err())?;
+        // `CStr` finds the NUL with the standard library's word-at-a-time search.
+        let pos = std::ffi::CStr::from_bytes_until_nul(self.buf).map_err(|_| self.err())?.to_bytes().len();
         let (s, rest) = self.buf.split_at(pos);
         // `rest` starts with the NUL found above.
         self.buf = rest.split_first().map_or(&[], |(_, r)| r);

@@ -308,7 +308,24 @@ impl<'a> Iterator for Statements<'a> {
         if self.done {
             return None;
         }
+        // The scan (a few hundred bytes) is set up once a statement has a token: not for the
+        // end of the input, nor for empty statements (`;;`).
+        let first = loop {
+            match self.lexer.next() {
+                Some(Ok(t)) if t.kind == TokenKind::Semicolon => {}
+                Some(Ok(t)) => break t,
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+                None => {
+                    self.done = true;
+                    return None;
+                }
+            }
+        };
         let mut scan = Scan::new();
+        scan.push(self.src, first);
         loop {
             match self.lexer.next() {
                 Some(Ok(t)) if t.kind == TokenKind::Semicolon => {

@@ -31,17 +31,19 @@ pub struct Upstream {
 }
 
 impl Manager for Upstream {
-    type Conn = ServerConn;
+    /// Boxed: a connection moves (idle list, lease, session) on every transaction; a pointer
+    /// is cheaper to move than the connection.
+    type Conn = Box<ServerConn>;
     type Error = UpstreamError;
-    async fn connect(&self) -> Result<ServerConn, UpstreamError> {
+    async fn connect(&self) -> Result<Box<ServerConn>, UpstreamError> {
         let mut conn = upstream::connect(&self.target).await?;
         conn.info = Some(self.servers.register(&conn));
-        Ok(conn)
+        Ok(Box::new(conn))
     }
     fn is_transient(&self, e: &UpstreamError) -> bool {
         e.is_transient()
     }
-    fn is_healthy(&self, c: &ServerConn) -> bool {
+    fn is_healthy(&self, c: &Box<ServerConn>) -> bool {
         c.idle_ok()
     }
 }
@@ -113,6 +115,18 @@ impl Database {
         lease_from(&self.pool, want, self.config.reset_every_transaction).await
     }
 
+    /// An idle connection of the database's own pool, at once, if a permit is free (see
+    /// [`Pool::try_get`]); its parameters are not synced yet ([`Database::prepare_lease`]).
+    pub fn try_lease(&self) -> Option<ServerLease> {
+        self.pool.try_get()
+    }
+
+    /// Readies a connection from [`Database::try_lease`] for a client with session parameters
+    /// `want`, as [`Database::lease_with`] does.
+    pub async fn prepare_lease(&self, lease: ServerLease, want: &HashMap<String, String>) -> Result<ServerLease, LeaseError> {
+        prepare(lease, want, self.config.reset_every_transaction).await
+    }
+
     /// Every pool of the database: its own and its roles'.
     pub fn pools(&self) -> impl Iterator<Item = &Pool<Upstream>> {
         std::iter::once(&self.pool).chain(self.roles.values().map(|r| &r.pool))
@@ -180,7 +194,11 @@ impl Database {
 /// (`SET` what differs, `RESET` what another client left).
 /// `reset_every_transaction` marks the lease dirty so check-in resets it whatever the client ran.
 pub async fn lease_from(pool: &Pool<Upstream>, want: &HashMap<String, String>, reset_every_transaction: bool) -> Result<ServerLease, LeaseError> {
-    let mut lease = pool.get().await?;
+    prepare(pool.get().await?, want, reset_every_transaction).await
+}
+
+/// The second half of [`lease_from`]: brings a leased connection's parameters to `want`.
+async fn prepare(mut lease: ServerLease, want: &HashMap<String, String>, reset_every_transaction: bool) -> Result<ServerLease, LeaseError> {
     match sync_params(&mut lease, want).await {
         Ok(()) => {
             lease.dirty |= reset_every_transaction;
@@ -212,6 +230,21 @@ pub enum LeaseError {
 /// travel as protocol parameters (client text is never spliced into SQL). One statement is one
 /// implicit transaction: on error nothing was applied.
 pub async fn sync_params(conn: &mut ServerConn, want: &HashMap<String, String>) -> Result<(), UpstreamError> {
+    // The usual case (no allocation, one lookup per name).
+    if params_in_sync(conn, want) {
+        return Ok(());
+    }
+    Box::pin(apply_params(conn, want)).await
+}
+
+/// True if `conn` carries exactly the session parameters `want` ([`sync_params`] has nothing to do).
+pub fn params_in_sync(conn: &ServerConn, want: &HashMap<String, String>) -> bool {
+    // Equal sizes and every wanted value present: nothing is stale either.
+    conn.applied.len() == want.len() && want.iter().all(|(k, v)| conn.applied.get(k) == Some(v))
+}
+
+/// [`sync_params`] when something differs.
+async fn apply_params(conn: &mut ServerConn, want: &HashMap<String, String>) -> Result<(), UpstreamError> {
     let mut changes: Vec<(&str, Option<&str>)> = Vec::new();
     for (k, v) in want {
         if conn.applied.get(k) != Some(v) {

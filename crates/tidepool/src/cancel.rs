@@ -13,19 +13,80 @@ use tokio::sync::Semaphore;
 
 use crate::upstream::{send_cancel, CancelTarget};
 
+/// The backend a client holds now. A cancel is delivered with the slot marked busy, and setting
+/// the slot waits until no delivery is under way (what an async mutex held across the delivery
+/// gave, with a plain lock on the per-transaction path instead of the mutex's wait queue).
 #[derive(Default)]
 pub struct CancelSlot {
-    target: tokio::sync::Mutex<Option<CancelTarget>>,
+    state: Mutex<SlotState>,
+    /// Signalled when a delivery ends.
+    delivered: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct SlotState {
+    target: Option<CancelTarget>,
+    /// A cancel is being delivered to `target`.
+    delivering: bool,
 }
 
 impl CancelSlot {
-    pub async fn set(&self, target: Option<CancelTarget>) {
-        // Uncontended (no cancel being delivered) on the per-transaction path: no wait queue.
-        if let Ok(mut slot) = self.target.try_lock() {
-            *slot = target;
-            return;
+    pub async fn set(&self, mut target: Option<CancelTarget>) {
+        loop {
+            // Registered before the check: a delivery ending in between still wakes this.
+            let ended = self.delivered.notified();
+            let mut ended = std::pin::pin!(ended);
+            ended.as_mut().enable();
+            match self.try_set(target) {
+                Ok(()) => return,
+                Err(t) => target = t,
+            }
+            ended.await;
         }
-        *self.target.lock().await = target;
+    }
+
+    /// Sets the target if no cancel is being delivered right now (the per-transaction path: no
+    /// wait, no future); gives it back otherwise, for [`CancelSlot::set`].
+    pub fn try_set(&self, target: Option<CancelTarget>) -> Result<(), Option<CancelTarget>> {
+        let mut state = self.state.lock();
+        if state.delivering {
+            return Err(target);
+        }
+        state.target = target;
+        Ok(())
+    }
+
+    /// Waits until no other delivery is under way, then marks the slot busy and returns its
+    /// target (`None`: the client holds no backend now; the slot is left as it was).
+    async fn begin_delivery(&self) -> Option<Delivery<'_>> {
+        loop {
+            let ended = self.delivered.notified();
+            let mut ended = std::pin::pin!(ended);
+            ended.as_mut().enable();
+            {
+                let mut state = self.state.lock();
+                if !state.delivering {
+                    let target = state.target.clone()?;
+                    state.delivering = true;
+                    return Some(Delivery { slot: self, target });
+                }
+            }
+            ended.await;
+        }
+    }
+}
+
+/// A cancel being delivered; the slot is free again when this is dropped (also if the delivering
+/// future is dropped half-way).
+struct Delivery<'a> {
+    slot: &'a CancelSlot,
+    target: CancelTarget,
+}
+
+impl Drop for Delivery<'_> {
+    fn drop(&mut self) {
+        self.slot.state.lock().delivering = false;
+        self.slot.delivered.notify_waiters();
     }
 }
 
@@ -104,11 +165,9 @@ impl CancelRegistry {
             tracing::warn!("too many cancel requests in flight; dropping one");
             return;
         };
-        let guard = slot.target.lock().await;
-        if let Some(target) = guard.as_ref() {
-            if let Err(e) = send_cancel(target, Duration::from_secs(5)).await {
-                tracing::warn!(error = %e, "could not forward cancel request");
-            }
+        let Some(delivery) = slot.begin_delivery().await else { return };
+        if let Err(e) = send_cancel(&delivery.target, Duration::from_secs(5)).await {
+            tracing::warn!(error = %e, "could not forward cancel request");
         }
     }
 
@@ -118,5 +177,33 @@ impl CancelRegistry {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(pid: i32) -> CancelTarget {
+        CancelTarget { host: "127.0.0.1".into(), port: 1, pid, secret: 0 }
+    }
+
+    #[tokio::test]
+    async fn setting_waits_for_a_delivery_under_way() {
+        let slot = Arc::new(CancelSlot::default());
+        assert!(slot.begin_delivery().await.is_none(), "no backend, nothing to deliver");
+        slot.try_set(Some(target(1))).expect("free");
+        let delivery = slot.begin_delivery().await.expect("a target");
+        assert_eq!(delivery.target.pid, 1);
+        assert_eq!(slot.try_set(None), Err(None), "busy while delivering");
+        let setter = tokio::spawn({
+            let slot = slot.clone();
+            async move { slot.set(Some(target(2))).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!setter.is_finished());
+        drop(delivery);
+        tokio::time::timeout(Duration::from_secs(30), setter).await.expect("woken").expect("joined");
+        assert_eq!(slot.begin_delivery().await.expect("a target").target.pid, 2);
     }
 }

@@ -88,7 +88,7 @@ pub enum Outcome {
 
 /// Gives a connection back to its pool according to [`plan`]. Any failure of a clean-up closes
 /// the connection instead: a connection of unknown state is never reused.
-pub async fn check_in(mut lease: ServerLease, held: Held, mode: Mode, max_prepared: usize) -> Outcome {
+pub async fn check_in(lease: ServerLease, held: Held, mode: Mode, max_prepared: usize) -> Outcome {
     match plan(held, lease.broken, lease.dirty, mode, lease.prepared.len(), max_prepared) {
         Plan::Discard { cancel } => {
             if cancel {
@@ -98,35 +98,52 @@ pub async fn check_in(mut lease: ServerLease, held: Held, mode: Mode, max_prepar
             }
             Outcome::Discarded
         }
-        Plan::Reuse { rollback, discard_all, deallocate_all } => {
-            let clean = async {
-                if rollback {
-                    lease.simple("ROLLBACK").await?;
-                }
-                if discard_all {
-                    lease.dirty = true;
-                    lease.reset_if_dirty().await?;
-                }
-                if deallocate_all {
-                    lease.simple("DEALLOCATE ALL").await?;
-                    lease.prepared.clear();
-                }
-                if lease.tx_status != b'I' {
-                    return Err(UpstreamError::Closed);
-                }
-                Ok::<_, UpstreamError>(())
-            };
-            match clean.await {
-                Ok(()) => {
-                    lease.release();
-                    Outcome::Returned
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "server clean-up failed; closing it");
-                    lease.discard();
-                    Outcome::Discarded
-                }
-            }
+        // Nothing to run: back at once (the clean-up future is not even built).
+        Plan::Reuse { rollback: false, discard_all: false, deallocate_all: false } if lease.tx_status == b'I' => {
+            lease.release();
+            Outcome::Returned
+        }
+        // Boxed: most check-ins need none of it.
+        Plan::Reuse { rollback, discard_all, deallocate_all } => Box::pin(clean_and_return(lease, rollback, discard_all, deallocate_all)).await,
+    }
+}
+
+/// Whether [`check_in`] would return `lease` to its pool at once, with nothing to run first (a
+/// caller may then call [`ServerLease::release`] itself, without a future).
+pub fn returns_at_once(lease: &ServerLease, held: Held, mode: Mode, max_prepared: usize) -> bool {
+    lease.tx_status == b'I'
+        && plan(held, lease.broken, lease.dirty, mode, lease.prepared.len(), max_prepared)
+            == Plan::Reuse { rollback: false, discard_all: false, deallocate_all: false }
+}
+
+/// Runs a [`Plan::Reuse`]'s clean-ups, then returns the connection (or closes it if one fails).
+async fn clean_and_return(mut lease: ServerLease, rollback: bool, discard_all: bool, deallocate_all: bool) -> Outcome {
+    let clean = async {
+        if rollback {
+            lease.simple("ROLLBACK").await?;
+        }
+        if discard_all {
+            lease.dirty = true;
+            lease.reset_if_dirty().await?;
+        }
+        if deallocate_all {
+            lease.simple("DEALLOCATE ALL").await?;
+            lease.prepared.clear();
+        }
+        if lease.tx_status != b'I' {
+            return Err(UpstreamError::Closed);
+        }
+        Ok::<_, UpstreamError>(())
+    };
+    match clean.await {
+        Ok(()) => {
+            lease.release();
+            Outcome::Returned
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "server clean-up failed; closing it");
+            lease.discard();
+            Outcome::Discarded
         }
     }
 }

@@ -40,7 +40,7 @@ impl ServerList {
             id: self.next.fetch_add(1, Ordering::Relaxed) + 1,
             connected: SystemTime::now(),
             remote_pid: conn.cancel.pid,
-            addr: conn.cancel.host.clone(),
+            addr: conn.cancel.host.to_string(),
             port: conn.cancel.port,
             local_addr: conn.stream.tcp().local_addr().ok(),
             tls: matches!(conn.stream, Stream::ClientTls(_)),

@@ -75,6 +75,13 @@ pub(super) enum AcquireError {
 
 /// Waits for a permit in FIFO order, at most `timeout` unless the pool is paused.
 pub(super) async fn acquire(sem: &Arc<Semaphore>, control: &Control, timeout: Duration) -> Result<OwnedSemaphorePermit, AcquireError> {
+    // A free permit is taken at once (no timer, no clock read). Permits a release frees go to
+    // queued waiters first, so a free one means nobody is queued: FIFO order is kept.
+    match sem.clone().try_acquire_owned() {
+        Ok(p) => return Ok(p),
+        Err(tokio::sync::TryAcquireError::Closed) => return Err(AcquireError::Closed),
+        Err(tokio::sync::TryAcquireError::NoPermits) => {}
+    }
     let fut = sem.clone().acquire_owned();
     tokio::pin!(fut);
     let mut deadline = Instant::now() + timeout;

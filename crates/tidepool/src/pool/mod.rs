@@ -164,29 +164,43 @@ impl<M: Manager> Pool<M> {
     /// Waits (FIFO, at most `timeout`) for a permit, then lends an idle connection or opens one.
     pub async fn get(&self) -> Result<Lease<M>, PoolError<M::Error>> {
         let inner = &self.inner;
-        let s = &inner.settings();
+        // Only the timeout is read on the way to an idle connection (no copy of the settings).
+        let timeout = inner.settings.lock().timeout;
         let start = Instant::now();
         let permit = {
             let _waiting = inner.stats.waiting_guard();
             // FIFO wait; a paused pool holds its waiters past `timeout` (queued, not failed).
-            match control::acquire(&inner.sem, &inner.control, s.timeout).await {
+            match control::acquire(&inner.sem, &inner.control, timeout).await {
                 Ok(p) => p,
-                Err(control::AcquireError::Closed) => return Err(PoolError::Closed(s.name.clone())),
+                Err(control::AcquireError::Closed) => return Err(PoolError::Closed(inner.settings().name)),
                 Err(control::AcquireError::Timeout) => {
                     inner.stats.timeouts.inc();
-                    return Err(PoolError::Timeout { pool: s.name.clone(), size: s.size, waited: start.elapsed() });
+                    let s = inner.settings();
+                    return Err(PoolError::Timeout { pool: s.name, size: s.size, waited: start.elapsed() });
                 }
             }
         };
         while let Some(idle) = inner.pop_idle() {
-            if inner.expired(idle.created, idle.since) || !inner.manager.is_healthy(&idle.conn) || inner.control.is_stale(&idle.tag) {
+            // One clock read ages the connection and times the wait.
+            let now = Instant::now();
+            if inner.expired_at(now, idle.created, idle.since) || !inner.manager.is_healthy(&idle.conn) || inner.control.is_stale(&idle.tag) {
                 inner.stats.closed.inc();
                 continue;
             }
-            inner.stats.record_assignment(start.elapsed());
+            inner.stats.record_assignment(now.saturating_duration_since(start));
             return Ok(self.lease(idle.conn, idle.created, idle._ticket, idle.tag, permit));
         }
-        let deadline = start + s.timeout;
+        // No idle connection: wait for budget or open one (boxed: the connect future is large,
+        // and a lease served from the idle list should not carry it).
+        Box::pin(self.open(start, timeout, permit)).await
+    }
+
+    /// [`Pool::get`] when no idle connection was there: waits for budget (taking a connection
+    /// that comes back meanwhile) or opens a new one.
+    async fn open(&self, start: Instant, timeout: Duration, permit: OwnedSemaphorePermit) -> Result<Lease<M>, PoolError<M::Error>> {
+        let inner = &self.inner;
+        let s = &inner.settings();
+        let deadline = start + timeout;
         let ticket = match &inner.budget {
             None => None,
             // Waits for budget in short slices: a connection that comes back idle meanwhile
@@ -231,6 +245,24 @@ impl<M: Manager> Pool<M> {
         }
     }
 
+    /// Lends an idle connection at once if a permit is free and one passes its checks: no
+    /// future and no wait (a free permit means nobody is queued, so FIFO order holds). `None`:
+    /// use [`Pool::get`], which waits or opens a connection.
+    pub fn try_get(&self) -> Option<Lease<M>> {
+        let inner = &self.inner;
+        let permit = inner.sem.clone().try_acquire_owned().ok()?;
+        while let Some(idle) = inner.pop_idle() {
+            if inner.expired(idle.created, idle.since) || !inner.manager.is_healthy(&idle.conn) || inner.control.is_stale(&idle.tag) {
+                inner.stats.closed.inc();
+                continue;
+            }
+            // Served without waiting.
+            inner.stats.record_assignment(Duration::ZERO);
+            return Some(self.lease(idle.conn, idle.created, idle._ticket, idle.tag, permit));
+        }
+        None
+    }
+
     fn lease(&self, conn: M::Conn, created: Instant, ticket: Option<BudgetTicket>, tag: control::Tag, permit: OwnedSemaphorePermit) -> Lease<M> {
         self.inner.stats.active.inc();
         Lease { conn: Some(conn), created, pool: self.inner.clone(), ticket, tag, permit: Some(permit) }
@@ -264,18 +296,24 @@ impl<M: Manager> Inner<M> {
     }
 
     fn expired(&self, created: Instant, since: Instant) -> bool {
+        self.expired_at(Instant::now(), created, since)
+    }
+
+    /// [`Inner::expired`] at `now`.
+    fn expired_at(&self, now: Instant, created: Instant, since: Instant) -> bool {
         let s = self.settings.lock();
-        created.elapsed() >= s.max_lifetime || since.elapsed() >= s.idle_timeout
+        now.saturating_duration_since(created) >= s.max_lifetime || now.saturating_duration_since(since) >= s.idle_timeout
     }
 
     fn push_idle(&self, conn: M::Conn, created: Instant, tag: control::Tag, ticket: Option<BudgetTicket>) {
         let max_lifetime = self.settings.lock().max_lifetime;
         let shed = || self.budget.as_ref().is_some_and(|b| b.shed());
-        if self.sem.is_closed() || created.elapsed() >= max_lifetime || self.control.is_stale(&tag) || self.control.is_paused() || shed() {
+        let now = Instant::now();
+        if self.sem.is_closed() || now.saturating_duration_since(created) >= max_lifetime || self.control.is_stale(&tag) || self.control.is_paused() || shed() {
             self.stats.closed.inc();
             return;
         }
-        self.idle.lock().push(Idle { conn, created, since: Instant::now(), tag, _ticket: ticket });
+        self.idle.lock().push(Idle { conn, created, since: now, tag, _ticket: ticket });
         self.stats.idle.inc();
     }
 }

@@ -96,7 +96,7 @@ async fn connect_inner(t: &UpstreamTarget) -> Result<ServerConn, UpstreamError> 
             _ => return Err(UpstreamError::Tls("unexpected answer to SSLRequest".into())),
         }
     };
-    let mut conn = ServerConn::new(stream, CancelTarget { host: url.host.clone(), port: url.port, pid: 0, secret: 0 });
+    let mut conn = ServerConn::new(stream, CancelTarget { host: url.host.as_str().into(), port: url.port, pid: 0, secret: 0 });
     let mut out = BytesMut::new();
     startup::encode_startup(&mut out, &[("user", &url.user), ("database", &url.database), ("application_name", "tidepool")]);
     conn.write_all(&out).await?;

@@ -56,7 +56,8 @@ impl UpstreamError {
 /// What a client needs to cancel the query this connection is running.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CancelTarget {
-    pub host: String,
+    /// Shared: the target is copied into a client's cancel slot once per transaction.
+    pub host: std::sync::Arc<str>,
     pub port: u16,
     pub pid: i32,
     pub secret: i32,
@@ -126,7 +127,12 @@ impl ServerConn {
 
     /// Records a ParameterStatus the server sent.
     pub fn note_parameter(&mut self, frame: &Frame) {
-        if let Ok((k, v)) = tidepool_proto::backend::parse_parameter_status(frame.body()) {
+        self.note_parameter_status(frame.body());
+    }
+
+    /// Records a ParameterStatus the server sent, given its body.
+    pub fn note_parameter_status(&mut self, body: &[u8]) {
+        if let Ok((k, v)) = tidepool_proto::backend::parse_parameter_status(body) {
             self.params.insert(k.to_owned(), v.to_owned());
         }
     }

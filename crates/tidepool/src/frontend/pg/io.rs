@@ -20,7 +20,16 @@ pub(super) fn reserve(buf: &mut BytesMut, want: usize) {
 }
 
 /// Writes as much of `buf` as the stream takes now; flushes once it is empty.
+#[inline]
 pub(super) fn write_some<W: AsyncWrite + Unpin>(w: &mut W, buf: &mut BytesMut, needs_flush: &mut bool, cx: &mut Context<'_>) -> std::io::Result<()> {
+    // Most turns of the session loop have nothing to write (checked without a call).
+    if buf.is_empty() && !*needs_flush {
+        return Ok(());
+    }
+    write_pending(w, buf, needs_flush, cx)
+}
+
+fn write_pending<W: AsyncWrite + Unpin>(w: &mut W, buf: &mut BytesMut, needs_flush: &mut bool, cx: &mut Context<'_>) -> std::io::Result<()> {
     while !buf.is_empty() {
         match Pin::new(&mut *w).poll_write(cx, buf) {
             Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),

@@ -3,9 +3,11 @@
 //! WebSocket clients through [`serve_stream`]. Logins to the virtual database `pgbouncer` (or
 //! `tidepool`) by an `admin_users`/`stats_users` user get the admin [`console`] instead.
 
+mod armed;
 mod console;
 mod handshake;
 mod io;
+mod lease;
 mod prepared;
 mod server_side;
 mod session;

@@ -3,8 +3,9 @@
 //! answers owed) and what each server message does to the session (ReadyForQuery bookkeeping,
 //! swallowing answers to tidepool's own messages, parameter tracking).
 
+use bytes::Buf;
 use tidepool_proto::backend::{self, parse_parameter_status, parse_ready, ErrorFields};
-use tidepool_proto::framing::{try_frame, MAX_MESSAGE_CEILING};
+use tidepool_proto::framing::{peek_frame, reserve_partial, MAX_MESSAGE_CEILING};
 use tidepool_proto::frontend::{self, FrontendMsg};
 use tidepool_proto::{sqlstate, Frame};
 
@@ -22,8 +23,10 @@ const NO_STATEMENT: &str = "tp_closed";
 const TRACKED: [&str; 6] = ["application_name", "client_encoding", "datestyle", "intervalstyle", "timezone", "standard_conforming_strings"];
 
 impl<S: Duplex> Session<S> {
+    /// Whether the client's `client_encoding` is UTF-8 (kept in `Session::utf8`, recomputed by
+    /// [`utf8_params`] whenever the parameters change: no map lookup per message).
     pub(super) fn utf8_client(&self) -> bool {
-        self.params.get("client_encoding").is_some_and(|e| is_utf8(e))
+        self.utf8
     }
 
     /// Forwards one client message to the attached server, rewriting it as needed. `fx`: what
@@ -159,22 +162,56 @@ impl<S: Duplex> Session<S> {
     /// Handles whatever complete messages the server sent.
     pub(super) fn on_server_data(&mut self) -> Result<(), End> {
         let Some(a) = self.server.as_mut() else { return Ok(()) };
-        loop {
-            let f = match try_frame(&mut a.lease.rbuf, MAX_MESSAGE_CEILING) {
-                Ok(Some(f)) => f,
-                Ok(None) => return Ok(()),
+        // Taken out while its messages are handled in place (the connection's other fields
+        // change meanwhile), then put back without them.
+        let mut buf = std::mem::take(&mut a.lease.rbuf);
+        let (used, r) = self.relay(&buf);
+        buf.advance(used);
+        if r.is_ok() {
+            reserve_partial(&mut buf, MAX_MESSAGE_CEILING);
+        }
+        if let Some(a) = self.server.as_mut() {
+            a.lease.rbuf = buf;
+        }
+        r
+    }
+
+    /// Handles the complete server messages at the start of `buf` where they lie: each run of
+    /// messages the client gets as they are is copied to it at once (no message is split off).
+    /// Returns how many bytes were handled.
+    fn relay(&mut self, buf: &[u8]) -> (usize, Result<(), End>) {
+        let Some(a) = self.server.as_mut() else { return (0, Ok(())) };
+        // `pos`: end of the messages handled; `run`: start of those not copied to the client yet.
+        let mut pos = 0;
+        let mut run = 0;
+        let r = loop {
+            let rest = buf.get(pos..).unwrap_or_default();
+            let (tag, len) = match peek_frame(rest, MAX_MESSAGE_CEILING) {
+                Ok(Some(h)) => h,
+                Ok(None) => break Ok(()),
                 Err(e) => {
                     a.lease.broken = true;
-                    return Err(End::Fatal(sqlstate::CONNECTION_FAILURE, format!("upstream protocol error: {e}")));
+                    break Err(End::Fatal(sqlstate::CONNECTION_FAILURE, format!("upstream protocol error: {e}")));
                 }
             };
+            let start = pos;
+            pos += len;
+            let body = buf.get(start + 5..pos).unwrap_or_default();
+            // Not relayed as it is: what came before it goes now; `extra` is sent in its place.
+            let held = |to_client: &mut bytes::BytesMut, run: &mut usize, extra: Option<fn(&mut bytes::BytesMut)>| {
+                to_client.extend_from_slice(buf.get(*run..start).unwrap_or_default());
+                if let Some(write) = extra {
+                    write(to_client);
+                }
+                *run = pos;
+            };
             let mut error = None;
-            match f.tag {
+            match tag {
                 b'Z' => {
-                    a.status = parse_ready(f.body()).unwrap_or(b'E');
+                    a.status = parse_ready(body).unwrap_or(b'E');
                     if a.status == b'I' {
                         // Counted with this ReadyForQuery's bytes below; the transaction ends after.
-                        self.tx.server_message(f.raw.len(), None);
+                        self.tx.server_message(len, None);
                         self.tx.ready(&self.db.traffic, self.front, self.last_activity);
                     }
                     if a.status == b'I' && !self.pending_writes.is_empty() {
@@ -193,6 +230,7 @@ impl<S: Duplex> Session<S> {
                 b'1' => {
                     if matches!(a.queue.front(), Some(Pending::Parse { .. })) {
                         if let Some(Pending::Parse { injected: true, .. }) = a.queue.pop_front() {
+                            held(&mut self.to_client, &mut run, None);
                             continue;
                         }
                     }
@@ -200,7 +238,7 @@ impl<S: Duplex> Session<S> {
                 b'3' => match a.queue.front() {
                     Some(Pending::ParseStandIn { .. }) => {
                         a.queue.pop_front();
-                        backend::parse_complete(&mut self.to_client);
+                        held(&mut self.to_client, &mut run, Some(backend::parse_complete));
                         continue;
                     }
                     Some(Pending::Close) => {
@@ -211,7 +249,10 @@ impl<S: Duplex> Session<S> {
                 b'G' => copy_in_started(a),
                 // The shared listener delivers this client's notifications (`crate::listen`);
                 // a pooled server's copy would be a duplicate.
-                b'A' if self.mode == PoolMode::Transaction => continue,
+                b'A' if self.mode == PoolMode::Transaction => {
+                    held(&mut self.to_client, &mut run, None);
+                    continue;
+                }
                 b'E' => {
                     // An error ends COPY FROM STDIN on the server side: Syncs count again.
                     a.copy_in = None;
@@ -230,7 +271,7 @@ impl<S: Duplex> Session<S> {
                             _ => {}
                         }
                     }
-                    if let Ok(e) = ErrorFields::parse(f.body()) {
+                    if let Ok(e) = ErrorFields::parse(body) {
                         if e.severity() == "FATAL" || e.severity() == "PANIC" {
                             a.lease.broken = true;
                         }
@@ -239,22 +280,24 @@ impl<S: Duplex> Session<S> {
                     }
                 }
                 b'S' => {
-                    if let Ok((k, v)) = parse_parameter_status(f.body()) {
+                    if let Ok((k, v)) = parse_parameter_status(body) {
                         let k = k.to_ascii_lowercase();
                         if TRACKED.contains(&k.as_str()) {
                             std::sync::Arc::make_mut(&mut self.params).insert(k.clone(), v.to_owned());
+                            self.utf8 = utf8_params(&self.params);
                             a.lease.applied.insert(k, v.to_owned());
                         }
                     }
-                    a.lease.note_parameter(&f);
+                    a.lease.note_parameter_status(body);
                 }
                 _ => {}
             }
-            if !(f.tag == b'Z' && a.status == b'I') {
-                self.tx.server_message(f.raw.len(), error);
+            if !(tag == b'Z' && a.status == b'I') {
+                self.tx.server_message(len, error);
             }
-            self.to_client.extend_from_slice(&f.raw);
-        }
+        };
+        self.to_client.extend_from_slice(buf.get(run..pos).unwrap_or_default());
+        (pos, r)
     }
 }
 
@@ -290,10 +333,18 @@ fn copy_in_started(a: &mut Attached) {
     }
 }
 
+/// Whether session parameters `params` (lower-case names) say the client encoding is UTF-8.
+pub(super) fn utf8_params(params: &std::collections::HashMap<String, String>) -> bool {
+    params.get("client_encoding").is_some_and(|e| is_utf8(e))
+}
+
 /// `client_encoding` values meaning UTF-8 (PostgreSQL ignores case, `-` and `_`).
 fn is_utf8(encoding: &str) -> bool {
-    let e: String = encoding.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-    e.eq_ignore_ascii_case("utf8") || e.eq_ignore_ascii_case("unicode")
+    let is = |word: &str| {
+        let mut e = encoding.bytes().filter(u8::is_ascii_alphanumeric);
+        word.bytes().all(|w| e.next().is_some_and(|b| b.eq_ignore_ascii_case(&w))) && e.next().is_none()
+    };
+    is("utf8") || is("unicode")
 }
 
 fn protocol_violation(e: tidepool_proto::ProtoError) -> End {
@@ -311,4 +362,19 @@ fn ensure_prepared(a: &mut Attached, stmt: &Statement) {
     }
     a.lease.prepared.insert(stmt.server_name.clone());
     a.queue.push_back(Pending::Parse { server_name: Some(stmt.server_name.clone()), client_name: None, injected: true });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_utf8;
+
+    #[test]
+    fn utf8_encoding_names() {
+        for yes in ["UTF8", "utf-8", "Utf_8", "unicode", "UNI-CODE"] {
+            assert!(is_utf8(yes), "{yes}");
+        }
+        for no in ["", "utf", "utf88", "latin1", "SQL_ASCII", "unicodes", "8utf"] {
+            assert!(!is_utf8(no), "{no}");
+        }
+    }
 }

@@ -16,18 +16,18 @@ use std::task::{Context, Poll};
 use bytes::BytesMut;
 use tidepool_proto::framing::try_frame;
 use tidepool_proto::{backend, sqlstate, ProtoError};
-use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 use tokio_util::io::poll_read_buf;
 use tracing::Instrument;
 
+use super::armed::Armed;
 use super::handshake::{login, Login};
 use super::io::{reserve, write_some};
 use super::prepared::{ClientStatements, Pending};
 use super::tracking::{Extra, Touched};
 use super::tx_meter::TxMeter;
 use super::{fail_login, LoginError};
-use crate::app::{App, ClientSlot, Database, LeaseError, ServerLease};
+use crate::app::{App, ClientSlot, Database, ServerLease};
 use crate::cancel::CancelKey;
 use crate::checkin;
 use crate::clients::{NewClient, Registered};
@@ -36,7 +36,7 @@ use crate::net::Duplex;
 use crate::stats::{ClientGuard, Front, Outcome};
 
 /// Stop reading from one side while this much is queued for the other.
-const HIGH_WATER: usize = 256 * 1024;
+pub(super) const HIGH_WATER: usize = 256 * 1024;
 
 pub(super) struct Attached {
     pub lease: ServerLease,
@@ -72,6 +72,8 @@ pub(super) struct Session<S> {
     /// Session parameters (lower-case names) this client's servers must carry; shared between
     /// clients that logged in with the same ones (copied on write, see [`shared_params`]).
     pub params: Arc<HashMap<String, String>>,
+    /// `client_encoding` in `params` is UTF-8 (recomputed whenever `params` changes).
+    pub utf8: bool,
     pub stmts: ClientStatements,
     pub key: CancelKey,
     pub server: Option<Box<Attached>>,
@@ -182,6 +184,7 @@ pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: Bytes
         crbuf: if rbuf.is_empty() { BytesMut::new() } else { rbuf },
         to_client: BytesMut::new(),
         client_needs_flush: false,
+        utf8: super::server_side::utf8_params(&params),
         params,
         stmts: ClientStatements::default(),
         key,
@@ -200,9 +203,14 @@ pub(super) async fn run<S: Duplex>(app: Arc<App>, mut client: S, mut rbuf: Bytes
     };
     // The session gets a task of its own: this one (with the login's larger state) ends here,
     // so an idle client costs only the session loop's memory.
-    let task = session.serve().instrument(span);
+    let task = session.serve();
     tracing::trace!(bytes = std::mem::size_of_val(&task), "session task");
-    app.tracker.spawn(task);
+    // A disabled span (the level filters it out) would only cost an enter and exit per poll.
+    if span.is_disabled() {
+        app.tracker.spawn(task);
+    } else {
+        app.tracker.spawn(task.instrument(span));
+    }
 }
 
 /// Clients of one application log in with the same startup parameters: the database keeps the
@@ -224,9 +232,12 @@ impl<S: Duplex> Session<S> {
     fn serve(mut self) -> impl Future<Output = ()> + Send {
         async move {
             let kill = self._registered.info().kill.clone();
+            // Gated: polled again only once it wakes the task, not on every turn of the loop.
+            let kill_signal = std::pin::pin!(kill.cancelled());
+            let mut kill_signal = Armed::new(kill_signal);
             let end = tokio::select! {
                 biased;
-                () = kill.cancelled() => {
+                () = &mut kill_signal => {
                     // KILL_CLIENT: whatever was in flight is abandoned; the server is closed, never reused.
                     self.killed = true;
                     self.to_client.clear();
@@ -244,7 +255,9 @@ impl<S: Duplex> Session<S> {
 impl<S: Duplex> Session<S> {
     async fn run_loop(&mut self) -> End {
         let shutdown = self.app.shutdown.clone();
-        let mut shutdown = std::pin::pin!(shutdown.cancelled_owned());
+        // Gated (see `armed.rs`): polled on every turn between transactions otherwise.
+        let shutdown = std::pin::pin!(shutdown.cancelled_owned());
+        let mut shutdown = Armed::new(shutdown);
         // Messages pipelined behind the login are already buffered.
         if !self.crbuf.is_empty() {
             if let Err(end) = Box::pin(self.on_client_data()).await {
@@ -252,7 +265,7 @@ impl<S: Duplex> Session<S> {
             }
         }
         loop {
-            let ev = poll_fn(|cx| self.poll_io(cx, shutdown.as_mut())).await;
+            let ev = poll_fn(|cx| self.poll_io(cx, &mut shutdown)).await;
             let r = match ev {
                 Event::Client(Ok(0)) | Event::Client(Err(_)) => return End::ClientGone,
                 Event::ClientWrite(e) => {
@@ -275,8 +288,10 @@ impl<S: Duplex> Session<S> {
                 }
                 Event::Notified => Ok(()),
                 Event::Release => {
-                    // Boxed (like attach): allocated once per transaction, not held while idle.
-                    Box::pin(self.release()).await;
+                    if !self.release_now() {
+                        // Boxed (like attach): allocated when needed, not held while idle.
+                        Box::pin(self.release()).await;
+                    }
                     Ok(())
                 }
                 Event::Shutdown => return End::Fatal(sqlstate::ADMIN_SHUTDOWN, "tidepool is shutting down".into()),
@@ -304,7 +319,7 @@ impl<S: Duplex> Session<S> {
                 .is_some_and(|a| a.pending == 0 && !a.unsynced && a.copy_in.is_none() && a.status == b'I' && a.to_server.is_empty() && !a.keep)
     }
 
-    fn poll_io(&mut self, cx: &mut Context<'_>, shutdown: Pin<&mut tokio_util::sync::WaitForCancellationFutureOwned>) -> Poll<Event> {
+    fn poll_io(&mut self, cx: &mut Context<'_>, shutdown: &mut Armed<Pin<&mut tokio_util::sync::WaitForCancellationFutureOwned>>) -> Poll<Event> {
         let unsent = self.to_client.len();
         if let Err(e) = write_some(&mut self.client, &mut self.to_client, &mut self.client_needs_flush, cx) {
             return Poll::Ready(Event::ClientWrite(e));
@@ -338,7 +353,7 @@ impl<S: Duplex> Session<S> {
         // Before the client read: a query that arrives together with the drain between
         // transactions must not start a new one.
         let between = self.server.as_ref().is_none_or(|a| a.keep && a.pending == 0 && a.status == b'I' && a.to_server.is_empty());
-        if between && shutdown.poll(cx).is_ready() {
+        if between && shutdown.poll_armed(cx).is_ready() {
             return Poll::Ready(Event::Shutdown);
         }
         if to_server_len < HIGH_WATER {
@@ -395,6 +410,8 @@ impl<S: Duplex> Session<S> {
     /// Polls the idle timer. It is re-armed only when it fires early or must fire sooner, not on
     /// every message.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Option<Idle> {
+        // No timer, no timeout (and no configuration read on every turn).
+        self.idle_timer.as_ref()?;
         let (limit, kind) = self.idle_limit()?;
         let due = self.last_activity + limit;
         let timer = self.idle_timer.as_mut()?;
@@ -437,9 +454,17 @@ impl<S: Duplex> Session<S> {
             }
             self.tx.client_message(frame.raw.len(), self.last_activity);
             if self.server.is_none() {
-                if let Err(e) = Box::pin(self.attach()).await {
-                    self.lease_failed(frame.tag, e)?;
-                    continue;
+                // An idle server is attached without a future when nothing needs waiting for;
+                // otherwise (with the lease taken already, if any) asynchronously.
+                let waiting = match self.db.try_lease() {
+                    None => Some(None),
+                    Some(lease) => self.attach_now(lease).err().map(Some),
+                };
+                if let Some(ready) = waiting {
+                    if let Err(e) = Box::pin(self.attach(ready)).await {
+                        self.lease_failed(frame.tag, e)?;
+                        continue;
+                    }
                 }
             }
             let (frame, fx) = self.screen(frame);
@@ -457,97 +482,6 @@ impl<S: Duplex> Session<S> {
             self.crbuf = BytesMut::new();
         }
         Ok(())
-    }
-
-    /// A lease could not be had: answer with an error, keep the session usable.
-    fn lease_failed(&mut self, tag: u8, e: LeaseError) -> Result<(), End> {
-        tracing::warn!(error = %e, "could not lease a server connection");
-        let (code, msg) = match &e {
-            LeaseError::Params(f) => (f.code().to_owned(), f.message().to_owned()),
-            LeaseError::Pool(crate::pool::PoolError::Timeout { .. }) => (sqlstate::TOO_MANY_CONNECTIONS.to_owned(), e.to_string()),
-            _ => (sqlstate::CONNECTION_FAILURE.to_owned(), e.to_string()),
-        };
-        let outcome = match &e {
-            LeaseError::Params(_) => Outcome::ClientError,
-            LeaseError::Pool(crate::pool::PoolError::Timeout { .. }) => Outcome::Timeout,
-            _ => Outcome::ServerError,
-        };
-        self.db.traffic.note_error(self.front, &msg);
-        self.tx.end(&self.db.traffic, self.front, outcome);
-        backend::error_response(&mut self.to_client, "ERROR", &code, &msg);
-        match tag {
-            b'Q' | b'S' | b'F' => backend::ready_for_query(&mut self.to_client, b'I'),
-            _ => self.skip_until_sync = true,
-        }
-        Ok(())
-    }
-
-    async fn attach(&mut self) -> Result<(), LeaseError> {
-        // Counted from when the client's message was read.
-        let waited = self.last_activity;
-        let lease = Box::pin(self.wait_for_lease()).await;
-        self.db.traffic.record_wait(self.front, waited.elapsed());
-        let lease = lease?;
-        self.key.slot.set(Some(lease.cancel.clone())).await;
-        self.server = Some(Box::new(Attached {
-            lease,
-            to_server: BytesMut::with_capacity(1024),
-            pending: 0,
-            unsynced: false,
-            status: b'I',
-            queue: VecDeque::new(),
-            copy_in: None,
-            needs_flush: false,
-            touched: Touched::default(),
-            keep: false,
-        }));
-        Ok(())
-    }
-
-    async fn wait_for_lease(&mut self) -> Result<ServerLease, LeaseError> {
-        let lease_fut = self.db.lease_with(&self.params);
-        let mut lease_fut = std::pin::pin!(lease_fut);
-        let lease = loop {
-            // Backpressure: a waiting client may queue a little, not its whole pipeline.
-            if self.crbuf.len() >= HIGH_WATER {
-                break lease_fut.await?;
-            }
-            tokio::select! {
-                r = &mut lease_fut => break r?,
-                n = self.client.read_buf(&mut self.crbuf) => {
-                    if matches!(n, Ok(0) | Err(_)) {
-                        // The waiter left: dropping the future takes it out of the queue.
-                        return Err(LeaseError::Upstream(crate::upstream::UpstreamError::Closed));
-                    }
-                }
-            }
-        };
-        Ok(lease)
-    }
-
-    /// Returns the server to the pool after resetting what the client left behind.
-    async fn release(&mut self) {
-        if self.extra.is_some() || self.server.as_ref().is_some_and(|a| a.touched.any()) {
-            let keep = self.after_transaction().await;
-            if let Some(a) = self.server.as_mut().filter(|_| keep) {
-                a.keep = true;
-                return;
-            }
-        }
-        let Some(a) = self.server.take() else { return };
-        self.key.slot.set(None).await;
-        // Between transactions a client holds no read buffer and no large write buffer.
-        if self.crbuf.is_empty() {
-            self.crbuf = BytesMut::new();
-        }
-        if self.to_client.is_empty() && self.to_client.capacity() > 1024 {
-            self.to_client = BytesMut::new();
-        }
-        let held = checkin::Held::idle(a.status);
-        if checkin::check_in(a.lease, held, checkin::Mode::Transaction, self.db.config.max_prepared_statements).await == checkin::Outcome::Returned {
-            self.app.metrics.transactions.inc();
-            self.db.xacts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
     }
 
     fn on_server_lost(&mut self) -> Result<(), End> {

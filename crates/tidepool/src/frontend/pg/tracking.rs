@@ -68,13 +68,15 @@ fn frame_of(buf: BytesMut) -> Option<Frame> {
 
 /// The SQL text of a Query or Parse frame.
 fn sql_of(frame: &Frame) -> Option<&[u8]> {
+    // `CStr` finds the NUL with the standard library's word-at-a-time search.
+    let cstr = |b: &[u8]| std::ffi::CStr::from_bytes_until_nul(b).ok().map(|c| c.to_bytes().len());
     let body = frame.body();
     let body = match frame.tag {
         b'Q' => body,
-        b'P' => body.get(body.iter().position(|&b| b == 0)? + 1..)?,
+        b'P' => body.get(cstr(body)? + 1..)?,
         _ => return None,
     };
-    body.get(..body.iter().position(|&b| b == 0)?)
+    body.get(..cstr(body)?)
 }
 
 impl<S: Duplex> Session<S> {
@@ -235,6 +237,7 @@ impl<S: Duplex> Session<S> {
             for n in x.sets.drain() {
                 std::sync::Arc::make_mut(&mut self.params).remove(&n);
             }
+            self.utf8 = super::server_side::utf8_params(&self.params);
         }
         if t.deallocate_all {
             a.lease.prepared.clear();
@@ -294,6 +297,7 @@ impl<S: Duplex> Session<S> {
                 }
             }
         }
+        self.utf8 = super::server_side::utf8_params(&self.params);
         if probe && text(0).as_deref() != Some("true") {
             // Nothing pinned is left: the server goes back (reset, to be sure).
             x.pin = None;

@@ -172,7 +172,8 @@ fn plain_setting<'a>(h: &Head<'a, '_>, mut i: usize, with_value: bool) -> Option
         let part = h.bytes(t);
         let part = match t.kind {
             TokenKind::Ident => part,
-            TokenKind::QuotedIdent => part.get(1..part.len().saturating_sub(1))?,
+            // `""` is not a name (PostgreSQL refuses zero-length identifiers): not replayable.
+            TokenKind::QuotedIdent => part.get(1..part.len().saturating_sub(1)).filter(|p| !p.is_empty())?,
             _ => return None,
         };
         let part = String::from_utf8_lossy(part).replace("\"\"", "\"");

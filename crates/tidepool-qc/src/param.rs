@@ -31,11 +31,17 @@ pub fn parameterize(graph: &ParamGraph, request: &J) -> Option<Parameterized> {
     let out = match request.get("batch") {
         Some(J::Arr(items)) => {
             let batch = J::Arr(items.iter().map(|q| p.operation(q)).collect());
-            J::Obj(top.iter().map(|(k, v)| (k.clone(), if k == "batch" { batch.clone() } else { v.clone() })).collect())
+            replaced(top, "batch", batch)
         }
         _ => p.operation(request),
     };
     Some(Parameterized { request: out.to_json_string(), params: p.values })
+}
+
+/// A copy of object `m` whose `key` (unique: parsing keeps one of each) holds `value`.
+fn replaced(m: &[(String, J)], key: &str, value: J) -> J {
+    let mut value = Some(value);
+    J::Obj(m.iter().map(|(k, v)| (k.clone(), if k == key { value.take().unwrap_or_else(|| v.clone()) } else { v.clone() })).collect())
 }
 
 struct Params<'g> {
@@ -197,7 +203,7 @@ impl Params<'_> {
         let root = self.graph.roots.get(&key).copied().unwrap_or_default();
         let q = self.field_selection(query, root, 0);
         let J::Obj(m) = op else { return op.clone() };
-        J::Obj(m.iter().map(|(k, v)| (k.clone(), if k == "query" { q.clone() } else { v.clone() })).collect())
+        replaced(m, "query", q)
     }
 
     fn field_selection(&mut self, q: &J, edge: OutputEdge, depth: usize) -> J {

@@ -236,7 +236,11 @@ async fn schema(State(app): State<Arc<App>>, guard: Guard, headers: HeaderMap, P
         }
         Err(f) => return compile_failed(f, None),
     }
-    let graph = app.dataproxy.graph(cfg, text.clone()).await;
+    // A re-upload of a schema still held keeps its graph: the DMMF is built once per schema.
+    let graph = match app.dataproxy.schema(&db, &hash).and_then(|s| s.graph) {
+        Some(g) => Some(g),
+        None => app.dataproxy.graph(cfg, text.clone()).await,
+    };
     app.dataproxy.insert_schema(cfg, &db, &hash, Schema { text, graph });
     reply::json(StatusCode::OK, &json!({}))
 }
